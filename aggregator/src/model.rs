@@ -1,0 +1,252 @@
+//! Aggregate rows and their merge rules. These are the semantics promised to product APIs:
+//!
+//! - `click_daily (tenant_id, short_code, day)` → `clicks`: a sum.
+//! - `rank_daily (tenant_id, campaign_id, keyword, geo, engine, device, day)` → `last_position` follows
+//!   the check with the greatest `(occurred_at, event_id)` (the id breaks ties so that the result does not
+//!   depend on arrival order), `best_position` = min of non-null positions, `worst_position` = max of
+//!   non-null positions, `checks` counts every check, ranked or not.
+//! - `crawl_hourly (tenant_id, campaign_id, domain, hour)` → `pages`, per-class status counts, fetch-time
+//!   sum and max, byte sum. `domain` is the URL host, lowercased; status 1xx counts only as a page.
+//!
+//! Day and hour are UTC buckets of `occurred_at`. Every merge is associative and commutative, so partial
+//! aggregates from any split of the events combine to the same row — PostgreSQL applies the same rules in
+//! its `ON CONFLICT` clauses.
+
+use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
+
+/// The UTC calendar day of an instant.
+pub fn day_of(ts: DateTime<Utc>) -> NaiveDate {
+    ts.date_naive()
+}
+
+/// The start of the UTC hour of an instant.
+pub fn hour_of(ts: DateTime<Utc>) -> DateTime<Utc> {
+    ts.duration_trunc(TimeDelta::hours(1)).unwrap_or(ts)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClickDailyKey {
+    pub tenant_id: String,
+    pub short_code: String,
+    pub day: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RankDailyKey {
+    pub tenant_id: String,
+    pub campaign_id: String,
+    pub keyword: String,
+    pub geo: String,
+    pub engine: String,
+    pub device: String,
+    pub day: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankDaily {
+    pub last_position: Option<i16>,
+    pub last_occurred_at: DateTime<Utc>,
+    pub last_event_id: String,
+    pub best_position: Option<i16>,
+    pub worst_position: Option<i16>,
+    pub checks: i64,
+}
+
+impl RankDaily {
+    pub fn single(position: Option<i16>, occurred_at: DateTime<Utc>, event_id: &str) -> Self {
+        RankDaily {
+            last_position: position,
+            last_occurred_at: occurred_at,
+            last_event_id: event_id.to_owned(),
+            best_position: position,
+            worst_position: position,
+            checks: 1,
+        }
+    }
+
+    /// Folds one more check into the row.
+    pub fn add(&mut self, position: Option<i16>, occurred_at: DateTime<Utc>, event_id: &str) {
+        self.checks += 1;
+        self.best_position = min_opt(self.best_position, position);
+        self.worst_position = max_opt(self.worst_position, position);
+        if (occurred_at, event_id) > (self.last_occurred_at, self.last_event_id.as_str()) {
+            self.last_position = position;
+            self.last_occurred_at = occurred_at;
+            event_id.clone_into(&mut self.last_event_id);
+        }
+    }
+
+    /// Merges another partial aggregate of the same key.
+    pub fn merge(&mut self, other: &RankDaily) {
+        self.checks += other.checks;
+        self.best_position = min_opt(self.best_position, other.best_position);
+        self.worst_position = max_opt(self.worst_position, other.worst_position);
+        if (other.last_occurred_at, other.last_event_id.as_str())
+            > (self.last_occurred_at, self.last_event_id.as_str())
+        {
+            self.last_position = other.last_position;
+            self.last_occurred_at = other.last_occurred_at;
+            self.last_event_id.clone_from(&other.last_event_id);
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CrawlHourlyKey {
+    pub tenant_id: String,
+    pub campaign_id: String,
+    pub domain: String,
+    pub hour: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrawlHourly {
+    pub pages: i64,
+    pub status_2xx: i64,
+    pub status_3xx: i64,
+    pub status_4xx: i64,
+    pub status_5xx: i64,
+    pub fetch_ms_sum: i64,
+    pub fetch_ms_max: i64,
+    pub bytes_sum: i64,
+}
+
+impl CrawlHourly {
+    pub fn add(&mut self, status_code: i32, fetch_ms: i64, bytes: i64) {
+        self.pages += 1;
+        match status_code / 100 {
+            2 => self.status_2xx += 1,
+            3 => self.status_3xx += 1,
+            4 => self.status_4xx += 1,
+            5 => self.status_5xx += 1,
+            _ => {}
+        }
+        self.fetch_ms_sum += fetch_ms;
+        self.fetch_ms_max = self.fetch_ms_max.max(fetch_ms);
+        self.bytes_sum += bytes;
+    }
+
+    pub fn merge(&mut self, o: &CrawlHourly) {
+        self.pages += o.pages;
+        self.status_2xx += o.status_2xx;
+        self.status_3xx += o.status_3xx;
+        self.status_4xx += o.status_4xx;
+        self.status_5xx += o.status_5xx;
+        self.fetch_ms_sum += o.fetch_ms_sum;
+        self.fetch_ms_max = self.fetch_ms_max.max(o.fetch_ms_max);
+        self.bytes_sum += o.bytes_sum;
+    }
+}
+
+fn min_opt(a: Option<i16>, b: Option<i16>) -> Option<i16> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+fn max_opt(a: Option<i16>, b: Option<i16>) -> Option<i16> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn buckets_are_utc() {
+        // 23:30 at -02:00 is 01:30 UTC the next day.
+        let ts = DateTime::parse_from_rfc3339("2026-03-01T23:30:00-02:00").unwrap().with_timezone(&Utc);
+        assert_eq!(day_of(ts), NaiveDate::from_ymd_opt(2026, 3, 2).unwrap());
+        assert_eq!(hour_of(ts), t("2026-03-02T01:00:00Z"));
+        assert_eq!(hour_of(t("2026-03-02T01:59:59.999999Z")), t("2026-03-02T01:00:00Z"));
+    }
+
+    #[test]
+    fn rank_last_follows_newest_and_ignores_arrival_order() {
+        let checks = [
+            (Some(5), "2026-01-01T10:00:00Z", "a"),
+            (None, "2026-01-01T12:00:00Z", "b"),
+            (Some(9), "2026-01-01T08:00:00Z", "c"),
+            (Some(2), "2026-01-01T11:00:00Z", "d"),
+        ];
+        // Expected by hand: newest is "b" (unranked), best 2, worst 9, 4 checks.
+        let expected = RankDaily {
+            last_position: None,
+            last_occurred_at: t("2026-01-01T12:00:00Z"),
+            last_event_id: "b".into(),
+            best_position: Some(2),
+            worst_position: Some(9),
+            checks: 4,
+        };
+        for order in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]] {
+            let (p, ts, id) = checks[order[0]];
+            let mut row = RankDaily::single(p, t(ts), id);
+            for &i in &order[1..] {
+                let (p, ts, id) = checks[i];
+                row.add(p, t(ts), id);
+            }
+            assert_eq!(row, expected, "order {order:?}");
+        }
+        // Split into two partials and merge, both ways.
+        let mut a = RankDaily::single(Some(5), t("2026-01-01T10:00:00Z"), "a");
+        a.add(None, t("2026-01-01T12:00:00Z"), "b");
+        let mut b = RankDaily::single(Some(9), t("2026-01-01T08:00:00Z"), "c");
+        b.add(Some(2), t("2026-01-01T11:00:00Z"), "d");
+        let mut ab = a.clone();
+        ab.merge(&b);
+        let mut ba = b.clone();
+        ba.merge(&a);
+        assert_eq!(ab, expected);
+        assert_eq!(ba, expected);
+    }
+
+    #[test]
+    fn rank_ties_on_time_break_by_event_id() {
+        let mut row = RankDaily::single(Some(3), t("2026-01-01T10:00:00Z"), "m");
+        row.add(Some(7), t("2026-01-01T10:00:00Z"), "z");
+        row.add(Some(1), t("2026-01-01T10:00:00Z"), "a");
+        assert_eq!(row.last_position, Some(7));
+        assert_eq!(row.last_event_id, "z");
+    }
+
+    #[test]
+    fn unranked_only_day_has_null_best_and_worst() {
+        let mut row = RankDaily::single(None, t("2026-01-01T10:00:00Z"), "a");
+        row.add(None, t("2026-01-01T11:00:00Z"), "b");
+        assert_eq!((row.best_position, row.worst_position, row.checks), (None, None, 2));
+    }
+
+    #[test]
+    fn crawl_counts_status_classes_and_combines() {
+        let mut a = CrawlHourly::default();
+        a.add(200, 120, 1000);
+        a.add(301, 80, 0);
+        a.add(103, 5, 0);
+        let mut b = CrawlHourly::default();
+        b.add(404, 30, 10);
+        b.add(503, 900, 20);
+        b.add(204, 10, 0);
+        a.merge(&b);
+        let expected = CrawlHourly {
+            pages: 6,
+            status_2xx: 2,
+            status_3xx: 1,
+            status_4xx: 1,
+            status_5xx: 1,
+            fetch_ms_sum: 120 + 80 + 5 + 30 + 900 + 10,
+            fetch_ms_max: 900,
+            bytes_sum: 1030,
+        };
+        assert_eq!(a, expected);
+    }
+}

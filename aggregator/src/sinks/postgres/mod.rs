@@ -1,0 +1,356 @@
+//! The PostgreSQL sink: the exactly-once commit point. For each partition batch, one transaction
+//! (1) moves the partition's stored offset from the batch's `expected_offset` to its `end_offset` with a
+//! compare-and-swap, and (2) merges the batch's partial aggregates into `click_daily`, `rank_daily` and
+//! `crawl_hourly` with set-based `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` statements (one
+//! per table, not one per row). If the swap finds another offset, another consumer has moved the
+//! partition (rebalance, zombie): the transaction is rolled back and the caller is told where it stands.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool, Postgres, Transaction};
+
+use super::{Result, SinkError};
+use crate::batch::PartitionBatch;
+
+const SINK: &str = "postgres";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// What happened to a batch at the commit point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Aggregates merged; the stored offset is now `next_offset`.
+    Committed { next_offset: i64 },
+    /// The stored offset was not the one the batch continues from: nothing was written.
+    Fenced { stored: Option<i64> },
+}
+
+/// Connection pool plus the consumer group whose offsets it stores.
+#[derive(Debug, Clone)]
+pub struct PostgresSink {
+    pool: PgPool,
+    group: String,
+}
+
+impl PostgresSink {
+    /// Connects lazily (the first use opens connections), so a down database does not fail start-up.
+    /// `password`, when given, replaces the URL's (so it can come from a secret file).
+    pub fn connect(url: &str, password: Option<&str>, group: &str, max_connections: u32) -> Result<Self> {
+        let mut options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| SinkError::Permanent {
+            sink: SINK,
+            message: format!("invalid postgres URL: {}", redact(&e.to_string())),
+        })?;
+        if let Some(password) = password {
+            options = options.password(password);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_lazy_with(options);
+        Ok(PostgresSink { pool, group: group.to_owned() })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the embedded migrations (idempotent; sqlx records what ran in `_sqlx_migrations`).
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => classify(e),
+            other => SinkError::Permanent { sink: SINK, message: other.to_string() },
+        })
+    }
+
+    /// A cheap round trip, for readiness.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        conn.ping().await.map_err(classify)
+    }
+
+    /// Stored next offsets of the given partitions of one topic (absent: never committed).
+    pub async fn load_offsets(&self, topic: &str, partitions: &[i32]) -> Result<HashMap<i32, i64>> {
+        let rows: Vec<(i32, i64)> = sqlx::query_as(
+            "SELECT partition, next_offset FROM sluice_offsets
+             WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3)",
+        )
+        .bind(&self.group)
+        .bind(topic)
+        .bind(partitions)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Merges a batch's aggregates and moves its partition's offset, atomically.
+    pub async fn commit(&self, batch: &PartitionBatch) -> Result<Commit> {
+        let Some(end) = batch.end_offset else {
+            return Ok(Commit::Committed { next_offset: batch.expected_offset.unwrap_or(0) });
+        };
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        if !self.swap_offset(&mut tx, batch, end).await? {
+            tx.rollback().await.map_err(classify)?;
+            let stored = self.load_offsets(&batch.topic, &[batch.partition]).await?;
+            return Ok(Commit::Fenced { stored: stored.get(&batch.partition).copied() });
+        }
+        upsert_clicks(&mut tx, batch).await?;
+        upsert_ranks(&mut tx, batch).await?;
+        upsert_crawls(&mut tx, batch).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(Commit::Committed { next_offset: end })
+    }
+
+    async fn swap_offset(&self, tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatch, end: i64) -> Result<bool> {
+        let result = match batch.expected_offset {
+            Some(expected) => {
+                sqlx::query(
+                    "UPDATE sluice_offsets SET next_offset = $4, updated_at = now()
+                     WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $5",
+                )
+                .bind(&self.group)
+                .bind(&batch.topic)
+                .bind(batch.partition)
+                .bind(end)
+                .bind(expected)
+                .execute(&mut **tx)
+                .await
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO sluice_offsets (consumer_group, topic, partition, next_offset)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(&self.group)
+                .bind(&batch.topic)
+                .bind(batch.partition)
+                .bind(end)
+                .execute(&mut **tx)
+                .await
+            }
+        };
+        Ok(result.map_err(classify)?.rows_affected() == 1)
+    }
+}
+
+async fn upsert_clicks(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatch) -> Result<()> {
+    if batch.clicks.is_empty() {
+        return Ok(());
+    }
+    // Sorted keys: concurrent transactions lock rows in one order, which avoids deadlocks.
+    let mut rows: Vec<_> = batch.clicks.iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let (mut tenant, mut code, mut day, mut clicks) = (vec![], vec![], Vec::<NaiveDate>::new(), vec![]);
+    for (k, v) in rows {
+        tenant.push(k.tenant_id.as_str());
+        code.push(k.short_code.as_str());
+        day.push(k.day);
+        clicks.push(*v);
+    }
+    sqlx::query(
+        "INSERT INTO click_daily (tenant_id, short_code, day, clicks)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[])
+         ON CONFLICT (tenant_id, short_code, day) DO UPDATE SET clicks = click_daily.clicks + EXCLUDED.clicks",
+    )
+    .bind(tenant)
+    .bind(code)
+    .bind(day)
+    .bind(clicks)
+    .execute(&mut **tx)
+    .await
+    .map_err(classify)?;
+    metrics::counter!(crate::metrics::SINK_ROWS, "sink" => SINK, "table" => "click_daily")
+        .increment(batch.clicks.len() as u64);
+    Ok(())
+}
+
+async fn upsert_ranks(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatch) -> Result<()> {
+    if batch.ranks.is_empty() {
+        return Ok(());
+    }
+    let mut rows: Vec<_> = batch.ranks.iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let n = rows.len();
+    let mut cols: [Vec<&str>; 6] = Default::default();
+    let mut day = Vec::<NaiveDate>::with_capacity(n);
+    let (mut last, mut last_at, mut last_id) = (Vec::<Option<i16>>::new(), Vec::<DateTime<Utc>>::new(), vec![]);
+    let (mut best, mut worst, mut checks) = (Vec::<Option<i16>>::new(), Vec::<Option<i16>>::new(), vec![]);
+    for (k, v) in rows {
+        for (col, value) in cols.iter_mut().zip([&k.tenant_id, &k.campaign_id, &k.keyword, &k.geo, &k.engine, &k.device]) {
+            col.push(value.as_str());
+        }
+        day.push(k.day);
+        last.push(v.last_position);
+        last_at.push(v.last_occurred_at);
+        last_id.push(v.last_event_id.as_str());
+        best.push(v.best_position);
+        worst.push(v.worst_position);
+        checks.push(v.checks);
+    }
+    let [tenant, campaign, keyword, geo, engine, device] = cols;
+    // PostgreSQL's LEAST/GREATEST ignore NULLs: exactly "min/max of non-null positions".
+    sqlx::query(
+        r#"INSERT INTO rank_daily AS r (tenant_id, campaign_id, keyword, geo, engine, device, day,
+                last_position, last_occurred_at, last_event_id, best_position, worst_position, checks)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::date[], $8::smallint[], $9::timestamptz[], $10::text[], $11::smallint[], $12::smallint[],
+                $13::bigint[])
+         ON CONFLICT (tenant_id, campaign_id, keyword, geo, engine, device, day) DO UPDATE SET
+            checks = r.checks + EXCLUDED.checks,
+            best_position = LEAST(r.best_position, EXCLUDED.best_position),
+            worst_position = GREATEST(r.worst_position, EXCLUDED.worst_position),
+            last_position = CASE WHEN (EXCLUDED.last_occurred_at, EXCLUDED.last_event_id COLLATE "C")
+                                      > (r.last_occurred_at, r.last_event_id)
+                                 THEN EXCLUDED.last_position ELSE r.last_position END,
+            last_event_id = CASE WHEN (EXCLUDED.last_occurred_at, EXCLUDED.last_event_id COLLATE "C")
+                                      > (r.last_occurred_at, r.last_event_id)
+                                 THEN EXCLUDED.last_event_id ELSE r.last_event_id END,
+            last_occurred_at = GREATEST(r.last_occurred_at, EXCLUDED.last_occurred_at)"#,
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .bind(keyword)
+    .bind(geo)
+    .bind(engine)
+    .bind(device)
+    .bind(day)
+    .bind(last)
+    .bind(last_at)
+    .bind(last_id)
+    .bind(best)
+    .bind(worst)
+    .bind(checks)
+    .execute(&mut **tx)
+    .await
+    .map_err(classify)?;
+    metrics::counter!(crate::metrics::SINK_ROWS, "sink" => SINK, "table" => "rank_daily").increment(n as u64);
+    Ok(())
+}
+
+async fn upsert_crawls(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatch) -> Result<()> {
+    if batch.crawls.is_empty() {
+        return Ok(());
+    }
+    let mut rows: Vec<_> = batch.crawls.iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let n = rows.len();
+    let (mut tenant, mut campaign, mut domain, mut hour) = (vec![], vec![], vec![], Vec::<DateTime<Utc>>::new());
+    let mut nums: [Vec<i64>; 8] = Default::default();
+    for (k, v) in rows {
+        tenant.push(k.tenant_id.as_str());
+        campaign.push(k.campaign_id.as_str());
+        domain.push(k.domain.as_str());
+        hour.push(k.hour);
+        let values = [
+            v.pages,
+            v.status_2xx,
+            v.status_3xx,
+            v.status_4xx,
+            v.status_5xx,
+            v.fetch_ms_sum,
+            v.fetch_ms_max,
+            v.bytes_sum,
+        ];
+        for (col, value) in nums.iter_mut().zip(values) {
+            col.push(value);
+        }
+    }
+    let [pages, s2, s3, s4, s5, fsum, fmax, bsum] = nums;
+    sqlx::query(
+        "INSERT INTO crawl_hourly AS c (tenant_id, campaign_id, domain, hour, pages, status_2xx, status_3xx,
+                status_4xx, status_5xx, fetch_ms_sum, fetch_ms_max, bytes_sum)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[],
+                $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])
+         ON CONFLICT (tenant_id, campaign_id, domain, hour) DO UPDATE SET
+            pages = c.pages + EXCLUDED.pages,
+            status_2xx = c.status_2xx + EXCLUDED.status_2xx,
+            status_3xx = c.status_3xx + EXCLUDED.status_3xx,
+            status_4xx = c.status_4xx + EXCLUDED.status_4xx,
+            status_5xx = c.status_5xx + EXCLUDED.status_5xx,
+            fetch_ms_sum = c.fetch_ms_sum + EXCLUDED.fetch_ms_sum,
+            fetch_ms_max = GREATEST(c.fetch_ms_max, EXCLUDED.fetch_ms_max),
+            bytes_sum = c.bytes_sum + EXCLUDED.bytes_sum",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .bind(domain)
+    .bind(hour)
+    .bind(pages)
+    .bind(s2)
+    .bind(s3)
+    .bind(s4)
+    .bind(s5)
+    .bind(fsum)
+    .bind(fmax)
+    .bind(bsum)
+    .execute(&mut **tx)
+    .await
+    .map_err(classify)?;
+    metrics::counter!(crate::metrics::SINK_ROWS, "sink" => SINK, "table" => "crawl_hourly").increment(n as u64);
+    Ok(())
+}
+
+/// Splits sqlx errors into transient (retry) and permanent (do not).
+fn classify(e: sqlx::Error) -> SinkError {
+    let transient = match &e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 40001/40P01: serialization failure/deadlock; 53: insufficient
+            // resources; 57P0x: admin shutdown, crash shutdown, cannot connect now.
+            code.starts_with("08") || code == "40001" || code == "40P01" || code.starts_with("53") || code.starts_with("57P")
+        }),
+        _ => false,
+    };
+    let message = redact(&e.to_string());
+    if transient {
+        SinkError::Transient { sink: SINK, message }
+    } else {
+        SinkError::Permanent { sink: SINK, message }
+    }
+}
+
+/// Masks anything that looks like a password in a connection string inside an error message.
+pub fn redact(text: &str) -> String {
+    // postgres://user:secret@host → postgres://user:***@host
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme) = rest.find("://") {
+        let (head, tail) = rest.split_at(scheme + 3);
+        out.push_str(head);
+        let authority_end = tail.find(['/', ' ', '?', '"']).unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon]);
+                out.push_str(":***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(
+            redact("error connecting to postgres://sluice:s3cret@127.0.0.1:5432/sluice now"),
+            "error connecting to postgres://sluice:***@127.0.0.1:5432/sluice now"
+        );
+        assert_eq!(redact("http://127.0.0.1:8123/ ok"), "http://127.0.0.1:8123/ ok");
+        assert_eq!(redact("no url here"), "no url here");
+    }
+}

@@ -1,0 +1,201 @@
+//! The three event types, the enum that carries any of them, and the two derived facts every consumer
+//! needs: which topic a kind travels on by default and which record key keeps an entity's events in order
+//! on one partition. Field order matters: bincode writes fields in declaration order, and
+//! `schema_version` comes first so that a decoder can tell an unknown version from a corrupt record.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The only schema version this build understands.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A keyword position check by a rank tracker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RankEvent {
+    pub schema_version: u32,
+    /// Idempotency key chosen by the producer: the same check re-sent carries the same id.
+    pub event_id: String,
+    pub tenant_id: String,
+    #[serde(with = "crate::time")]
+    pub occurred_at: DateTime<Utc>,
+    pub campaign_id: String,
+    pub keyword: String,
+    pub geo: String,
+    pub engine: String,
+    pub device: String,
+    /// The ranking URL, when the check found one.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// 1–100, or `null` when the keyword did not rank. Required in JSON (explicit `null`).
+    #[serde(deserialize_with = "required_nullable")]
+    pub position: Option<i32>,
+}
+
+/// One page fetch by a crawler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrawlEvent {
+    pub schema_version: u32,
+    pub event_id: String,
+    pub tenant_id: String,
+    #[serde(with = "crate::time")]
+    pub occurred_at: DateTime<Utc>,
+    pub campaign_id: String,
+    /// Absolute http(s) URL; its lowercased host is the `domain` of the crawl aggregates.
+    pub url: String,
+    pub status_code: i32,
+    pub fetch_ms: i64,
+    pub bytes: i64,
+    #[serde(default)]
+    pub content_hash: Option<String>,
+}
+
+/// One click on a short link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClickEvent {
+    pub schema_version: u32,
+    pub event_id: String,
+    pub tenant_id: String,
+    #[serde(with = "crate::time")]
+    pub occurred_at: DateTime<Utc>,
+    pub short_code: String,
+    #[serde(default)]
+    pub referrer: Option<String>,
+    #[serde(default)]
+    pub country: Option<String>,
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    #[serde(default)]
+    pub visitor_id: Option<String>,
+}
+
+/// Which of the three event types a record carries. The topic tells, not the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Rank,
+    Crawl,
+    Click,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 3] = [EventKind::Rank, EventKind::Crawl, EventKind::Click];
+
+    /// Lowercase name, used in metric labels, CLI flags and the NDJSON `type` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Rank => "rank",
+            EventKind::Crawl => "crawl",
+            EventKind::Click => "click",
+        }
+    }
+
+    /// The default topic of this kind (configurable everywhere it is used).
+    pub fn default_topic(self) -> &'static str {
+        match self {
+            EventKind::Rank => "rank-events",
+            EventKind::Crawl => "crawl-events",
+            EventKind::Click => "click-events",
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EventKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "rank" => Ok(EventKind::Rank),
+            "crawl" => Ok(EventKind::Crawl),
+            "click" => Ok(EventKind::Click),
+            other => Err(format!("unknown event kind {other:?}; accepted: rank, crawl, click")),
+        }
+    }
+}
+
+/// Any event. Serialized as the bare inner object: the topic names the kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Rank(RankEvent),
+    Crawl(CrawlEvent),
+    Click(ClickEvent),
+}
+
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Rank(_) => EventKind::Rank,
+            Event::Crawl(_) => EventKind::Crawl,
+            Event::Click(_) => EventKind::Click,
+        }
+    }
+
+    pub fn event_id(&self) -> &str {
+        match self {
+            Event::Rank(e) => &e.event_id,
+            Event::Crawl(e) => &e.event_id,
+            Event::Click(e) => &e.event_id,
+        }
+    }
+
+    pub fn tenant_id(&self) -> &str {
+        match self {
+            Event::Rank(e) => &e.tenant_id,
+            Event::Crawl(e) => &e.tenant_id,
+            Event::Click(e) => &e.tenant_id,
+        }
+    }
+
+    pub fn occurred_at(&self) -> DateTime<Utc> {
+        match self {
+            Event::Rank(e) => e.occurred_at,
+            Event::Crawl(e) => e.occurred_at,
+            Event::Click(e) => e.occurred_at,
+        }
+    }
+
+    pub fn schema_version(&self) -> u32 {
+        match self {
+            Event::Rank(e) => e.schema_version,
+            Event::Crawl(e) => e.schema_version,
+            Event::Click(e) => e.schema_version,
+        }
+    }
+
+    /// The entity whose events must stay in order: the campaign for rank and crawl, the link for clicks.
+    pub fn entity(&self) -> &str {
+        match self {
+            Event::Rank(e) => &e.campaign_id,
+            Event::Crawl(e) => &e.campaign_id,
+            Event::Click(e) => &e.short_code,
+        }
+    }
+
+    /// The Kafka record key: `"{tenant_id}/{entity}"`. Kafka hashes it to pick the partition, so one
+    /// tenant's campaign (or link) always lands on one partition, and a re-sent event on the same one.
+    pub fn partition_key(&self) -> String {
+        partition_key(self.tenant_id(), self.entity())
+    }
+}
+
+/// The record key for a tenant's entity; see [`Event::partition_key`].
+pub fn partition_key(tenant_id: &str, entity: &str) -> String {
+    let mut key = String::with_capacity(tenant_id.len() + 1 + entity.len());
+    key.push_str(tenant_id);
+    key.push('/');
+    key.push_str(entity);
+    key
+}
+
+/// A field that must be present but may be `null` (serde treats a bare `Option` as optional).
+fn required_nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)
+}
