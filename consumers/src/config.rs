@@ -1,0 +1,309 @@
+//! Settings of the ingest service. Sources, later ones winning: built-in defaults (pointing at the local
+//! stack), the TOML file named by `SLUICE_CONFIG` (or `--config`), then `SLUICE_<KEY>` environment
+//! variables (`SLUICE_KAFKA_BROKERS`, `SLUICE_POSTGRES_URL`, …: the key in upper case). A bad value is
+//! reported with its key and, for enumerations, the accepted values. Secrets (database passwords) may come
+//! from files (`*_password_file`) and are never printed: `Debug` redacts them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use sluice_schemas::{EventKind, Limits};
+
+/// Where to start a partition that has no stored offset yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    Earliest,
+    Latest,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub kafka_brokers: String,
+    pub group_id: String,
+    pub rank_topic: String,
+    pub crawl_topic: String,
+    pub click_topic: String,
+    /// Where a partition without a stored offset starts.
+    pub start_from: StartFrom,
+    /// Extra librdkafka properties (TLS, SASL, fetch sizes, …), passed through as-is.
+    pub kafka_properties: BTreeMap<String, String>,
+
+    pub postgres_url: String,
+    /// A file holding the PostgreSQL password (overrides the URL's).
+    pub postgres_password_file: Option<PathBuf>,
+    pub postgres_max_connections: u32,
+
+    /// Write raw events to ClickHouse. `false` runs the PostgreSQL path alone.
+    pub clickhouse_enabled: bool,
+    pub clickhouse_url: String,
+    pub clickhouse_database: String,
+    pub clickhouse_user: Option<String>,
+    pub clickhouse_password: Option<String>,
+    pub clickhouse_password_file: Option<PathBuf>,
+
+    /// Time between flushes, in milliseconds.
+    pub flush_interval_ms: u64,
+    /// Flush early, and pause fetching while a flush runs, once batches hold this many bytes.
+    pub max_buffered_bytes: usize,
+    /// Partitions flushed concurrently.
+    pub flush_concurrency: usize,
+    /// How long shutdown (and a rebalance's drain) may take before unflushed work is left to replay.
+    pub shutdown_timeout_ms: u64,
+
+    /// Largest record value accepted, in bytes.
+    pub max_record_bytes: usize,
+    /// Oldest `occurred_at` accepted, in hours before now.
+    pub max_event_age_hours: i64,
+    /// Newest `occurred_at` accepted, in minutes after now.
+    pub max_event_future_minutes: i64,
+
+    /// Prometheus metrics listener; empty string disables it.
+    pub metrics_addr: String,
+    pub log_format: LogFormat,
+    /// Run migrations at start-up.
+    pub migrate_on_start: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Config {
+            kafka_brokers: "127.0.0.1:9092".into(),
+            group_id: "sluice-ingest".into(),
+            rank_topic: EventKind::Rank.default_topic().into(),
+            crawl_topic: EventKind::Crawl.default_topic().into(),
+            click_topic: EventKind::Click.default_topic().into(),
+            start_from: StartFrom::Earliest,
+            kafka_properties: BTreeMap::new(),
+            postgres_url: "postgres://sluice:sluice@127.0.0.1:5432/sluice".into(),
+            postgres_password_file: None,
+            postgres_max_connections: 8,
+            clickhouse_enabled: true,
+            clickhouse_url: "http://127.0.0.1:8123".into(),
+            clickhouse_database: "sluice".into(),
+            clickhouse_user: None,
+            clickhouse_password: None,
+            clickhouse_password_file: None,
+            flush_interval_ms: 2000,
+            max_buffered_bytes: 512 * 1024 * 1024,
+            flush_concurrency: 4,
+            shutdown_timeout_ms: 20_000,
+            max_record_bytes: limits.max_record_bytes,
+            max_event_age_hours: limits.max_past.num_hours(),
+            max_event_future_minutes: limits.max_future.num_minutes(),
+            metrics_addr: "127.0.0.1:9464".into(),
+            log_format: LogFormat::Text,
+            migrate_on_start: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let props: BTreeMap<&str, &str> = self
+            .kafka_properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret_key(k) { "***" } else { v.as_str() }))
+            .collect();
+        f.debug_struct("Config")
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("group_id", &self.group_id)
+            .field("topics", &[&self.rank_topic, &self.crawl_topic, &self.click_topic])
+            .field("start_from", &self.start_from)
+            .field("kafka_properties", &props)
+            .field("postgres_url", &sluice_aggregator::sinks::postgres::redact(&self.postgres_url))
+            .field("clickhouse_enabled", &self.clickhouse_enabled)
+            .field("clickhouse_url", &sluice_aggregator::sinks::postgres::redact(&self.clickhouse_url))
+            .field("clickhouse_database", &self.clickhouse_database)
+            .field("clickhouse_user", &self.clickhouse_user)
+            .field("clickhouse_password", &self.clickhouse_password.as_ref().map(|_| "***"))
+            .field("flush_interval_ms", &self.flush_interval_ms)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
+            .field("shutdown_timeout_ms", &self.shutdown_timeout_ms)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// librdkafka property names that hold secrets.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password") || k.contains("secret") || k.contains("jaas") || k.ends_with(".key.pem")
+}
+
+impl Config {
+    /// Loads defaults ← TOML file ← `SLUICE_*` environment, then validates.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let file = file.map(Path::to_path_buf).or_else(|| std::env::var_os("SLUICE_CONFIG").map(PathBuf::from));
+        if let Some(path) = &file {
+            if !path.exists() {
+                bail!("config file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        // Only known keys are read from the environment: the stack scripts use other SLUICE_* variables.
+        let known: Vec<String> = Config::keys();
+        figment = figment.merge(Env::prefixed("SLUICE_").filter(move |k| known.iter().any(|n| k == n.as_str())));
+        let config: Config = figment.extract().map_err(|e| anyhow::anyhow!(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn keys() -> Vec<String> {
+        match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.flush_interval_ms == 0 {
+            bail!("invalid config: flush_interval_ms must be > 0 (milliseconds)");
+        }
+        if self.shutdown_timeout_ms == 0 {
+            bail!("invalid config: shutdown_timeout_ms must be > 0 (milliseconds)");
+        }
+        if self.flush_concurrency == 0 || self.postgres_max_connections == 0 {
+            bail!("invalid config: flush_concurrency and postgres_max_connections must be > 0");
+        }
+        let topics = [&self.rank_topic, &self.crawl_topic, &self.click_topic];
+        if topics.iter().any(|t| t.is_empty()) || topics[0] == topics[1] || topics[1] == topics[2] || topics[0] == topics[2]
+        {
+            bail!("invalid config: rank_topic, crawl_topic and click_topic must be distinct, non-empty names");
+        }
+        if let Some(timeout) = self.kafka_properties.get("session.timeout.ms") {
+            let session: u64 = timeout
+                .parse()
+                .with_context(|| format!("invalid config: kafka_properties.session.timeout.ms={timeout:?} is not a number"))?;
+            if self.shutdown_timeout_ms >= session {
+                bail!("invalid config: shutdown_timeout_ms ({}) must be below session.timeout.ms ({session}) so a drain cannot get the consumer ejected", self.shutdown_timeout_ms);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn topic_of(&self, kind: EventKind) -> &str {
+        match kind {
+            EventKind::Rank => &self.rank_topic,
+            EventKind::Crawl => &self.crawl_topic,
+            EventKind::Click => &self.click_topic,
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_record_bytes: self.max_record_bytes,
+            max_past: chrono::TimeDelta::hours(self.max_event_age_hours),
+            max_future: chrono::TimeDelta::minutes(self.max_event_future_minutes),
+            ..Limits::default()
+        }
+    }
+
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+
+    /// The PostgreSQL password from its file, if one is configured.
+    pub fn postgres_password(&self) -> anyhow::Result<Option<String>> {
+        read_secret(self.postgres_password_file.as_deref(), "postgres_password_file")
+    }
+
+    /// The ClickHouse password: from its file if configured, else the inline value.
+    pub fn clickhouse_password(&self) -> anyhow::Result<Option<String>> {
+        Ok(read_secret(self.clickhouse_password_file.as_deref(), "clickhouse_password_file")?
+            .or_else(|| self.clickhouse_password.clone()))
+    }
+}
+
+fn read_secret(path: Option<&Path>, key: &str) -> anyhow::Result<Option<String>> {
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("invalid config: {key}: cannot read {}", path.display()))?;
+    Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()))
+}
+
+/// Figment's errors name the key; say which environment variable that is, too.
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|err| {
+            let key = err.path.join(".");
+            if key.is_empty() {
+                format!("invalid config: {err}")
+            } else {
+                format!("invalid config: {key} (env SLUICE_{}): {}", key.to_ascii_uppercase(), err.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_defaults_and_bad_values_name_the_key() {
+        // figment::Jail isolates the environment; results travel out through its error channel.
+        let run = |vars: &'static [(&'static str, &'static str)]| -> String {
+            let mut out = String::new();
+            let _ = figment::Jail::try_with(|jail| {
+                for (k, v) in vars {
+                    jail.set_env(k, v);
+                }
+                out = match Config::load(None) {
+                    Ok(c) => format!("OK {} {} {:?}", c.kafka_brokers, c.flush_interval_ms, c.log_format),
+                    Err(e) => format!("ERR {e}"),
+                };
+                Ok(())
+            });
+            out
+        };
+        assert_eq!(run(&[]), "OK 127.0.0.1:9092 2000 Text");
+        assert_eq!(
+            run(&[("SLUICE_KAFKA_BROKERS", "k1:9092,k2:9092"), ("SLUICE_FLUSH_INTERVAL_MS", "750"), ("SLUICE_LOG_FORMAT", "json")]),
+            "OK k1:9092,k2:9092 750 Json"
+        );
+        let bad_enum = run(&[("SLUICE_LOG_FORMAT", "xml")]);
+        assert!(bad_enum.starts_with("ERR invalid config: log_format (env SLUICE_LOG_FORMAT)"), "{bad_enum}");
+        assert!(bad_enum.contains("`text`") && bad_enum.contains("`json`"), "{bad_enum}");
+        let bad_number = run(&[("SLUICE_FLUSH_INTERVAL_MS", "soon")]);
+        assert!(bad_number.starts_with("ERR invalid config: flush_interval_ms (env SLUICE_FLUSH_INTERVAL_MS)"), "{bad_number}");
+        assert_eq!(
+            run(&[("SLUICE_FLUSH_INTERVAL_MS", "0")]),
+            "ERR invalid config: flush_interval_ms must be > 0 (milliseconds)"
+        );
+        // Unrelated SLUICE_* variables (used by the stack scripts) are ignored.
+        assert_eq!(run(&[("SLUICE_STATE_DIR", "/tmp/x")]), "OK 127.0.0.1:9092 2000 Text");
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let mut c = Config {
+            postgres_url: "postgres://u:hunter2@h/db".into(),
+            clickhouse_password: Some("hunter3".into()),
+            ..Config::default()
+        };
+        c.kafka_properties.insert("sasl.password".into(), "hunter4".into());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter"), "{shown}");
+        assert!(shown.contains("postgres://u:***@h/db"), "{shown}");
+    }
+}

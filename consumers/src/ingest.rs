@@ -1,0 +1,334 @@
+//! The poll loop. One thread owns the rdkafka `BaseConsumer` and does all per-record work: decode,
+//! validate, fold into the partition's batch. Everything slow happens elsewhere: flushes run on the
+//! Tokio runtime while the loop keeps consuming into fresh batches (at most one flush in flight, so
+//! flushes never overlap); the loop only checks for their outcomes between polls. When buffered bytes
+//! pass the budget the loop flushes early, and while a flush is still running it pauses fetching but
+//! keeps polling, so the group never ejects it. On shutdown it stops fetching, flushes what it holds,
+//! and returns within the configured deadline; anything not flushed by then was never committed and is
+//! replayed by whoever owns the partition next.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use sluice_aggregator::flush::RetryPolicy;
+use sluice_aggregator::sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
+use sluice_aggregator::sinks::postgres::PostgresSink;
+use sluice_aggregator::{Flusher, SinkSet};
+use sluice_schemas::{decode, Encoding, EventKind, Limits, RejectReason, ENCODING_HEADER};
+
+use crate::config::{is_secret_key, Config, StartFrom};
+use crate::metrics::{
+    BUFFERED_BYTES, BUFFERED_EVENTS, EVENTS_AGGREGATED, FLUSH_INTERVAL_SECONDS, PAUSED, RECORDS_CONSUMED,
+    RECORDS_REJECTED,
+};
+use crate::partitions::{IngestContext, Partitions, Topics};
+
+/// Records handled per loop turn before housekeeping (flush checks, metrics) runs.
+const RECORDS_PER_TURN: usize = 2048;
+/// Rejections logged per second; the rest are counted and summarized.
+const REJECT_LOGS_PER_SECOND: u32 = 20;
+
+/// Builds the sinks from the config.
+pub fn sinks(config: &Config) -> anyhow::Result<SinkSet> {
+    let postgres = PostgresSink::connect(
+        &config.postgres_url,
+        config.postgres_password()?.as_deref(),
+        &config.group_id,
+        config.postgres_max_connections,
+    )?;
+    let clickhouse = config.clickhouse_enabled.then(|| -> anyhow::Result<ClickHouseSink> {
+        Ok(ClickHouseSink::new(&ClickHouseConfig {
+            url: config.clickhouse_url.clone(),
+            database: config.clickhouse_database.clone(),
+            user: config.clickhouse_user.clone(),
+            password: config.clickhouse_password()?,
+        }))
+    });
+    Ok(SinkSet { postgres, clickhouse: clickhouse.transpose()? })
+}
+
+/// Applies both sinks' migrations, waiting (up to `patience`) for databases that are still starting.
+pub async fn migrate(sinks: &SinkSet, patience: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let result = async {
+            sinks.postgres.migrate().await?;
+            if let Some(ch) = &sinks.clickhouse {
+                ch.migrate().await?;
+            }
+            Ok::<_, sluice_aggregator::sinks::SinkError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() && Instant::now() < deadline => {
+                tracing::warn!(error = %e, "migrations waiting for the database");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e).context("migrations failed"),
+        }
+    }
+}
+
+fn consumer_config(config: &Config) -> ClientConfig {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &config.kafka_brokers)
+        .set("group.id", &config.group_id)
+        .set("client.id", "sluice-ingest")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set(
+            "auto.offset.reset",
+            match config.start_from {
+                StartFrom::Earliest => "earliest",
+                StartFrom::Latest => "latest",
+            },
+        );
+    for (key, value) in &config.kafka_properties {
+        cc.set(key, value);
+    }
+    cc
+}
+
+/// Runs ingest until `shutdown` resolves (then drains and returns) or a permanent error stops it.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let props: Vec<String> = config
+        .kafka_properties
+        .keys()
+        .map(|k| if is_secret_key(k) { format!("{k}=***") } else { k.clone() })
+        .collect();
+    tracing::info!(brokers = %config.kafka_brokers, group = %config.group_id, ?props, "starting ingest");
+    let sinks = sinks(&config)?;
+    if config.migrate_on_start {
+        migrate(&sinks, Duration::from_secs(60)).await?;
+    }
+    let flusher = Flusher::new(sinks, RetryPolicy::default(), config.flush_concurrency);
+    let topics = Topics::new(EventKind::ALL.iter().map(|&k| (config.topic_of(k).to_owned(), k)).collect());
+    let partitions = Arc::new(Partitions::new(
+        topics.clone(),
+        flusher,
+        tokio::runtime::Handle::current(),
+        config.start_from,
+        config.shutdown_timeout(),
+    ));
+    let consumer: BaseConsumer<IngestContext> = consumer_config(&config)
+        .create_with_context(IngestContext { partitions: partitions.clone() })
+        .context("cannot create the kafka consumer")?;
+    consumer.subscribe(&topics.names()).context("cannot subscribe")?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let poll_loop = PollLoop {
+        consumer,
+        partitions,
+        limits: config.limits(),
+        flush_interval: config.flush_interval(),
+        max_buffered_bytes: config.max_buffered_bytes,
+        shutdown_timeout: config.shutdown_timeout(),
+        stop: stop.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("sluice-poll".into())
+        .spawn(move || poll_loop.run())
+        .context("cannot start the poll thread")?;
+    let mut joined = tokio::task::spawn_blocking(move || thread.join());
+    tokio::select! {
+        result = &mut joined => return flatten(result),
+        () = shutdown => {
+            tracing::info!("shutdown requested: stop fetching, flush, commit");
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
+    flatten(joined.await)
+}
+
+fn flatten(
+    joined: Result<std::thread::Result<anyhow::Result<()>>, tokio::task::JoinError>,
+) -> anyhow::Result<()> {
+    match joined {
+        Ok(Ok(result)) => result,
+        Ok(Err(_panic)) => anyhow::bail!("the poll thread panicked"),
+        Err(e) => anyhow::bail!("the poll thread could not be joined: {e}"),
+    }
+}
+
+struct PollLoop {
+    consumer: BaseConsumer<IngestContext>,
+    partitions: Arc<Partitions>,
+    limits: Limits,
+    flush_interval: Duration,
+    max_buffered_bytes: usize,
+    shutdown_timeout: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+/// Counts accumulated on the hot path and published once per turn.
+#[derive(Default)]
+struct Counts {
+    consumed: [u64; 3],
+    aggregated: [u64; 3],
+    rejected: HashMap<(EventKind, RejectReason), u64>,
+    reject_logs_left: u32,
+    reject_logs_suppressed: u64,
+}
+
+fn kind_slot(kind: EventKind) -> usize {
+    match kind {
+        EventKind::Rank => 0,
+        EventKind::Crawl => 1,
+        EventKind::Click => 2,
+    }
+}
+
+impl Counts {
+    fn publish(&mut self) {
+        for kind in EventKind::ALL {
+            let i = kind_slot(kind);
+            if self.consumed[i] > 0 {
+                metrics::counter!(RECORDS_CONSUMED, "kind" => kind.as_str()).increment(self.consumed[i]);
+            }
+            if self.aggregated[i] > 0 {
+                metrics::counter!(EVENTS_AGGREGATED, "kind" => kind.as_str()).increment(self.aggregated[i]);
+            }
+        }
+        for ((kind, reason), n) in self.rejected.drain() {
+            metrics::counter!(RECORDS_REJECTED, "kind" => kind.as_str(), "reason" => reason.as_str()).increment(n);
+        }
+        self.consumed = [0; 3];
+        self.aggregated = [0; 3];
+    }
+}
+
+impl PollLoop {
+    fn run(self) -> anyhow::Result<()> {
+        let mut counts = Counts { reject_logs_left: REJECT_LOGS_PER_SECOND, ..Counts::default() };
+        let mut next_flush = Instant::now() + self.flush_interval;
+        let mut next_second = Instant::now() + Duration::from_secs(1);
+        let mut paused = false;
+        metrics::gauge!(FLUSH_INTERVAL_SECONDS).set(self.flush_interval.as_secs_f64());
+        while !self.stop.load(Ordering::Relaxed) {
+            let mut timeout = Duration::from_millis(100);
+            for _ in 0..RECORDS_PER_TURN {
+                match self.consumer.poll(timeout) {
+                    None => break,
+                    Some(Ok(message)) => self.handle(&message, &mut counts),
+                    Some(Err(e)) => tracing::warn!(error = %e, "kafka consume error"),
+                }
+                timeout = Duration::ZERO;
+            }
+
+            let now = Instant::now();
+            let mut state = self.partitions.lock();
+            self.partitions.poll_flush(&self.consumer, &mut state, Duration::ZERO)?;
+            let buffered = state.buffered_bytes();
+            let over_budget = buffered >= self.max_buffered_bytes;
+            if now >= next_flush || over_budget {
+                let started = self.partitions.start_flush(&mut state);
+                if started || state.inflight.is_none() {
+                    next_flush = now + self.flush_interval;
+                }
+            }
+            let should_pause = over_budget && state.inflight.is_some();
+            let events = state.buffered_events();
+            drop(state);
+            if should_pause != paused {
+                self.set_paused(should_pause);
+                paused = should_pause;
+            }
+            if now >= next_second {
+                counts.publish();
+                if counts.reject_logs_suppressed > 0 {
+                    tracing::warn!(suppressed = counts.reject_logs_suppressed, "more records rejected than logged");
+                    counts.reject_logs_suppressed = 0;
+                }
+                counts.reject_logs_left = REJECT_LOGS_PER_SECOND;
+                metrics::gauge!(BUFFERED_BYTES).set(buffered as f64);
+                metrics::gauge!(BUFFERED_EVENTS).set(events as f64);
+                next_second = now + Duration::from_secs(1);
+            }
+        }
+        counts.publish();
+        self.shutdown()
+    }
+
+    fn handle(&self, message: &BorrowedMessage<'_>, counts: &mut Counts) {
+        let Some(topic) = self.partitions.topics.index(message.topic()) else { return };
+        let kind = self.partitions.topics.kind(topic);
+        let header = message
+            .headers()
+            .and_then(|headers| headers.iter().find(|h| h.key == ENCODING_HEADER).map(|h| h.value.unwrap_or_default()));
+        let payload = message.payload().unwrap_or_default();
+        let decoded = Encoding::from_header(header)
+            .and_then(|encoding| decode(kind, encoding, payload, &self.limits, chrono::Utc::now()));
+        let offset = message.offset();
+        counts.consumed[kind_slot(kind)] += 1;
+        let mut state = self.partitions.lock();
+        // A record of a partition no longer assigned (revoked between fetch and poll) is not ours.
+        let Some(batch) = state.batches.get_mut(&(topic, message.partition())) else { return };
+        match decoded {
+            Ok(event) => {
+                batch.add(event, offset);
+                counts.aggregated[kind_slot(kind)] += 1;
+            }
+            Err(rejection) => {
+                batch.skip(offset);
+                *counts.rejected.entry((kind, rejection.reason)).or_insert(0) += 1;
+                if counts.reject_logs_left > 0 {
+                    counts.reject_logs_left -= 1;
+                    tracing::warn!(
+                        topic = message.topic(),
+                        partition = message.partition(),
+                        offset,
+                        reason = rejection.reason.as_str(),
+                        detail = %rejection.detail,
+                        "record rejected"
+                    );
+                } else {
+                    counts.reject_logs_suppressed += 1;
+                }
+            }
+        }
+    }
+
+    fn set_paused(&self, pause: bool) {
+        let result = self.consumer.assignment().and_then(|assignment| {
+            if pause {
+                self.consumer.pause(&assignment)
+            } else {
+                self.consumer.resume(&assignment)
+            }
+        });
+        match result {
+            Ok(()) => tracing::info!(paused = pause, "fetching paused for the memory budget"),
+            Err(e) => tracing::warn!(error = %e, "cannot pause/resume fetching"),
+        }
+        metrics::gauge!(PAUSED).set(if pause { 1.0 } else { 0.0 });
+    }
+
+    /// Final flush within the shutdown deadline.
+    fn shutdown(self) -> anyhow::Result<()> {
+        self.partitions.stopping.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + self.shutdown_timeout;
+        let mut state = self.partitions.lock();
+        self.partitions.poll_flush(&self.consumer, &mut state, self.shutdown_timeout)?;
+        let events = state.buffered_events();
+        if self.partitions.start_flush(&mut state) {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            self.partitions.poll_flush(&self.consumer, &mut state, remaining)?;
+        }
+        let left = state.buffered_events();
+        drop(state);
+        tracing::info!(flushed_events = events - left.min(events), "final flush done; leaving the group");
+        // Dropping the consumer closes it: the group rebalances and our (empty) partitions are revoked.
+        drop(self.consumer);
+        Ok(())
+    }
+}

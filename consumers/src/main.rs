@@ -1,0 +1,101 @@
+//! `sluice-ingest`: the ingest service binary. Parses the command line, loads the config, sets up
+//! telemetry and hands over to [`sluice_consumers::run`]. SIGINT/SIGTERM ask for a graceful stop (stop
+//! fetching, flush, commit, exit 0 within `shutdown_timeout_ms`); a second signal exits at once, which
+//! loses nothing either: uncommitted work is replayed from the stored offsets.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sluice_consumers::{config::Config, ingest, telemetry};
+
+#[derive(Parser)]
+#[command(name = "sluice-ingest", version, about = "Kafka → in-memory aggregation → PostgreSQL + ClickHouse")]
+struct Cli {
+    /// TOML config file (default: $SLUICE_CONFIG). Environment variables SLUICE_<KEY> override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume, aggregate and flush until stopped (the default).
+    Run,
+    /// Apply PostgreSQL and ClickHouse migrations, then exit.
+    Migrate,
+    /// Print the effective config (secrets redacted), then exit.
+    Config,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluice-ingest: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    telemetry::init_tracing(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice-ingest: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(async_main(cli.command.unwrap_or(Command::Run), config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "sluice-ingest failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn async_main(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Config => {
+            println!("{config:#?}");
+            Ok(())
+        }
+        Command::Migrate => {
+            let sinks = ingest::sinks(&config)?;
+            ingest::migrate(&sinks, Duration::from_secs(60)).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Run => {
+            telemetry::init_metrics(&config.metrics_addr)?;
+            ingest::run(config, shutdown_signal()).await.context("ingest stopped")
+        }
+    }
+}
+
+/// Resolves on the first SIGINT/SIGTERM; a second one exits the process at once.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now; unflushed work will be replayed");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

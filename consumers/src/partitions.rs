@@ -1,0 +1,354 @@
+//! Per-partition state of one ingest process, shared between the poll loop and the rebalance callback
+//! (both run on the poll thread; the mutex is never contended and never held across `poll` or `.await`).
+//!
+//! - On **assign**, each new partition's stored offset is read from PostgreSQL and the consumer starts
+//!   exactly there (or at `start_from` when none is stored): Kafka's committed offset is not trusted.
+//! - A **flush** takes every non-empty batch, leaves an empty successor continuing from its end, and runs
+//!   on the Tokio runtime; at most one flush is in flight. Its outcomes come back over a channel:
+//!   committed partitions get their Kafka offset committed too (informational); a fenced partition (its
+//!   stored offset moved under us) drops what it buffered and seeks to the stored offset.
+//! - On **revoke**, the in-flight flush is awaited and the revoked partitions' batches are flushed, within
+//!   the drain timeout; whatever does not make it is simply not committed and the next owner replays it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaResult;
+use rdkafka::topic_partition_list::TopicPartitionListElem;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sluice_aggregator::{FlushOutcome, Flusher, PartitionBatch};
+use sluice_schemas::EventKind;
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+use crate::config::StartFrom;
+use crate::metrics::{ASSIGNED_PARTITIONS, FLUSHES, FLUSH_SECONDS, REBALANCES};
+
+/// The three subscribed topics and their event kinds, looked up by index on the hot path.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    entries: Vec<(String, EventKind)>,
+}
+
+impl Topics {
+    pub fn new(entries: Vec<(String, EventKind)>) -> Self {
+        Topics { entries }
+    }
+
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.entries.iter().position(|(n, _)| n == name)
+    }
+
+    pub fn name(&self, index: usize) -> &str {
+        &self.entries[index].0
+    }
+
+    pub fn kind(&self, index: usize) -> EventKind {
+        self.entries[index].1
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.entries.iter().map(|(n, _)| n.as_str()).collect()
+    }
+}
+
+/// A flush running on the runtime.
+#[derive(Debug)]
+pub struct InFlight {
+    outcomes: mpsc::Receiver<Vec<FlushOutcome>>,
+    abort: watch::Sender<bool>,
+    started: Instant,
+}
+
+/// Mutable state: one batch per assigned partition, keyed by (topic index, partition).
+#[derive(Debug, Default)]
+pub struct State {
+    pub batches: HashMap<(usize, i32), PartitionBatch>,
+    pub inflight: Option<InFlight>,
+}
+
+impl State {
+    pub fn buffered_bytes(&self) -> usize {
+        self.batches.values().map(|b| b.approx_bytes).sum()
+    }
+
+    pub fn buffered_events(&self) -> usize {
+        self.batches.values().map(PartitionBatch::events).sum()
+    }
+}
+
+/// Everything the poll loop and the rebalance callback share.
+#[derive(Debug)]
+pub struct Partitions {
+    state: Mutex<State>,
+    pub topics: Topics,
+    flusher: Flusher,
+    handle: Handle,
+    start_from: StartFrom,
+    drain_timeout: Duration,
+    /// Set when the process is shutting down: stop retrying offset loads.
+    pub stopping: AtomicBool,
+}
+
+/// Why ingest must stop: a permanent sink error. Nothing was committed past durable data.
+#[derive(Debug, thiserror::Error)]
+#[error("flush of {topic}/{partition} failed permanently: {error}")]
+pub struct FatalFlush {
+    pub topic: String,
+    pub partition: i32,
+    pub error: String,
+}
+
+impl Partitions {
+    pub fn new(topics: Topics, flusher: Flusher, handle: Handle, start_from: StartFrom, drain_timeout: Duration) -> Self {
+        Partitions {
+            state: Mutex::new(State::default()),
+            topics,
+            flusher,
+            handle,
+            start_from,
+            drain_timeout,
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Locks the state. A poisoned lock means a panic on the poll thread, which already ended ingest.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn flusher(&self) -> &Flusher {
+        &self.flusher
+    }
+
+    /// Starts a flush of every non-empty batch unless one is in flight. Returns whether one started.
+    pub fn start_flush(&self, state: &mut State) -> bool {
+        if state.inflight.is_some() {
+            return false;
+        }
+        let mut batches = Vec::new();
+        for batch in state.batches.values_mut() {
+            if !batch.is_empty() {
+                let next = batch.successor();
+                batches.push(std::mem::replace(batch, next));
+            }
+        }
+        if batches.is_empty() {
+            return false;
+        }
+        state.inflight = Some(self.spawn_flush(batches));
+        true
+    }
+
+    fn spawn_flush(&self, batches: Vec<PartitionBatch>) -> InFlight {
+        let (tx, rx) = mpsc::channel();
+        let (abort_tx, abort_rx) = watch::channel(false);
+        let flusher = self.flusher.clone();
+        self.handle.spawn(async move {
+            let outcomes = flusher.flush(batches, abort_rx).await;
+            // The receiver is gone only if ingest already stopped; replay covers that.
+            let _ = tx.send(outcomes);
+        });
+        InFlight { outcomes: rx, abort: abort_tx, started: Instant::now() }
+    }
+
+    /// Applies the in-flight flush's outcomes if it is done (`wait` = how long to wait for it; on timeout
+    /// the flush is aborted and awaited briefly). Returns `Ok(true)` if no flush is in flight afterwards.
+    pub fn poll_flush(&self, consumer: &BaseConsumer<IngestContext>, state: &mut State, wait: Duration) -> Result<bool, FatalFlush> {
+        let Some(inflight) = &state.inflight else { return Ok(true) };
+        let received = match inflight.outcomes.recv_timeout(wait) {
+            Ok(outcomes) => Some(outcomes),
+            Err(mpsc::RecvTimeoutError::Timeout) if wait.is_zero() => None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                tracing::warn!(waited_ms = wait.as_millis() as u64, "flush did not finish in time, aborting it");
+                let _ = inflight.abort.send(true);
+                inflight.outcomes.recv_timeout(Duration::from_secs(5)).ok()
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Some(Vec::new()),
+        };
+        let Some(outcomes) = received else { return Ok(false) };
+        let started = state.inflight.take().map(|f| f.started);
+        if let Some(started) = started {
+            metrics::histogram!(FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
+        }
+        self.apply(consumer, state, outcomes)?;
+        Ok(true)
+    }
+
+    fn apply(&self, consumer: &BaseConsumer<IngestContext>, state: &mut State, outcomes: Vec<FlushOutcome>) -> Result<(), FatalFlush> {
+        let mut commit = TopicPartitionList::new();
+        let mut fatal = None;
+        for outcome in outcomes {
+            let label = match &outcome {
+                FlushOutcome::Committed { .. } => "committed",
+                FlushOutcome::Fenced { .. } => "fenced",
+                FlushOutcome::Aborted { .. } => "aborted",
+                FlushOutcome::Failed { .. } => "failed",
+            };
+            metrics::counter!(FLUSHES, "outcome" => label).increment(1);
+            match outcome {
+                FlushOutcome::Committed { topic, partition, next_offset, .. } => {
+                    if let Err(e) = commit.add_partition_offset(&topic, partition, Offset::Offset(next_offset)) {
+                        tracing::warn!(%topic, partition, error = %e, "cannot record kafka commit");
+                    }
+                }
+                FlushOutcome::Fenced { topic, partition, stored } => {
+                    tracing::warn!(%topic, partition, ?stored, "stored offset moved under this consumer; dropping its buffer and seeking to it");
+                    let Some(index) = self.topics.index(&topic) else { continue };
+                    if let Some(batch) = state.batches.get_mut(&(index, partition)) {
+                        *batch = PartitionBatch::new(topic.clone(), partition, stored);
+                        let offset = stored.map_or(self.start_offset(), Offset::Offset);
+                        if let Err(e) = consumer.seek(&topic, partition, offset, Duration::from_secs(10)) {
+                            tracing::error!(%topic, partition, error = %e, "seek after fencing failed");
+                        }
+                    }
+                }
+                FlushOutcome::Aborted { topic, partition } => {
+                    tracing::warn!(%topic, partition, "flush aborted; the partition will be replayed from its stored offset");
+                }
+                FlushOutcome::Failed { topic, partition, error } => {
+                    tracing::error!(%topic, partition, %error, "flush failed permanently");
+                    fatal.get_or_insert(FatalFlush { topic, partition, error });
+                }
+            }
+        }
+        if commit.count() > 0 {
+            // Informational: the truth is in PostgreSQL. Async so the poll loop never waits for it.
+            if let Err(e) = consumer.commit(&commit, CommitMode::Async) {
+                tracing::debug!(error = %e, "kafka offset commit failed (informational only)");
+            }
+        }
+        fatal.map_or(Ok(()), Err)
+    }
+
+    fn start_offset(&self) -> Offset {
+        match self.start_from {
+            StartFrom::Earliest => Offset::Beginning,
+            StartFrom::Latest => Offset::End,
+        }
+    }
+
+    /// Reads stored offsets for newly assigned partitions and records them in `tpl`; creates batches.
+    fn on_assign(&self, tpl: &mut TopicPartitionList) {
+        metrics::counter!(REBALANCES, "kind" => "assign").increment(1);
+        let mut by_topic: HashMap<String, Vec<i32>> = HashMap::new();
+        for elem in tpl.elements() {
+            by_topic.entry(elem.topic().to_owned()).or_default().push(elem.partition());
+        }
+        let mut stored: HashMap<(String, i32), i64> = HashMap::new();
+        for (topic, parts) in &by_topic {
+            for (partition, offset) in self.load_offsets_retrying(topic, parts) {
+                stored.insert((topic.clone(), partition), offset);
+            }
+        }
+        let mut state = self.lock();
+        for (topic, parts) in by_topic {
+            let Some(index) = self.topics.index(&topic) else { continue };
+            for partition in parts {
+                let at = stored.get(&(topic.clone(), partition)).copied();
+                let offset = at.map_or(self.start_offset(), Offset::Offset);
+                if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                    tracing::error!(%topic, partition, error = %e, "cannot set start offset");
+                }
+                tracing::info!(%topic, partition, stored_offset = ?at, "partition assigned");
+                state.batches.insert((index, partition), PartitionBatch::new(topic.clone(), partition, at));
+            }
+        }
+        metrics::gauge!(ASSIGNED_PARTITIONS).set(state.batches.len() as f64);
+    }
+
+    fn load_offsets_retrying(&self, topic: &str, partitions: &[i32]) -> HashMap<i32, i64> {
+        let pg = &self.flusher.sinks().postgres;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.handle.block_on(pg.load_offsets(topic, partitions)) {
+                Ok(offsets) => return offsets,
+                Err(e) if !self.stopping.load(Ordering::Relaxed) => {
+                    // Without the stored offset we cannot know where to start; waiting is the only exact
+                    // choice. The consumer stays in the group while max.poll.interval.ms allows.
+                    tracing::warn!(%topic, error = %e, "cannot read stored offsets, retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::warn!(%topic, error = %e, "cannot read stored offsets while stopping");
+                    return HashMap::new();
+                }
+            }
+        }
+    }
+
+    /// Drains revoked partitions: waits for the in-flight flush, flushes their batches, drops them.
+    fn on_revoke(&self, consumer: &BaseConsumer<IngestContext>, tpl: &TopicPartitionList) {
+        metrics::counter!(REBALANCES, "kind" => "revoke").increment(1);
+        let deadline = Instant::now() + self.drain_timeout;
+        let mut state = self.lock();
+        if let Err(e) = self.poll_flush(consumer, &mut state, self.drain_timeout) {
+            tracing::error!(error = %e, "flush failed during revoke; the next owner replays it");
+        }
+        let revoked: Vec<(usize, i32)> = tpl
+            .elements()
+            .iter()
+            .filter_map(|e: &TopicPartitionListElem<'_>| self.topics.index(e.topic()).map(|i| (i, e.partition())))
+            .collect();
+        let lost = consumer.assignment_lost();
+        let batches: Vec<PartitionBatch> =
+            revoked.iter().filter_map(|key| state.batches.remove(key)).filter(|b| !b.is_empty()).collect();
+        if !batches.is_empty() && !lost {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            state.inflight = Some(self.spawn_flush(batches));
+            if let Err(e) = self.poll_flush(consumer, &mut state, remaining) {
+                tracing::error!(error = %e, "flush failed during revoke; the next owner replays it");
+            }
+        }
+        tracing::info!(partitions = revoked.len(), lost, "partitions revoked");
+        metrics::gauge!(ASSIGNED_PARTITIONS).set(state.batches.len() as f64);
+    }
+}
+
+/// The rdkafka context: routes rebalances to [`Partitions`] and logs client errors.
+#[derive(Debug, Clone)]
+pub struct IngestContext {
+    pub partitions: Arc<Partitions>,
+}
+
+impl ClientContext for IngestContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let result: KafkaResult<()> = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.partitions.on_assign(tpl);
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.partitions.on_revoke(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error");
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "applying the rebalance failed");
+        }
+    }
+}
