@@ -11,7 +11,9 @@ use std::collections::HashMap;
 
 use sluice_schemas::{validate::crawl_domain, ClickEvent, CrawlEvent, Event, RankEvent};
 
-use crate::model::{day_of, hour_of, ClickDailyKey, CrawlHourly, CrawlHourlyKey, RankDaily, RankDailyKey};
+use crate::model::{
+    day_of, hour_of, ClickDailyKey, CrawlHourly, CrawlHourlyKey, RankDaily, RankDailyKey,
+};
 
 /// A crawl event with the domain derived once at ingest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +49,12 @@ const RECORD_OVERHEAD_BYTES: usize = 256;
 
 impl PartitionBatch {
     pub fn new(topic: impl Into<String>, partition: i32, expected_offset: Option<i64>) -> Self {
-        PartitionBatch { topic: topic.into(), partition, expected_offset, ..Default::default() }
+        PartitionBatch {
+            topic: topic.into(),
+            partition,
+            expected_offset,
+            ..Default::default()
+        }
     }
 
     /// True when the batch covers no record at all (nothing to flush, no offset to move).
@@ -62,7 +69,11 @@ impl PartitionBatch {
 
     /// An empty batch that continues where this one ends (for the records that arrive during its flush).
     pub fn successor(&self) -> PartitionBatch {
-        PartitionBatch::new(self.topic.clone(), self.partition, self.end_offset.or(self.expected_offset))
+        PartitionBatch::new(
+            self.topic.clone(),
+            self.partition,
+            self.end_offset.or(self.expected_offset),
+        )
     }
 
     /// Counts a record that was rejected: it moves the offset but touches no aggregate.
@@ -76,7 +87,8 @@ impl PartitionBatch {
         self.approx_bytes += RECORD_OVERHEAD_BYTES;
         match event {
             Event::Click(e) => {
-                self.approx_bytes += e.event_id.len() + 2 * (e.tenant_id.len() + e.short_code.len());
+                self.approx_bytes +=
+                    e.event_id.len() + 2 * (e.tenant_id.len() + e.short_code.len());
                 self.approx_bytes += [&e.referrer, &e.country, &e.user_agent, &e.visitor_id]
                     .iter()
                     .map(|s| s.as_ref().map_or(0, String::len))
@@ -124,14 +136,24 @@ impl PartitionBatch {
                     domain: domain.clone(),
                     hour: hour_of(e.occurred_at),
                 };
-                self.crawls.entry(key).or_default().add(e.status_code, e.fetch_ms, e.bytes);
-                self.crawl_events.push(CrawlRecord { offset, event: e, domain });
+                self.crawls
+                    .entry(key)
+                    .or_default()
+                    .add(e.status_code, e.fetch_ms, e.bytes);
+                self.crawl_events.push(CrawlRecord {
+                    offset,
+                    event: e,
+                    domain,
+                });
             }
         }
     }
 
     fn advance(&mut self, offset: i64) {
-        debug_assert!(self.end_offset.is_none_or(|end| offset >= end), "offsets go forward within a partition");
+        debug_assert!(
+            self.end_offset.is_none_or(|end| offset >= end),
+            "offsets go forward within a partition"
+        );
         self.end_offset = Some(offset + 1);
         self.records += 1;
     }

@@ -34,7 +34,10 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { initial: Duration::from_millis(100), max: Duration::from_secs(5) }
+        RetryPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+        }
     }
 }
 
@@ -42,13 +45,26 @@ impl Default for RetryPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlushOutcome {
     /// Durable in both sinks; the stored offset is `next_offset`.
-    Committed { topic: String, partition: i32, next_offset: i64, events: usize },
+    Committed {
+        topic: String,
+        partition: i32,
+        next_offset: i64,
+        events: usize,
+    },
     /// Another consumer moved the partition's stored offset: nothing was committed by this batch.
-    Fenced { topic: String, partition: i32, stored: Option<i64> },
+    Fenced {
+        topic: String,
+        partition: i32,
+        stored: Option<i64>,
+    },
     /// Given up because the flush was aborted (shutdown deadline) while retrying.
     Aborted { topic: String, partition: i32 },
     /// A permanent sink error: retrying cannot help.
-    Failed { topic: String, partition: i32, error: String },
+    Failed {
+        topic: String,
+        partition: i32,
+        error: String,
+    },
 }
 
 /// Runs flushes against a [`SinkSet`].
@@ -61,7 +77,11 @@ pub struct Flusher {
 
 impl Flusher {
     pub fn new(sinks: SinkSet, retry: RetryPolicy, max_concurrent_partitions: usize) -> Self {
-        Flusher { sinks, retry, concurrency: Arc::new(Semaphore::new(max_concurrent_partitions.max(1))) }
+        Flusher {
+            sinks,
+            retry,
+            concurrency: Arc::new(Semaphore::new(max_concurrent_partitions.max(1))),
+        }
     }
 
     pub fn sinks(&self) -> &SinkSet {
@@ -70,7 +90,11 @@ impl Flusher {
 
     /// Flushes every batch; returns one outcome per batch (in no particular order). `abort` turning true
     /// stops retrying.
-    pub async fn flush(&self, batches: Vec<PartitionBatch>, abort: watch::Receiver<bool>) -> Vec<FlushOutcome> {
+    pub async fn flush(
+        &self,
+        batches: Vec<PartitionBatch>,
+        abort: watch::Receiver<bool>,
+    ) -> Vec<FlushOutcome> {
         let mut tasks = JoinSet::new();
         let mut outcomes = Vec::with_capacity(batches.len());
         for batch in batches {
@@ -91,30 +115,54 @@ impl Flusher {
         outcomes
     }
 
-    async fn flush_partition(&self, batch: &PartitionBatch, abort: watch::Receiver<bool>) -> FlushOutcome {
+    async fn flush_partition(
+        &self,
+        batch: &PartitionBatch,
+        abort: watch::Receiver<bool>,
+    ) -> FlushOutcome {
         let topic = batch.topic.clone();
         let partition = batch.partition;
         if let Some(ch) = &self.sinks.clickhouse {
             if batch.events() > 0 {
-                let result = self.retrying("clickhouse", abort.clone(), || ch.write(batch)).await;
+                let result = self
+                    .retrying("clickhouse", abort.clone(), || ch.write(batch))
+                    .await;
                 match result {
                     Ok(Some(_rows)) => {}
                     Ok(None) => return FlushOutcome::Aborted { topic, partition },
-                    Err(e) => return FlushOutcome::Failed { topic, partition, error: e.to_string() },
+                    Err(e) => {
+                        return FlushOutcome::Failed {
+                            topic,
+                            partition,
+                            error: e.to_string(),
+                        }
+                    }
                 }
             }
         }
         let pg = &self.sinks.postgres;
         match self.retrying("postgres", abort, || pg.commit(batch)).await {
-            Ok(Some(Commit::Committed { next_offset })) => {
-                FlushOutcome::Committed { topic, partition, next_offset, events: batch.events() }
-            }
+            Ok(Some(Commit::Committed { next_offset })) => FlushOutcome::Committed {
+                topic,
+                partition,
+                next_offset,
+                events: batch.events(),
+            },
             Ok(Some(Commit::Fenced { stored })) => {
-                metrics::counter!(SINK_ERRORS, "sink" => "postgres", "error_type" => "fenced").increment(1);
-                FlushOutcome::Fenced { topic, partition, stored }
+                metrics::counter!(SINK_ERRORS, "sink" => "postgres", "error_type" => "fenced")
+                    .increment(1);
+                FlushOutcome::Fenced {
+                    topic,
+                    partition,
+                    stored,
+                }
             }
             Ok(None) => FlushOutcome::Aborted { topic, partition },
-            Err(e) => FlushOutcome::Failed { topic, partition, error: e.to_string() },
+            Err(e) => FlushOutcome::Failed {
+                topic,
+                partition,
+                error: e.to_string(),
+            },
         }
     }
 
@@ -137,11 +185,13 @@ impl Flusher {
             let started = Instant::now();
             match op().await {
                 Ok(v) => {
-                    metrics::histogram!(SINK_WRITE_SECONDS, "sink" => sink).record(started.elapsed().as_secs_f64());
+                    metrics::histogram!(SINK_WRITE_SECONDS, "sink" => sink)
+                        .record(started.elapsed().as_secs_f64());
                     return Ok(Some(v));
                 }
                 Err(e) if e.is_transient() => {
-                    metrics::counter!(SINK_ERRORS, "sink" => sink, "error_type" => "transient").increment(1);
+                    metrics::counter!(SINK_ERRORS, "sink" => sink, "error_type" => "transient")
+                        .increment(1);
                     metrics::counter!(SINK_RETRIES, "sink" => sink).increment(1);
                     let sleep = rand::rng().random_range(Duration::ZERO..=backoff);
                     tracing::warn!(sink, error = %e, retry_in_ms = sleep.as_millis() as u64, "sink write failed, retrying");
@@ -152,7 +202,8 @@ impl Flusher {
                     backoff = (backoff * 2).min(self.retry.max);
                 }
                 Err(e) => {
-                    metrics::counter!(SINK_ERRORS, "sink" => sink, "error_type" => "permanent").increment(1);
+                    metrics::counter!(SINK_ERRORS, "sink" => sink, "error_type" => "permanent")
+                        .increment(1);
                     return Err(e);
                 }
             }

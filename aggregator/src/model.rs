@@ -165,10 +165,15 @@ mod tests {
     #[test]
     fn buckets_are_utc() {
         // 23:30 at -02:00 is 01:30 UTC the next day.
-        let ts = DateTime::parse_from_rfc3339("2026-03-01T23:30:00-02:00").unwrap().with_timezone(&Utc);
+        let ts = DateTime::parse_from_rfc3339("2026-03-01T23:30:00-02:00")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(day_of(ts), NaiveDate::from_ymd_opt(2026, 3, 2).unwrap());
         assert_eq!(hour_of(ts), t("2026-03-02T01:00:00Z"));
-        assert_eq!(hour_of(t("2026-03-02T01:59:59.999999Z")), t("2026-03-02T01:00:00Z"));
+        assert_eq!(
+            hour_of(t("2026-03-02T01:59:59.999999Z")),
+            t("2026-03-02T01:00:00Z")
+        );
     }
 
     #[test]
@@ -223,7 +228,10 @@ mod tests {
     fn unranked_only_day_has_null_best_and_worst() {
         let mut row = RankDaily::single(None, t("2026-01-01T10:00:00Z"), "a");
         row.add(None, t("2026-01-01T11:00:00Z"), "b");
-        assert_eq!((row.best_position, row.worst_position, row.checks), (None, None, 2));
+        assert_eq!(
+            (row.best_position, row.worst_position, row.checks),
+            (None, None, 2)
+        );
     }
 
     #[test]

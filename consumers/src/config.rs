@@ -117,20 +117,37 @@ impl std::fmt::Debug for Config {
         let props: BTreeMap<&str, &str> = self
             .kafka_properties
             .iter()
-            .map(|(k, v)| (k.as_str(), if is_secret_key(k) { "***" } else { v.as_str() }))
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    if is_secret_key(k) { "***" } else { v.as_str() },
+                )
+            })
             .collect();
         f.debug_struct("Config")
             .field("kafka_brokers", &self.kafka_brokers)
             .field("group_id", &self.group_id)
-            .field("topics", &[&self.rank_topic, &self.crawl_topic, &self.click_topic])
+            .field(
+                "topics",
+                &[&self.rank_topic, &self.crawl_topic, &self.click_topic],
+            )
             .field("start_from", &self.start_from)
             .field("kafka_properties", &props)
-            .field("postgres_url", &sluice_aggregator::sinks::postgres::redact(&self.postgres_url))
+            .field(
+                "postgres_url",
+                &sluice_aggregator::sinks::postgres::redact(&self.postgres_url),
+            )
             .field("clickhouse_enabled", &self.clickhouse_enabled)
-            .field("clickhouse_url", &sluice_aggregator::sinks::postgres::redact(&self.clickhouse_url))
+            .field(
+                "clickhouse_url",
+                &sluice_aggregator::sinks::postgres::redact(&self.clickhouse_url),
+            )
             .field("clickhouse_database", &self.clickhouse_database)
             .field("clickhouse_user", &self.clickhouse_user)
-            .field("clickhouse_password", &self.clickhouse_password.as_ref().map(|_| "***"))
+            .field(
+                "clickhouse_password",
+                &self.clickhouse_password.as_ref().map(|_| "***"),
+            )
             .field("flush_interval_ms", &self.flush_interval_ms)
             .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("shutdown_timeout_ms", &self.shutdown_timeout_ms)
@@ -149,7 +166,9 @@ impl Config {
     /// Loads defaults ← TOML file ← `SLUICE_*` environment, then validates.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        let file = file.map(Path::to_path_buf).or_else(|| std::env::var_os("SLUICE_CONFIG").map(PathBuf::from));
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("SLUICE_CONFIG").map(PathBuf::from));
         if let Some(path) = &file {
             if !path.exists() {
                 bail!("config file {} does not exist", path.display());
@@ -158,8 +177,11 @@ impl Config {
         }
         // Only known keys are read from the environment: the stack scripts use other SLUICE_* variables.
         let known: Vec<String> = Config::keys();
-        figment = figment.merge(Env::prefixed("SLUICE_").filter(move |k| known.iter().any(|n| k == n.as_str())));
-        let config: Config = figment.extract().map_err(|e| anyhow::anyhow!(describe(e)))?;
+        figment = figment
+            .merge(Env::prefixed("SLUICE_").filter(move |k| known.iter().any(|n| k == n.as_str())));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!(describe(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -182,7 +204,10 @@ impl Config {
             bail!("invalid config: flush_concurrency and postgres_max_connections must be > 0");
         }
         let topics = [&self.rank_topic, &self.crawl_topic, &self.click_topic];
-        if topics.iter().any(|t| t.is_empty()) || topics[0] == topics[1] || topics[1] == topics[2] || topics[0] == topics[2]
+        if topics.iter().any(|t| t.is_empty())
+            || topics[0] == topics[1]
+            || topics[1] == topics[2]
+            || topics[0] == topics[2]
         {
             bail!("invalid config: rank_topic, crawl_topic and click_topic must be distinct, non-empty names");
         }
@@ -224,19 +249,26 @@ impl Config {
 
     /// The PostgreSQL password from its file, if one is configured.
     pub fn postgres_password(&self) -> anyhow::Result<Option<String>> {
-        read_secret(self.postgres_password_file.as_deref(), "postgres_password_file")
+        read_secret(
+            self.postgres_password_file.as_deref(),
+            "postgres_password_file",
+        )
     }
 
     /// The ClickHouse password: from its file if configured, else the inline value.
     pub fn clickhouse_password(&self) -> anyhow::Result<Option<String>> {
-        Ok(read_secret(self.clickhouse_password_file.as_deref(), "clickhouse_password_file")?
-            .or_else(|| self.clickhouse_password.clone()))
+        Ok(read_secret(
+            self.clickhouse_password_file.as_deref(),
+            "clickhouse_password_file",
+        )?
+        .or_else(|| self.clickhouse_password.clone()))
     }
 }
 
 fn read_secret(path: Option<&Path>, key: &str) -> anyhow::Result<Option<String>> {
     let Some(path) = path else { return Ok(None) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("invalid config: {key}: cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("invalid config: {key}: cannot read {}", path.display()))?;
     Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()))
 }
 
@@ -248,7 +280,11 @@ fn describe(e: figment::Error) -> String {
             if key.is_empty() {
                 format!("invalid config: {err}")
             } else {
-                format!("invalid config: {key} (env SLUICE_{}): {}", key.to_ascii_uppercase(), err.kind)
+                format!(
+                    "invalid config: {key} (env SLUICE_{}): {}",
+                    key.to_ascii_uppercase(),
+                    err.kind
+                )
             }
         })
         .collect::<Vec<_>>()
@@ -260,6 +296,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's own signature
     fn env_overrides_defaults_and_bad_values_name_the_key() {
         // figment::Jail isolates the environment; results travel out through its error channel.
         let run = |vars: &'static [(&'static str, &'static str)]| -> String {
@@ -269,7 +306,10 @@ mod tests {
                     jail.set_env(k, v);
                 }
                 out = match Config::load(None) {
-                    Ok(c) => format!("OK {} {} {:?}", c.kafka_brokers, c.flush_interval_ms, c.log_format),
+                    Ok(c) => format!(
+                        "OK {} {} {:?}",
+                        c.kafka_brokers, c.flush_interval_ms, c.log_format
+                    ),
                     Err(e) => format!("ERR {e}"),
                 };
                 Ok(())
@@ -278,20 +318,38 @@ mod tests {
         };
         assert_eq!(run(&[]), "OK 127.0.0.1:9092 2000 Text");
         assert_eq!(
-            run(&[("SLUICE_KAFKA_BROKERS", "k1:9092,k2:9092"), ("SLUICE_FLUSH_INTERVAL_MS", "750"), ("SLUICE_LOG_FORMAT", "json")]),
+            run(&[
+                ("SLUICE_KAFKA_BROKERS", "k1:9092,k2:9092"),
+                ("SLUICE_FLUSH_INTERVAL_MS", "750"),
+                ("SLUICE_LOG_FORMAT", "json")
+            ]),
             "OK k1:9092,k2:9092 750 Json"
         );
         let bad_enum = run(&[("SLUICE_LOG_FORMAT", "xml")]);
-        assert!(bad_enum.starts_with("ERR invalid config: log_format (env SLUICE_LOG_FORMAT)"), "{bad_enum}");
-        assert!(bad_enum.contains("`text`") && bad_enum.contains("`json`"), "{bad_enum}");
+        assert!(
+            bad_enum.starts_with("ERR invalid config: log_format (env SLUICE_LOG_FORMAT)"),
+            "{bad_enum}"
+        );
+        assert!(
+            bad_enum.contains("`text`") && bad_enum.contains("`json`"),
+            "{bad_enum}"
+        );
         let bad_number = run(&[("SLUICE_FLUSH_INTERVAL_MS", "soon")]);
-        assert!(bad_number.starts_with("ERR invalid config: flush_interval_ms (env SLUICE_FLUSH_INTERVAL_MS)"), "{bad_number}");
+        assert!(
+            bad_number.starts_with(
+                "ERR invalid config: flush_interval_ms (env SLUICE_FLUSH_INTERVAL_MS)"
+            ),
+            "{bad_number}"
+        );
         assert_eq!(
             run(&[("SLUICE_FLUSH_INTERVAL_MS", "0")]),
             "ERR invalid config: flush_interval_ms must be > 0 (milliseconds)"
         );
         // Unrelated SLUICE_* variables (used by the stack scripts) are ignored.
-        assert_eq!(run(&[("SLUICE_STATE_DIR", "/tmp/x")]), "OK 127.0.0.1:9092 2000 Text");
+        assert_eq!(
+            run(&[("SLUICE_STATE_DIR", "/tmp/x")]),
+            "OK 127.0.0.1:9092 2000 Text"
+        );
     }
 
     #[test]
@@ -301,7 +359,8 @@ mod tests {
             clickhouse_password: Some("hunter3".into()),
             ..Config::default()
         };
-        c.kafka_properties.insert("sasl.password".into(), "hunter4".into());
+        c.kafka_properties
+            .insert("sasl.password".into(), "hunter4".into());
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter"), "{shown}");
         assert!(shown.contains("postgres://u:***@h/db"), "{shown}");

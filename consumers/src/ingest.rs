@@ -25,8 +25,8 @@ use sluice_schemas::{decode, Encoding, EventKind, Limits, RejectReason, ENCODING
 
 use crate::config::{is_secret_key, Config, StartFrom};
 use crate::metrics::{
-    BUFFERED_BYTES, BUFFERED_EVENTS, EVENTS_AGGREGATED, FLUSH_INTERVAL_SECONDS, PAUSED, RECORDS_CONSUMED,
-    RECORDS_REJECTED,
+    BUFFERED_BYTES, BUFFERED_EVENTS, EVENTS_AGGREGATED, FLUSH_INTERVAL_SECONDS, PAUSED,
+    RECORDS_CONSUMED, RECORDS_REJECTED,
 };
 use crate::partitions::{IngestContext, Partitions, Topics};
 
@@ -43,15 +43,20 @@ pub fn sinks(config: &Config) -> anyhow::Result<SinkSet> {
         &config.group_id,
         config.postgres_max_connections,
     )?;
-    let clickhouse = config.clickhouse_enabled.then(|| -> anyhow::Result<ClickHouseSink> {
-        Ok(ClickHouseSink::new(&ClickHouseConfig {
-            url: config.clickhouse_url.clone(),
-            database: config.clickhouse_database.clone(),
-            user: config.clickhouse_user.clone(),
-            password: config.clickhouse_password()?,
-        }))
-    });
-    Ok(SinkSet { postgres, clickhouse: clickhouse.transpose()? })
+    let clickhouse = config
+        .clickhouse_enabled
+        .then(|| -> anyhow::Result<ClickHouseSink> {
+            Ok(ClickHouseSink::new(&ClickHouseConfig {
+                url: config.clickhouse_url.clone(),
+                database: config.clickhouse_database.clone(),
+                user: config.clickhouse_user.clone(),
+                password: config.clickhouse_password()?,
+            }))
+        });
+    Ok(SinkSet {
+        postgres,
+        clickhouse: clickhouse.transpose()?,
+    })
 }
 
 /// Applies both sinks' migrations, waiting (up to `patience`) for databases that are still starting.
@@ -104,7 +109,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let props: Vec<String> = config
         .kafka_properties
         .keys()
-        .map(|k| if is_secret_key(k) { format!("{k}=***") } else { k.clone() })
+        .map(|k| {
+            if is_secret_key(k) {
+                format!("{k}=***")
+            } else {
+                k.clone()
+            }
+        })
         .collect();
     tracing::info!(brokers = %config.kafka_brokers, group = %config.group_id, ?props, "starting ingest");
     let sinks = sinks(&config)?;
@@ -112,7 +123,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         migrate(&sinks, Duration::from_secs(60)).await?;
     }
     let flusher = Flusher::new(sinks, RetryPolicy::default(), config.flush_concurrency);
-    let topics = Topics::new(EventKind::ALL.iter().map(|&k| (config.topic_of(k).to_owned(), k)).collect());
+    let topics = Topics::new(
+        EventKind::ALL
+            .iter()
+            .map(|&k| (config.topic_of(k).to_owned(), k))
+            .collect(),
+    );
     let partitions = Arc::new(Partitions::new(
         topics.clone(),
         flusher,
@@ -121,9 +137,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         config.shutdown_timeout(),
     ));
     let consumer: BaseConsumer<IngestContext> = consumer_config(&config)
-        .create_with_context(IngestContext { partitions: partitions.clone() })
+        .create_with_context(IngestContext {
+            partitions: partitions.clone(),
+        })
         .context("cannot create the kafka consumer")?;
-    consumer.subscribe(&topics.names()).context("cannot subscribe")?;
+    consumer
+        .subscribe(&topics.names())
+        .context("cannot subscribe")?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let poll_loop = PollLoop {
@@ -193,10 +213,12 @@ impl Counts {
         for kind in EventKind::ALL {
             let i = kind_slot(kind);
             if self.consumed[i] > 0 {
-                metrics::counter!(RECORDS_CONSUMED, "kind" => kind.as_str()).increment(self.consumed[i]);
+                metrics::counter!(RECORDS_CONSUMED, "kind" => kind.as_str())
+                    .increment(self.consumed[i]);
             }
             if self.aggregated[i] > 0 {
-                metrics::counter!(EVENTS_AGGREGATED, "kind" => kind.as_str()).increment(self.aggregated[i]);
+                metrics::counter!(EVENTS_AGGREGATED, "kind" => kind.as_str())
+                    .increment(self.aggregated[i]);
             }
         }
         for ((kind, reason), n) in self.rejected.drain() {
@@ -209,7 +231,10 @@ impl Counts {
 
 impl PollLoop {
     fn run(self) -> anyhow::Result<()> {
-        let mut counts = Counts { reject_logs_left: REJECT_LOGS_PER_SECOND, ..Counts::default() };
+        let mut counts = Counts {
+            reject_logs_left: REJECT_LOGS_PER_SECOND,
+            ..Counts::default()
+        };
         let mut next_flush = Instant::now() + self.flush_interval;
         let mut next_second = Instant::now() + Duration::from_secs(1);
         let mut paused = false;
@@ -227,7 +252,8 @@ impl PollLoop {
 
             let now = Instant::now();
             let mut state = self.partitions.lock();
-            self.partitions.poll_flush(&self.consumer, &mut state, Duration::ZERO)?;
+            self.partitions
+                .poll_flush(&self.consumer, &mut state, Duration::ZERO)?;
             let buffered = state.buffered_bytes();
             let over_budget = buffered >= self.max_buffered_bytes;
             if now >= next_flush || over_budget {
@@ -246,7 +272,10 @@ impl PollLoop {
             if now >= next_second {
                 counts.publish();
                 if counts.reject_logs_suppressed > 0 {
-                    tracing::warn!(suppressed = counts.reject_logs_suppressed, "more records rejected than logged");
+                    tracing::warn!(
+                        suppressed = counts.reject_logs_suppressed,
+                        "more records rejected than logged"
+                    );
                     counts.reject_logs_suppressed = 0;
                 }
                 counts.reject_logs_left = REJECT_LOGS_PER_SECOND;
@@ -260,11 +289,16 @@ impl PollLoop {
     }
 
     fn handle(&self, message: &BorrowedMessage<'_>, counts: &mut Counts) {
-        let Some(topic) = self.partitions.topics.index(message.topic()) else { return };
+        let Some(topic) = self.partitions.topics.index(message.topic()) else {
+            return;
+        };
         let kind = self.partitions.topics.kind(topic);
-        let header = message
-            .headers()
-            .and_then(|headers| headers.iter().find(|h| h.key == ENCODING_HEADER).map(|h| h.value.unwrap_or_default()));
+        let header = message.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|h| h.key == ENCODING_HEADER)
+                .map(|h| h.value.unwrap_or_default())
+        });
         let payload = message.payload().unwrap_or_default();
         let decoded = Encoding::from_header(header)
             .and_then(|encoding| decode(kind, encoding, payload, &self.limits, chrono::Utc::now()));
@@ -272,7 +306,9 @@ impl PollLoop {
         counts.consumed[kind_slot(kind)] += 1;
         let mut state = self.partitions.lock();
         // A record of a partition no longer assigned (revoked between fetch and poll) is not ours.
-        let Some(batch) = state.batches.get_mut(&(topic, message.partition())) else { return };
+        let Some(batch) = state.batches.get_mut(&(topic, message.partition())) else {
+            return;
+        };
         match decoded {
             Ok(event) => {
                 batch.add(event, offset);
@@ -284,10 +320,10 @@ impl PollLoop {
                 if counts.reject_logs_left > 0 {
                     counts.reject_logs_left -= 1;
                     tracing::warn!(
-                        topic = message.topic(),
+                        topic = %message.topic(),
                         partition = message.partition(),
                         offset,
-                        reason = rejection.reason.as_str(),
+                        reason = %rejection.reason,
                         detail = %rejection.detail,
                         "record rejected"
                     );
@@ -318,15 +354,20 @@ impl PollLoop {
         self.partitions.stopping.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + self.shutdown_timeout;
         let mut state = self.partitions.lock();
-        self.partitions.poll_flush(&self.consumer, &mut state, self.shutdown_timeout)?;
+        self.partitions
+            .poll_flush(&self.consumer, &mut state, self.shutdown_timeout)?;
         let events = state.buffered_events();
         if self.partitions.start_flush(&mut state) {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            self.partitions.poll_flush(&self.consumer, &mut state, remaining)?;
+            self.partitions
+                .poll_flush(&self.consumer, &mut state, remaining)?;
         }
         let left = state.buffered_events();
         drop(state);
-        tracing::info!(flushed_events = events - left.min(events), "final flush done; leaving the group");
+        tracing::info!(
+            flushed_events = events - left.min(events),
+            "final flush done; leaving the group"
+        );
         // Dropping the consumer closes it: the group rebalances and our (empty) partitions are revoked.
         drop(self.consumer);
         Ok(())

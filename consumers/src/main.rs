@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use sluice_consumers::{config::Config, ingest, telemetry};
 
 #[derive(Parser)]
-#[command(name = "sluice-ingest", version, about = "Kafka → in-memory aggregation → PostgreSQL + ClickHouse")]
+#[command(
+    name = "sluice-ingest",
+    version,
+    about = "Kafka → in-memory aggregation → PostgreSQL + ClickHouse"
+)]
 struct Cli {
     /// TOML config file (default: $SLUICE_CONFIG). Environment variables SLUICE_<KEY> override it.
     #[arg(long, global = true)]
@@ -40,7 +44,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     telemetry::init_tracing(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sluice-ingest: cannot start the runtime: {e}");
@@ -70,7 +77,9 @@ async fn async_main(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Run => {
             telemetry::init_metrics(&config.metrics_addr)?;
-            ingest::run(config, shutdown_signal()).await.context("ingest stopped")
+            ingest::run(config, shutdown_signal())
+                .await
+                .context("ingest stopped")
         }
     }
 }

@@ -104,7 +104,13 @@ pub struct FatalFlush {
 }
 
 impl Partitions {
-    pub fn new(topics: Topics, flusher: Flusher, handle: Handle, start_from: StartFrom, drain_timeout: Duration) -> Self {
+    pub fn new(
+        topics: Topics,
+        flusher: Flusher,
+        handle: Handle,
+        start_from: StartFrom,
+        drain_timeout: Duration,
+    ) -> Self {
         Partitions {
             state: Mutex::new(State::default()),
             topics,
@@ -118,7 +124,9 @@ impl Partitions {
 
     /// Locks the state. A poisoned lock means a panic on the poll thread, which already ended ingest.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn flusher(&self) -> &Flusher {
@@ -153,24 +161,40 @@ impl Partitions {
             // The receiver is gone only if ingest already stopped; replay covers that.
             let _ = tx.send(outcomes);
         });
-        InFlight { outcomes: rx, abort: abort_tx, started: Instant::now() }
+        InFlight {
+            outcomes: rx,
+            abort: abort_tx,
+            started: Instant::now(),
+        }
     }
 
     /// Applies the in-flight flush's outcomes if it is done (`wait` = how long to wait for it; on timeout
     /// the flush is aborted and awaited briefly). Returns `Ok(true)` if no flush is in flight afterwards.
-    pub fn poll_flush(&self, consumer: &BaseConsumer<IngestContext>, state: &mut State, wait: Duration) -> Result<bool, FatalFlush> {
-        let Some(inflight) = &state.inflight else { return Ok(true) };
+    pub fn poll_flush(
+        &self,
+        consumer: &BaseConsumer<IngestContext>,
+        state: &mut State,
+        wait: Duration,
+    ) -> Result<bool, FatalFlush> {
+        let Some(inflight) = &state.inflight else {
+            return Ok(true);
+        };
         let received = match inflight.outcomes.recv_timeout(wait) {
             Ok(outcomes) => Some(outcomes),
             Err(mpsc::RecvTimeoutError::Timeout) if wait.is_zero() => None,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                tracing::warn!(waited_ms = wait.as_millis() as u64, "flush did not finish in time, aborting it");
+                tracing::warn!(
+                    waited_ms = wait.as_millis() as u64,
+                    "flush did not finish in time, aborting it"
+                );
                 let _ = inflight.abort.send(true);
                 inflight.outcomes.recv_timeout(Duration::from_secs(5)).ok()
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => Some(Vec::new()),
         };
-        let Some(outcomes) = received else { return Ok(false) };
+        let Some(outcomes) = received else {
+            return Ok(false);
+        };
         let started = state.inflight.take().map(|f| f.started);
         if let Some(started) = started {
             metrics::histogram!(FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
@@ -179,7 +203,12 @@ impl Partitions {
         Ok(true)
     }
 
-    fn apply(&self, consumer: &BaseConsumer<IngestContext>, state: &mut State, outcomes: Vec<FlushOutcome>) -> Result<(), FatalFlush> {
+    fn apply(
+        &self,
+        consumer: &BaseConsumer<IngestContext>,
+        state: &mut State,
+        outcomes: Vec<FlushOutcome>,
+    ) -> Result<(), FatalFlush> {
         let mut commit = TopicPartitionList::new();
         let mut fatal = None;
         for outcome in outcomes {
@@ -191,18 +220,33 @@ impl Partitions {
             };
             metrics::counter!(FLUSHES, "outcome" => label).increment(1);
             match outcome {
-                FlushOutcome::Committed { topic, partition, next_offset, .. } => {
-                    if let Err(e) = commit.add_partition_offset(&topic, partition, Offset::Offset(next_offset)) {
+                FlushOutcome::Committed {
+                    topic,
+                    partition,
+                    next_offset,
+                    ..
+                } => {
+                    if let Err(e) =
+                        commit.add_partition_offset(&topic, partition, Offset::Offset(next_offset))
+                    {
                         tracing::warn!(%topic, partition, error = %e, "cannot record kafka commit");
                     }
                 }
-                FlushOutcome::Fenced { topic, partition, stored } => {
+                FlushOutcome::Fenced {
+                    topic,
+                    partition,
+                    stored,
+                } => {
                     tracing::warn!(%topic, partition, ?stored, "stored offset moved under this consumer; dropping its buffer and seeking to it");
-                    let Some(index) = self.topics.index(&topic) else { continue };
+                    let Some(index) = self.topics.index(&topic) else {
+                        continue;
+                    };
                     if let Some(batch) = state.batches.get_mut(&(index, partition)) {
                         *batch = PartitionBatch::new(topic.clone(), partition, stored);
                         let offset = stored.map_or(self.start_offset(), Offset::Offset);
-                        if let Err(e) = consumer.seek(&topic, partition, offset, Duration::from_secs(10)) {
+                        if let Err(e) =
+                            consumer.seek(&topic, partition, offset, Duration::from_secs(10))
+                        {
                             tracing::error!(%topic, partition, error = %e, "seek after fencing failed");
                         }
                     }
@@ -210,9 +254,17 @@ impl Partitions {
                 FlushOutcome::Aborted { topic, partition } => {
                     tracing::warn!(%topic, partition, "flush aborted; the partition will be replayed from its stored offset");
                 }
-                FlushOutcome::Failed { topic, partition, error } => {
+                FlushOutcome::Failed {
+                    topic,
+                    partition,
+                    error,
+                } => {
                     tracing::error!(%topic, partition, %error, "flush failed permanently");
-                    fatal.get_or_insert(FatalFlush { topic, partition, error });
+                    fatal.get_or_insert(FatalFlush {
+                        topic,
+                        partition,
+                        error,
+                    });
                 }
             }
         }
@@ -237,7 +289,10 @@ impl Partitions {
         metrics::counter!(REBALANCES, "kind" => "assign").increment(1);
         let mut by_topic: HashMap<String, Vec<i32>> = HashMap::new();
         for elem in tpl.elements() {
-            by_topic.entry(elem.topic().to_owned()).or_default().push(elem.partition());
+            by_topic
+                .entry(elem.topic().to_owned())
+                .or_default()
+                .push(elem.partition());
         }
         let mut stored: HashMap<(String, i32), i64> = HashMap::new();
         for (topic, parts) in &by_topic {
@@ -247,7 +302,9 @@ impl Partitions {
         }
         let mut state = self.lock();
         for (topic, parts) in by_topic {
-            let Some(index) = self.topics.index(&topic) else { continue };
+            let Some(index) = self.topics.index(&topic) else {
+                continue;
+            };
             for partition in parts {
                 let at = stored.get(&(topic.clone(), partition)).copied();
                 let offset = at.map_or(self.start_offset(), Offset::Offset);
@@ -255,7 +312,10 @@ impl Partitions {
                     tracing::error!(%topic, partition, error = %e, "cannot set start offset");
                 }
                 tracing::info!(%topic, partition, stored_offset = ?at, "partition assigned");
-                state.batches.insert((index, partition), PartitionBatch::new(topic.clone(), partition, at));
+                state.batches.insert(
+                    (index, partition),
+                    PartitionBatch::new(topic.clone(), partition, at),
+                );
             }
         }
         metrics::gauge!(ASSIGNED_PARTITIONS).set(state.batches.len() as f64);
@@ -293,11 +353,16 @@ impl Partitions {
         let revoked: Vec<(usize, i32)> = tpl
             .elements()
             .iter()
-            .filter_map(|e: &TopicPartitionListElem<'_>| self.topics.index(e.topic()).map(|i| (i, e.partition())))
+            .filter_map(|e: &TopicPartitionListElem<'_>| {
+                self.topics.index(e.topic()).map(|i| (i, e.partition()))
+            })
             .collect();
         let lost = consumer.assignment_lost();
-        let batches: Vec<PartitionBatch> =
-            revoked.iter().filter_map(|key| state.batches.remove(key)).filter(|b| !b.is_empty()).collect();
+        let batches: Vec<PartitionBatch> = revoked
+            .iter()
+            .filter_map(|key| state.batches.remove(key))
+            .filter(|b| !b.is_empty())
+            .collect();
         if !batches.is_empty() && !lost {
             let remaining = deadline.saturating_duration_since(Instant::now());
             state.inflight = Some(self.spawn_flush(batches));
@@ -323,8 +388,16 @@ impl ClientContext for IngestContext {
 }
 
 impl ConsumerContext for IngestContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         let result: KafkaResult<()> = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.partitions.on_assign(tpl);

@@ -59,7 +59,9 @@ impl std::str::FromStr for Encoding {
         match s {
             "json" => Ok(Encoding::Json),
             "bincode" => Ok(Encoding::Bincode),
-            other => Err(format!("unknown encoding {other:?}; accepted: json, bincode")),
+            other => Err(format!(
+                "unknown encoding {other:?}; accepted: json, bincode"
+            )),
         }
     }
 }
@@ -124,7 +126,10 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
-        Rejection { reason, detail: detail.into() }
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -155,7 +160,11 @@ pub fn decode(
     if payload.len() > limits.max_record_bytes {
         return Err(Rejection::new(
             RejectReason::Oversized,
-            format!("record of {} bytes exceeds max_record_bytes={}", payload.len(), limits.max_record_bytes),
+            format!(
+                "record of {} bytes exceeds max_record_bytes={}",
+                payload.len(),
+                limits.max_record_bytes
+            ),
         ));
     }
     let event = match kind {
@@ -174,7 +183,9 @@ fn check_version(version: u32) -> Result<(), Rejection> {
     } else {
         Err(Rejection::new(
             RejectReason::UnknownSchemaVersion,
-            format!("schema_version {version} is not supported (this build reads {SCHEMA_VERSION})"),
+            format!(
+                "schema_version {version} is not supported (this build reads {SCHEMA_VERSION})"
+            ),
         ))
     }
 }
@@ -187,8 +198,12 @@ fn decode_as<T: DeserializeOwned>(encoding: Encoding, payload: &[u8]) -> Result<
 }
 
 fn decode_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Rejection> {
-    let text = std::str::from_utf8(payload)
-        .map_err(|e| Rejection::new(RejectReason::InvalidUtf8, format!("JSON value is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(payload).map_err(|e| {
+        Rejection::new(
+            RejectReason::InvalidUtf8,
+            format!("JSON value is not UTF-8: {e}"),
+        )
+    })?;
     serde_json::from_str::<T>(text).map_err(|err| {
         use serde_json::error::Category;
         match err.classify() {
@@ -229,12 +244,14 @@ fn decode_bincode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Rejection> {
             RejectReason::InvalidEncoding,
             format!("bincode value has {} trailing bytes", payload.len() - read),
         )),
-        Err(bincode::error::DecodeError::Utf8 { inner }) => {
-            Err(Rejection::new(RejectReason::InvalidUtf8, format!("bincode string is not UTF-8: {inner}")))
-        }
+        Err(bincode::error::DecodeError::Utf8 { inner }) => Err(Rejection::new(
+            RejectReason::InvalidUtf8,
+            format!("bincode string is not UTF-8: {inner}"),
+        )),
         Err(err) => {
             // schema_version is the first field of every type: an unknown one explains the failure.
-            if let Ok((version, _)) = bincode::serde::decode_from_slice::<u32, _>(payload, BINCODE) {
+            if let Ok((version, _)) = bincode::serde::decode_from_slice::<u32, _>(payload, BINCODE)
+            {
                 if version != SCHEMA_VERSION {
                     return Err(Rejection::new(
                         RejectReason::UnknownSchemaVersion,
@@ -242,7 +259,10 @@ fn decode_bincode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Rejection> {
                     ));
                 }
             }
-            Err(Rejection::new(RejectReason::InvalidEncoding, format!("invalid bincode: {err}")))
+            Err(Rejection::new(
+                RejectReason::InvalidEncoding,
+                format!("invalid bincode: {err}"),
+            ))
         }
     }
 }

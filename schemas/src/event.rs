@@ -112,7 +112,9 @@ impl std::str::FromStr for EventKind {
             "rank" => Ok(EventKind::Rank),
             "crawl" => Ok(EventKind::Crawl),
             "click" => Ok(EventKind::Click),
-            other => Err(format!("unknown event kind {other:?}; accepted: rank, crawl, click")),
+            other => Err(format!(
+                "unknown event kind {other:?}; accepted: rank, crawl, click"
+            )),
         }
     }
 }

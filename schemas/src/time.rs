@@ -18,8 +18,9 @@ pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Er
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
     if d.is_human_readable() {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        let parsed = DateTime::parse_from_rfc3339(&text)
-            .map_err(|e| D::Error::custom(format_args!("occurred_at is not RFC 3339 ({e}): {text:?}")))?;
+        let parsed = DateTime::parse_from_rfc3339(&text).map_err(|e| {
+            D::Error::custom(format_args!("occurred_at is not RFC 3339 ({e}): {text:?}"))
+        })?;
         Ok(truncate_to_micros(parsed.with_timezone(&Utc)))
     } else {
         let micros = i64::deserialize(d)?;

@@ -47,7 +47,11 @@ pub fn crawl_domain(url: &str) -> Option<String> {
     parsed.host_str().map(|h| h.to_ascii_lowercase())
 }
 
-pub(crate) fn validate(event: &Event, limits: &Limits, now: DateTime<Utc>) -> Result<(), Rejection> {
+pub(crate) fn validate(
+    event: &Event,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<(), Rejection> {
     let v = Checker { limits };
     v.id("event_id", event.event_id())?;
     v.id("tenant_id", event.tenant_id())?;
@@ -121,7 +125,10 @@ impl Checker<'_> {
 
     fn text(&self, field: &str, value: &str, max: usize, required: bool) -> Result<(), Rejection> {
         if required && value.is_empty() {
-            return Err(Rejection::new(RejectReason::InvalidField, format!("{field} must not be empty")));
+            return Err(Rejection::new(
+                RejectReason::InvalidField,
+                format!("{field} must not be empty"),
+            ));
         }
         if value.len() > max {
             return Err(Rejection::new(
@@ -137,6 +144,9 @@ fn range(field: &str, value: i64, min: i64, max: i64) -> Result<(), Rejection> {
     if (min..=max).contains(&value) {
         Ok(())
     } else {
-        Err(Rejection::new(RejectReason::InvalidField, format!("{field}={value} is outside {min}..={max}")))
+        Err(Rejection::new(
+            RejectReason::InvalidField,
+            format!("{field}={value} is outside {min}..={max}"),
+        ))
     }
 }

@@ -14,8 +14,11 @@ use crate::batch::PartitionBatch;
 const SINK: &str = "clickhouse";
 
 /// The migrations, in order: (version, name, SQL). Statements are separated by `;` at line ends.
-pub const MIGRATIONS: &[(u32, &str, &str)] =
-    &[(1, "raw_events", include_str!("../../../../clickhouse/migrations/0001_raw_events.sql"))];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
+    1,
+    "raw_events",
+    include_str!("../../../../clickhouse/migrations/0001_raw_events.sql"),
+)];
 
 /// Endpoint and credentials of the ClickHouse sink.
 #[derive(Clone)]
@@ -46,7 +49,9 @@ pub struct ClickHouseSink {
 
 impl std::fmt::Debug for ClickHouseSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickHouseSink").field("database", &self.database).finish_non_exhaustive()
+        f.debug_struct("ClickHouseSink")
+            .field("database", &self.database)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,12 +114,17 @@ struct ClickRow<'a> {
 fn split_time(ts: chrono::DateTime<chrono::Utc>) -> (u32, u32) {
     let micros = ts.timestamp_micros();
     // Validation keeps event times within about a year of now: inside DateTime's 1970–2106 range.
-    (u32::try_from(micros.div_euclid(1_000_000)).unwrap_or(0), micros.rem_euclid(1_000_000) as u32)
+    (
+        u32::try_from(micros.div_euclid(1_000_000)).unwrap_or(0),
+        micros.rem_euclid(1_000_000) as u32,
+    )
 }
 
 impl ClickHouseSink {
     pub fn new(config: &ClickHouseConfig) -> Self {
-        let mut admin = Client::default().with_url(&config.url).with_validation(false);
+        let mut admin = Client::default()
+            .with_url(&config.url)
+            .with_validation(false);
         if let Some(user) = &config.user {
             admin = admin.with_user(user);
         }
@@ -122,7 +132,11 @@ impl ClickHouseSink {
             admin = admin.with_password(password);
         }
         let client = admin.clone().with_database(&config.database);
-        ClickHouseSink { client, admin, database: config.database.clone() }
+        ClickHouseSink {
+            client,
+            admin,
+            database: config.database.clone(),
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -134,14 +148,25 @@ impl ClickHouseSink {
     }
 
     pub async fn ping(&self) -> Result<()> {
-        self.admin.query("SELECT 1").execute().await.map_err(classify)
+        self.admin
+            .query("SELECT 1")
+            .execute()
+            .await
+            .map_err(classify)
     }
 
     /// Creates the database if needed and applies the migrations not yet recorded in
     /// `sluice_schema_migrations`. Idempotent.
     pub async fn migrate(&self) -> Result<Vec<u32>> {
-        let create_db = format!("CREATE DATABASE IF NOT EXISTS {}", quote_ident(&self.database));
-        self.admin.query_raw(&create_db).execute().await.map_err(classify)?;
+        let create_db = format!(
+            "CREATE DATABASE IF NOT EXISTS {}",
+            quote_ident(&self.database)
+        );
+        self.admin
+            .query_raw(&create_db)
+            .execute()
+            .await
+            .map_err(classify)?;
         self.client
             .query_raw(
                 "CREATE TABLE IF NOT EXISTS sluice_schema_migrations \
@@ -168,8 +193,16 @@ impl ClickHouseSink {
             if applied.contains(version) {
                 continue;
             }
-            for statement in sql.split(";\n").map(strip_comments).filter(|s| !s.is_empty()) {
-                self.client.query_raw(&statement).execute().await.map_err(classify)?;
+            for statement in sql
+                .split(";\n")
+                .map(strip_comments)
+                .filter(|s| !s.is_empty())
+            {
+                self.client
+                    .query_raw(&statement)
+                    .execute()
+                    .await
+                    .map_err(classify)?;
             }
             self.client
                 .query_raw(&format!(
@@ -185,12 +218,18 @@ impl ClickHouseSink {
 
     /// Writes a batch's raw events to the three tables. Returns the number of rows written.
     pub async fn write(&self, batch: &PartitionBatch) -> Result<u64> {
-        let ingested_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+        let ingested_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
         let topic = batch.topic.as_str();
         let partition = u16::try_from(batch.partition).unwrap_or(u16::MAX);
         let mut rows = 0;
         if !batch.rank_events.is_empty() {
-            let mut insert = self.client.insert::<RankRow<'_>>("rank_events").await.map_err(classify)?;
+            let mut insert = self
+                .client
+                .insert::<RankRow<'_>>("rank_events")
+                .await
+                .map_err(classify)?;
             for (offset, e) in &batch.rank_events {
                 let (secs, micros) = split_time(e.occurred_at);
                 let row = RankRow {
@@ -217,7 +256,11 @@ impl ClickHouseSink {
             count_rows("rank_events", batch.rank_events.len());
         }
         if !batch.crawl_events.is_empty() {
-            let mut insert = self.client.insert::<CrawlRow<'_>>("crawl_events").await.map_err(classify)?;
+            let mut insert = self
+                .client
+                .insert::<CrawlRow<'_>>("crawl_events")
+                .await
+                .map_err(classify)?;
             for r in &batch.crawl_events {
                 let e = &r.event;
                 let (secs, micros) = split_time(e.occurred_at);
@@ -245,7 +288,11 @@ impl ClickHouseSink {
             count_rows("crawl_events", batch.crawl_events.len());
         }
         if !batch.click_events.is_empty() {
-            let mut insert = self.client.insert::<ClickRow<'_>>("click_events").await.map_err(classify)?;
+            let mut insert = self
+                .client
+                .insert::<ClickRow<'_>>("click_events")
+                .await
+                .map_err(classify)?;
             for (offset, e) in &batch.click_events {
                 let (secs, micros) = split_time(e.occurred_at);
                 let row = ClickRow {
@@ -274,7 +321,8 @@ impl ClickHouseSink {
 }
 
 fn count_rows(table: &'static str, n: usize) {
-    metrics::counter!(crate::metrics::SINK_ROWS, "sink" => SINK, "table" => table).increment(n as u64);
+    metrics::counter!(crate::metrics::SINK_ROWS, "sink" => SINK, "table" => table)
+        .increment(n as u64);
 }
 
 fn quote_ident(name: &str) -> String {
@@ -299,16 +347,30 @@ fn classify(e: clickhouse::error::Error) -> SinkError {
         E::Network(_) | E::TimedOut => true,
         // Server-side codes worth retrying: memory limit (241), too many parts (252), timeouts (159, 209),
         // network (210), table read-only during restart (242), too many simultaneous queries (202).
-        E::BadResponse(msg) => ["Code: 241", "Code: 252", "Code: 159", "Code: 209", "Code: 210", "Code: 242", "Code: 202"]
-            .iter()
-            .any(|c| msg.contains(c)),
+        E::BadResponse(msg) => [
+            "Code: 241",
+            "Code: 252",
+            "Code: 159",
+            "Code: 209",
+            "Code: 210",
+            "Code: 242",
+            "Code: 202",
+        ]
+        .iter()
+        .any(|c| msg.contains(c)),
         _ => false,
     };
     let message = super::postgres::redact(&e.to_string());
     if transient {
-        SinkError::Transient { sink: SINK, message }
+        SinkError::Transient {
+            sink: SINK,
+            message,
+        }
     } else {
-        SinkError::Permanent { sink: SINK, message }
+        SinkError::Permanent {
+            sink: SINK,
+            message,
+        }
     }
 }
 
@@ -318,15 +380,23 @@ mod tests {
 
     #[test]
     fn splits_time_into_seconds_and_micros() {
-        let ts = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05.123456Z").unwrap().to_utc();
+        let ts = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05.123456Z")
+            .unwrap()
+            .to_utc();
         assert_eq!(split_time(ts), (1_767_323_045, 123_456));
     }
 
     #[test]
     fn migrations_split_into_statements() {
-        let statements: Vec<String> =
-            MIGRATIONS[0].2.split(";\n").map(strip_comments).filter(|s| !s.is_empty()).collect();
+        let statements: Vec<String> = MIGRATIONS[0]
+            .2
+            .split(";\n")
+            .map(strip_comments)
+            .filter(|s| !s.is_empty())
+            .collect();
         assert_eq!(statements.len(), 3);
-        assert!(statements.iter().all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));
+        assert!(statements
+            .iter()
+            .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));
     }
 }

@@ -37,11 +37,17 @@ pub struct PostgresSink {
 impl PostgresSink {
     /// Connects lazily (the first use opens connections), so a down database does not fail start-up.
     /// `password`, when given, replaces the URL's (so it can come from a secret file).
-    pub fn connect(url: &str, password: Option<&str>, group: &str, max_connections: u32) -> Result<Self> {
-        let mut options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| SinkError::Permanent {
-            sink: SINK,
-            message: format!("invalid postgres URL: {}", redact(&e.to_string())),
-        })?;
+    pub fn connect(
+        url: &str,
+        password: Option<&str>,
+        group: &str,
+        max_connections: u32,
+    ) -> Result<Self> {
+        let mut options: PgConnectOptions =
+            url.parse().map_err(|e: sqlx::Error| SinkError::Permanent {
+                sink: SINK,
+                message: format!("invalid postgres URL: {}", redact(&e.to_string())),
+            })?;
         if let Some(password) = password {
             options = options.password(password);
         }
@@ -49,7 +55,10 @@ impl PostgresSink {
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect_lazy_with(options);
-        Ok(PostgresSink { pool, group: group.to_owned() })
+        Ok(PostgresSink {
+            pool,
+            group: group.to_owned(),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -60,7 +69,10 @@ impl PostgresSink {
     pub async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => classify(e),
-            other => SinkError::Permanent { sink: SINK, message: other.to_string() },
+            other => SinkError::Permanent {
+                sink: SINK,
+                message: other.to_string(),
+            },
         })
     }
 
@@ -88,13 +100,17 @@ impl PostgresSink {
     /// Merges a batch's aggregates and moves its partition's offset, atomically.
     pub async fn commit(&self, batch: &PartitionBatch) -> Result<Commit> {
         let Some(end) = batch.end_offset else {
-            return Ok(Commit::Committed { next_offset: batch.expected_offset.unwrap_or(0) });
+            return Ok(Commit::Committed {
+                next_offset: batch.expected_offset.unwrap_or(0),
+            });
         };
         let mut tx = self.pool.begin().await.map_err(classify)?;
         if !self.swap_offset(&mut tx, batch, end).await? {
             tx.rollback().await.map_err(classify)?;
             let stored = self.load_offsets(&batch.topic, &[batch.partition]).await?;
-            return Ok(Commit::Fenced { stored: stored.get(&batch.partition).copied() });
+            return Ok(Commit::Fenced {
+                stored: stored.get(&batch.partition).copied(),
+            });
         }
         upsert_clicks(&mut tx, batch).await?;
         upsert_ranks(&mut tx, batch).await?;
@@ -103,7 +119,12 @@ impl PostgresSink {
         Ok(Commit::Committed { next_offset: end })
     }
 
-    async fn swap_offset(&self, tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatch, end: i64) -> Result<bool> {
+    async fn swap_offset(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        batch: &PartitionBatch,
+        end: i64,
+    ) -> Result<bool> {
         let result = match batch.expected_offset {
             Some(expected) => {
                 sqlx::query(
@@ -142,7 +163,8 @@ async fn upsert_clicks(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatc
     // Sorted keys: concurrent transactions lock rows in one order, which avoids deadlocks.
     let mut rows: Vec<_> = batch.clicks.iter().collect();
     rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let (mut tenant, mut code, mut day, mut clicks) = (vec![], vec![], Vec::<NaiveDate>::new(), vec![]);
+    let (mut tenant, mut code, mut day, mut clicks) =
+        (vec![], vec![], Vec::<NaiveDate>::new(), vec![]);
     for (k, v) in rows {
         tenant.push(k.tenant_id.as_str());
         code.push(k.short_code.as_str());
@@ -175,10 +197,22 @@ async fn upsert_ranks(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatch
     let n = rows.len();
     let mut cols: [Vec<&str>; 6] = Default::default();
     let mut day = Vec::<NaiveDate>::with_capacity(n);
-    let (mut last, mut last_at, mut last_id) = (Vec::<Option<i16>>::new(), Vec::<DateTime<Utc>>::new(), vec![]);
-    let (mut best, mut worst, mut checks) = (Vec::<Option<i16>>::new(), Vec::<Option<i16>>::new(), vec![]);
+    let (mut last, mut last_at, mut last_id) = (
+        Vec::<Option<i16>>::new(),
+        Vec::<DateTime<Utc>>::new(),
+        vec![],
+    );
+    let (mut best, mut worst, mut checks) =
+        (Vec::<Option<i16>>::new(), Vec::<Option<i16>>::new(), vec![]);
     for (k, v) in rows {
-        for (col, value) in cols.iter_mut().zip([&k.tenant_id, &k.campaign_id, &k.keyword, &k.geo, &k.engine, &k.device]) {
+        for (col, value) in cols.iter_mut().zip([
+            &k.tenant_id,
+            &k.campaign_id,
+            &k.keyword,
+            &k.geo,
+            &k.engine,
+            &k.device,
+        ]) {
             col.push(value.as_str());
         }
         day.push(k.day);
@@ -225,7 +259,8 @@ async fn upsert_ranks(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatch
     .execute(&mut **tx)
     .await
     .map_err(classify)?;
-    metrics::counter!(crate::metrics::SINK_ROWS, "sink" => SINK, "table" => "rank_daily").increment(n as u64);
+    metrics::counter!(crate::metrics::SINK_ROWS, "sink" => SINK, "table" => "rank_daily")
+        .increment(n as u64);
     Ok(())
 }
 
@@ -236,7 +271,8 @@ async fn upsert_crawls(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatc
     let mut rows: Vec<_> = batch.crawls.iter().collect();
     rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let n = rows.len();
-    let (mut tenant, mut campaign, mut domain, mut hour) = (vec![], vec![], vec![], Vec::<DateTime<Utc>>::new());
+    let (mut tenant, mut campaign, mut domain, mut hour) =
+        (vec![], vec![], vec![], Vec::<DateTime<Utc>>::new());
     let mut nums: [Vec<i64>; 8] = Default::default();
     for (k, v) in rows {
         tenant.push(k.tenant_id.as_str());
@@ -288,7 +324,8 @@ async fn upsert_crawls(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatc
     .execute(&mut **tx)
     .await
     .map_err(classify)?;
-    metrics::counter!(crate::metrics::SINK_ROWS, "sink" => SINK, "table" => "crawl_hourly").increment(n as u64);
+    metrics::counter!(crate::metrics::SINK_ROWS, "sink" => SINK, "table" => "crawl_hourly")
+        .increment(n as u64);
     Ok(())
 }
 
@@ -304,15 +341,25 @@ fn classify(e: sqlx::Error) -> SinkError {
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // 08: connection exception; 40001/40P01: serialization failure/deadlock; 53: insufficient
             // resources; 57P0x: admin shutdown, crash shutdown, cannot connect now.
-            code.starts_with("08") || code == "40001" || code == "40P01" || code.starts_with("53") || code.starts_with("57P")
+            code.starts_with("08")
+                || code == "40001"
+                || code == "40P01"
+                || code.starts_with("53")
+                || code.starts_with("57P")
         }),
         _ => false,
     };
     let message = redact(&e.to_string());
     if transient {
-        SinkError::Transient { sink: SINK, message }
+        SinkError::Transient {
+            sink: SINK,
+            message,
+        }
     } else {
-        SinkError::Permanent { sink: SINK, message }
+        SinkError::Permanent {
+            sink: SINK,
+            message,
+        }
     }
 }
 
@@ -350,7 +397,10 @@ mod tests {
             redact("error connecting to postgres://sluice:s3cret@127.0.0.1:5432/sluice now"),
             "error connecting to postgres://sluice:***@127.0.0.1:5432/sluice now"
         );
-        assert_eq!(redact("http://127.0.0.1:8123/ ok"), "http://127.0.0.1:8123/ ok");
+        assert_eq!(
+            redact("http://127.0.0.1:8123/ ok"),
+            "http://127.0.0.1:8123/ ok"
+        );
         assert_eq!(redact("no url here"), "no url here");
     }
 }

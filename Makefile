@@ -1,0 +1,62 @@
+# Sluice operator targets. The two that matter most: `make run` (bounded end-to-end demo on the local
+# stack) and `make test` (the whole suite). Both bring up the stack they need.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+RATE ?= 5000
+DURATION ?= 60
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: help up down status install build migrate ingest produce run test test-unit lint fmt clean-state
+
+help:
+	@echo "make run       bring up the stack, build, run ingest + a demo producer for DURATION s (default 60), report"
+	@echo "make test      bring up the stack and run the whole test suite"
+	@echo "make up|down|status   local Kafka, PostgreSQL, ClickHouse (state in .state/)"
+	@echo "make ingest    run the ingest service in the foreground (Ctrl-C stops it gracefully)"
+	@echo "make produce RATE=… DURATION=…   publish synthetic traffic"
+	@echo "make migrate   apply PostgreSQL and ClickHouse migrations"
+	@echo "make lint      cargo fmt --check and clippy -D warnings"
+
+up:
+	@bash infra/stack.sh up
+
+down:
+	@bash infra/stack.sh down
+
+status:
+	@bash infra/stack.sh status
+
+install:
+	@bash infra/stack.sh install
+
+build:
+	$(CARGO) build --release --bins
+
+migrate: up build
+	@eval "$$(bash infra/stack.sh env)" && ./target/release/sluice-ingest migrate
+
+ingest: up build
+	@eval "$$(bash infra/stack.sh env)" && exec ./target/release/sluice-ingest run
+
+produce: up build
+	@eval "$$(bash infra/stack.sh env)" && ./target/release/sluice-produce synthetic --rate $(RATE) --duration $(DURATION)s
+
+run: up build
+	@RATE=$(RATE) DURATION=$(DURATION) bash infra/demo.sh
+
+test: up
+	$(CARGO) test --workspace --all-targets
+
+test-unit:
+	$(CARGO) test --workspace --lib --bins
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean-state: down
+	rm -rf .state

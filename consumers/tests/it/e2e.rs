@@ -1,0 +1,272 @@
+//! The foundation's end-to-end test: a known set of events of all three kinds (several tenants, days and
+//! hours, unranked checks, every status class, both encodings) plus one malformed record of each class
+//! goes through the real broker into `sluice-ingest`; the PostgreSQL aggregates and ClickHouse raw rows
+//! must equal what the independent verifier computes from the good events, exactly. The bad records must
+//! be logged with topic/partition/offset, counted by reason, and must not stall their partitions.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sluice_loadtest::verify::Expected;
+use sluice_producers::synth::{Synth, SynthConfig};
+use sluice_schemas::{
+    encode, ClickEvent, CrawlEvent, Encoding, Event, EventKind, RankEvent, ENCODING_HEADER,
+};
+
+use crate::support::{metric_value, TestStack};
+
+/// Hand-written corner cases on top of the synthetic traffic.
+fn corner_cases(now: DateTime<Utc>) -> Vec<Event> {
+    let day_start = now.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc() - TimeDelta::days(1);
+    let rank = |id: &str, at: DateTime<Utc>, position: Option<i32>| {
+        Event::Rank(RankEvent {
+            schema_version: 1,
+            event_id: id.into(),
+            tenant_id: "corner".into(),
+            occurred_at: at,
+            campaign_id: "edge".into(),
+            keyword: "tie keyword".into(),
+            geo: "gb".into(),
+            engine: "google".into(),
+            device: "desktop".into(),
+            url: None,
+            position,
+        })
+    };
+    let crawl = |id: &str, at: DateTime<Utc>, url: &str, status: i32| {
+        Event::Crawl(CrawlEvent {
+            schema_version: 1,
+            event_id: id.into(),
+            tenant_id: "corner".into(),
+            occurred_at: at,
+            campaign_id: "edge".into(),
+            url: url.into(),
+            status_code: status,
+            fetch_ms: 7,
+            bytes: 11,
+            content_hash: None,
+        })
+    };
+    let click = |id: &str, at: DateTime<Utc>| {
+        Event::Click(ClickEvent {
+            schema_version: 1,
+            event_id: id.into(),
+            tenant_id: "corner".into(),
+            occurred_at: at,
+            short_code: "edge".into(),
+            referrer: None,
+            country: None,
+            user_agent: None,
+            visitor_id: None,
+        })
+    };
+    vec![
+        // Same instant: the greater event_id is "last".
+        rank("tie-a", day_start + TimeDelta::hours(5), Some(9)),
+        rank("tie-b", day_start + TimeDelta::hours(5), Some(2)),
+        // A day whose only checks did not rank.
+        rank("unranked-1", day_start - TimeDelta::hours(3), None),
+        rank("unranked-2", day_start - TimeDelta::hours(2), None),
+        // Last check of a day unranked although earlier ones ranked.
+        rank("late-1", day_start + TimeDelta::hours(20), Some(1)),
+        rank(
+            "late-2",
+            day_start + TimeDelta::hours(23) + TimeDelta::minutes(59),
+            None,
+        ),
+        // Day and hour boundaries, micro-second precision.
+        click("edge-1", day_start - TimeDelta::microseconds(1)),
+        click("edge-2", day_start),
+        crawl(
+            "crawl-1xx",
+            day_start + TimeDelta::minutes(59),
+            "http://Mixed.CASE.example/x",
+            103,
+        ),
+        crawl(
+            "crawl-hour",
+            day_start + TimeDelta::hours(1),
+            "https://MIXED.case.EXAMPLE:8443/y",
+            418,
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_aggregate_and_raw_row_matches_the_published_events() -> anyhow::Result<()> {
+    let stack = TestStack::new("e2e", 3).await?;
+    let now = Utc::now();
+
+    let mut synth = Synth::new(
+        SynthConfig {
+            seed: 7,
+            tenants: 4,
+            ..SynthConfig::default()
+        },
+        &stack.name,
+    )?;
+    let mut events: Vec<Event> = (0..3000).map(|_| synth.next(now)).collect();
+    events.extend(corner_cases(now));
+    for kind in EventKind::ALL {
+        assert!(
+            events.iter().filter(|e| e.kind() == kind).count() > 100,
+            "too few {kind} events"
+        );
+    }
+
+    // Half the events as JSON, half as bincode, through the producer library.
+    let json = stack.producer(Encoding::Json)?;
+    let bincode = stack.producer(Encoding::Bincode)?;
+    for (i, event) in events.iter().enumerate() {
+        if i % 2 == 0 {
+            json.enqueue(event)?
+        } else {
+            bincode.enqueue(event)?
+        }
+    }
+
+    // One malformed record of each class, among the good ones.
+    let good_click = match events.iter().find(|e| e.kind() == EventKind::Click) {
+        Some(Event::Click(c)) => c.clone(),
+        _ => unreachable!(),
+    };
+    let click_json = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&encode(&Event::Click(good_click.clone()), Encoding::Json))
+                .unwrap();
+        f(&mut v);
+        v.to_string().into_bytes()
+    };
+    let mut far_future = good_click.clone();
+    far_future.occurred_at = now + TimeDelta::days(30);
+    let click_topic = stack.topic(EventKind::Click).to_owned();
+    let rank_topic = stack.topic(EventKind::Rank).to_owned();
+    let crawl_topic = stack.topic(EventKind::Crawl).to_owned();
+    // (topic, expected reason, value, headers)
+    type Poison<'a> = (&'a str, &'a str, Vec<u8>, Vec<(&'a str, &'a [u8])>);
+    let bad: Vec<Poison<'_>> = vec![
+        (
+            &click_topic,
+            "invalid_encoding",
+            b"{\"event_id\": ".to_vec(),
+            vec![],
+        ),
+        (
+            &rank_topic,
+            "invalid_encoding",
+            b"\x01\xff\xff\xff\xff\xff".to_vec(),
+            vec![(ENCODING_HEADER, b"bincode")],
+        ),
+        (
+            &click_topic,
+            "invalid_encoding",
+            click_json(&|_| {}),
+            vec![(ENCODING_HEADER, b"avro")],
+        ),
+        (
+            &click_topic,
+            "unknown_schema_version",
+            click_json(&|v| v["schema_version"] = 2.into()),
+            vec![],
+        ),
+        (
+            &click_topic,
+            "missing_field",
+            click_json(&|v| {
+                v.as_object_mut().unwrap().remove("short_code");
+            }),
+            vec![],
+        ),
+        (
+            &click_topic,
+            "invalid_field",
+            click_json(&|v| v["short_code"] = 5.into()),
+            vec![],
+        ),
+        (
+            &click_topic,
+            "invalid_utf8",
+            b"{\"event_id\": \"\xc3\x28\"}".to_vec(),
+            vec![],
+        ),
+        (
+            &click_topic,
+            "oversized",
+            click_json(&|v| v["user_agent"] = "u".repeat(70_000).into()),
+            vec![],
+        ),
+        (
+            &click_topic,
+            "timestamp_out_of_range",
+            encode(&Event::Click(far_future.clone()), Encoding::Json),
+            vec![],
+        ),
+        (
+            &crawl_topic,
+            "missing_field",
+            b"{\"schema_version\": 1}".to_vec(),
+            vec![],
+        ),
+    ];
+    let mut bad_at = Vec::new();
+    for (i, (topic, reason, value, headers)) in bad.iter().enumerate() {
+        let key = format!("poison-{i}");
+        let (partition, offset) = json
+            .send_raw(topic, Some(key.as_bytes()), value, headers)
+            .await?;
+        bad_at.push((topic.to_string(), partition, offset, *reason));
+    }
+    json.flush(Duration::from_secs(30))?;
+    bincode.flush(Duration::from_secs(30))?;
+    assert_eq!(
+        json.stats().failed + bincode.stats().failed,
+        0,
+        "deliveries failed"
+    );
+
+    let ingest = stack.spawn_ingest("main", &[])?;
+    stack.wait_caught_up(Duration::from_secs(120)).await?;
+
+    // Rejections: counted by kind and reason, logged with their coordinates. Counters are published
+    // once a second, so wait for the consumed count to settle first.
+    let total = (events.len() + bad.len()) as f64;
+    let metrics = ingest
+        .metrics_when(Duration::from_secs(10), |m| {
+            metric_value(m, "sluice_ingest_records_consumed_total", &[]) >= total
+        })
+        .await?;
+    for reason in [
+        "invalid_encoding",
+        "unknown_schema_version",
+        "missing_field",
+        "invalid_field",
+        "invalid_utf8",
+        "oversized",
+        "timestamp_out_of_range",
+    ] {
+        let expected = bad.iter().filter(|b| b.1 == reason).count() as f64;
+        let got = metric_value(
+            &metrics,
+            "sluice_ingest_records_rejected_total",
+            &[("reason", reason)],
+        );
+        assert_eq!(got, expected, "rejections counted for {reason}");
+    }
+    let consumed = metric_value(&metrics, "sluice_ingest_records_consumed_total", &[]);
+    assert_eq!(consumed, total, "records consumed");
+    let aggregated = metric_value(&metrics, "sluice_ingest_events_aggregated_total", &[]);
+    assert_eq!(aggregated, events.len() as f64, "events aggregated");
+    let log = ingest.log_text();
+    for (topic, partition, offset, reason) in &bad_at {
+        let line = format!("topic={topic} partition={partition} offset={offset} reason={reason}");
+        assert!(log.contains(&line), "log lacks `{line}`");
+    }
+
+    let status = ingest.terminate(Duration::from_secs(30))?;
+    assert!(status.success(), "ingest exit status {status}");
+
+    stack
+        .assert_matches(&Expected::from_events(&events))
+        .await?;
+    stack.cleanup().await
+}

@@ -1,0 +1,6 @@
+//! Acceptance tests against the real local stack (`make up`: Kafka, PostgreSQL, ClickHouse). All in one
+//! binary; each test gets its own topics, consumer group, PostgreSQL database and ClickHouse database,
+//! and runs the real `sluice-ingest` binary as a child process.
+
+mod e2e;
+mod support;

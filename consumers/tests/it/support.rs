@@ -1,0 +1,311 @@
+//! Test harness: per-test isolation (topics, group, databases), the ingest child process, metrics
+//! scraping, and the final comparison with the independent verifier.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use sluice_loadtest::verify::{diff, Actual, Snapshot};
+use sluice_producers::{EventProducer, ProducerConfig};
+use sluice_schemas::{Encoding, EventKind};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+pub(crate) fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_owned())
+}
+
+/// Everything one test owns on the shared stack.
+pub(crate) struct TestStack {
+    pub(crate) name: String,
+    pub(crate) brokers: String,
+    pub(crate) topics: BTreeMap<EventKind, String>,
+    pub(crate) group: String,
+    pub(crate) pg_url: String,
+    pub(crate) pg: PgPool,
+    pub(crate) ch_url: String,
+    pub(crate) ch_database: String,
+    pub(crate) ch: clickhouse::Client,
+    pub(crate) log_dir: PathBuf,
+}
+
+impl TestStack {
+    /// Creates topics (`partitions` each), a PostgreSQL database and a ClickHouse database named after
+    /// the test plus a random suffix. Fails with a hint when the stack is not up.
+    pub(crate) async fn new(test: &str, partitions: i32) -> anyhow::Result<TestStack> {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let name = format!("{test}_{suffix}");
+        let brokers = env_or("SLUICE_KAFKA_BROKERS", "127.0.0.1:9092");
+        let topics: BTreeMap<EventKind, String> = EventKind::ALL
+            .iter()
+            .map(|k| (*k, format!("{name}-{}", k.default_topic())))
+            .collect();
+        let names: Vec<&str> = topics.values().map(String::as_str).collect();
+        sluice_loadtest::kafka::create_topics(&brokers, &names, partitions)
+            .await
+            .context("creating topics (is the stack up? run `make up`)")?;
+
+        let base_url = env_or(
+            "SLUICE_POSTGRES_URL",
+            "postgres://sluice:sluice@127.0.0.1:5432/sluice",
+        );
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&base_url)
+            .await
+            .context("connecting to postgres")?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        let (head, _) = base_url
+            .rsplit_once('/')
+            .context("postgres URL has no database path")?;
+        let pg_url = format!("{head}/{name}");
+        let pg = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&pg_url)
+            .await?;
+
+        let ch_url = env_or("SLUICE_CLICKHOUSE_URL", "http://127.0.0.1:8123");
+        let ch = clickhouse::Client::default()
+            .with_url(&ch_url)
+            .with_validation(false);
+        ch.query(&format!("CREATE DATABASE {name}"))
+            .execute()
+            .await
+            .context("creating clickhouse database")?;
+        let ch = ch.with_database(&name);
+
+        let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&name);
+        std::fs::create_dir_all(&log_dir)?;
+        Ok(TestStack {
+            group: format!("{name}-group"),
+            name: name.clone(),
+            brokers,
+            topics,
+            pg_url,
+            pg,
+            ch_url,
+            ch_database: name,
+            ch,
+            log_dir,
+        })
+    }
+
+    pub(crate) fn topic(&self, kind: EventKind) -> &str {
+        &self.topics[&kind]
+    }
+
+    pub(crate) fn topic_names(&self) -> Vec<&str> {
+        self.topics.values().map(String::as_str).collect()
+    }
+
+    pub(crate) fn producer(&self, encoding: Encoding) -> anyhow::Result<EventProducer> {
+        let config = ProducerConfig {
+            brokers: self.brokers.clone(),
+            rank_topic: self.topic(EventKind::Rank).to_owned(),
+            crawl_topic: self.topic(EventKind::Crawl).to_owned(),
+            click_topic: self.topic(EventKind::Click).to_owned(),
+            encoding,
+            ..ProducerConfig::default()
+        };
+        Ok(EventProducer::new(config)?)
+    }
+
+    /// Starts `sluice-ingest` against this test's topics and databases.
+    pub(crate) fn spawn_ingest(
+        &self,
+        label: &str,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Ingest> {
+        let metrics_port = free_port()?;
+        let log = self.log_dir.join(format!("ingest-{label}.log"));
+        let stderr = std::fs::File::create(&log)?;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-ingest"));
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", env_or("PATH", "/usr/bin:/bin"))
+            .env("RUST_LOG", "info")
+            .env("SLUICE_KAFKA_BROKERS", &self.brokers)
+            .env("SLUICE_GROUP_ID", &self.group)
+            .env("SLUICE_RANK_TOPIC", self.topic(EventKind::Rank))
+            .env("SLUICE_CRAWL_TOPIC", self.topic(EventKind::Crawl))
+            .env("SLUICE_CLICK_TOPIC", self.topic(EventKind::Click))
+            .env("SLUICE_POSTGRES_URL", &self.pg_url)
+            .env("SLUICE_CLICKHOUSE_URL", &self.ch_url)
+            .env("SLUICE_CLICKHOUSE_DATABASE", &self.ch_database)
+            .env("SLUICE_FLUSH_INTERVAL_MS", "300")
+            .env("SLUICE_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().context("spawning sluice-ingest")?;
+        Ok(Ingest {
+            child,
+            metrics_port,
+            log,
+        })
+    }
+
+    /// Waits until ingest has durably processed everything written to this test's topics.
+    pub(crate) async fn wait_caught_up(&self, timeout: Duration) -> anyhow::Result<()> {
+        sluice_loadtest::kafka::wait_caught_up(
+            &self.brokers,
+            &self.pg,
+            &self.group,
+            &self.topic_names(),
+            timeout,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Reads both databases and demands exact equality with the expected snapshot.
+    pub(crate) async fn assert_matches(&self, expected: &Snapshot) -> anyhow::Result<()> {
+        let actual = Actual::read(&self.pg, &self.ch).await?;
+        let differences = diff(expected, &actual, 10);
+        if !differences.is_empty() {
+            bail!(
+                "databases differ from the expected aggregates:\n{}",
+                differences.join("\n")
+            );
+        }
+        Ok(())
+    }
+
+    /// Drops this test's topics and databases (called at the end of a passing test; a failing test
+    /// leaves them for inspection).
+    pub(crate) async fn cleanup(self) -> anyhow::Result<()> {
+        sluice_loadtest::kafka::delete_topics(&self.brokers, &self.topic_names()).await?;
+        self.ch
+            .query(&format!("DROP DATABASE IF EXISTS {}", self.ch_database))
+            .execute()
+            .await?;
+        self.pg.close().await;
+        let base_url = env_or(
+            "SLUICE_POSTGRES_URL",
+            "postgres://sluice:sluice@127.0.0.1:5432/sluice",
+        );
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&base_url)
+            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&admin)
+        .await?;
+        Ok(())
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A running `sluice-ingest`.
+pub(crate) struct Ingest {
+    child: Child,
+    metrics_port: u16,
+    pub(crate) log: PathBuf,
+}
+
+impl Ingest {
+    /// Sends SIGTERM and waits for the exit status.
+    pub(crate) fn terminate(
+        mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        signal(self.child.id(), "TERM")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!(
+                    "sluice-ingest did not exit within {timeout:?} of SIGTERM; log: {}",
+                    self.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The Prometheus text exposition, as served by the running process.
+    pub(crate) async fn metrics(&self) -> anyhow::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await?;
+        Ok(body)
+    }
+
+    /// Polls the exposition until `ready` holds (or the timeout passes; then returns the last one).
+    pub(crate) async fn metrics_when(
+        &self,
+        timeout: Duration,
+        ready: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.metrics().await?;
+            if ready(&text) || Instant::now() > deadline {
+                return Ok(text);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()?;
+    if !status.success() {
+        bail!("kill -{name} {pid} failed");
+    }
+    Ok(())
+}
+
+/// The value of one sample line `name{labels} value` in a Prometheus exposition (0 when absent).
+pub(crate) fn metric_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            series.split('{').next() == Some(name)
+                && labels
+                    .iter()
+                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}

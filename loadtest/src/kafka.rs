@@ -1,0 +1,122 @@
+//! Kafka helpers shared by load runs and tests: topic creation and deletion through the admin API, high
+//! watermarks (how far each partition has been written), and the stored offsets the ingest service
+//! keeps in PostgreSQL — together they answer "has ingest caught up?".
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use sqlx::PgPool;
+
+/// (topic, partition) → offset.
+pub type Offsets = BTreeMap<(String, i32), i64>;
+
+fn admin(brokers: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("cannot create kafka admin client")
+}
+
+/// Creates topics (replication 1) and fails if any could not be created.
+pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) -> anyhow::Result<()> {
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin(brokers)?
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .context("create_topics")?;
+    for result in results {
+        if let Err((topic, code)) = result {
+            bail!("cannot create topic {topic}: {code}");
+        }
+    }
+    Ok(())
+}
+
+/// Deletes topics, ignoring ones that do not exist.
+pub async fn delete_topics(brokers: &str, topics: &[&str]) -> anyhow::Result<()> {
+    admin(brokers)?
+        .delete_topics(topics, &AdminOptions::new())
+        .await
+        .context("delete_topics")?;
+    Ok(())
+}
+
+/// The high watermark (next offset to be written) of every partition of the given topics.
+pub fn high_watermarks(brokers: &str, topics: &[&str]) -> anyhow::Result<Offsets> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("cannot create kafka client")?;
+    let mut out = Offsets::new();
+    let timeout = Duration::from_secs(10);
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .with_context(|| format!("metadata of {topic}"))?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                let (_low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+                out.insert((topic.to_string(), p.id()), high);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The offsets the ingest service stored for a consumer group (only partitions it ever committed; none
+/// before its migrations created the table).
+pub async fn stored_offsets(pg: &PgPool, group: &str) -> anyhow::Result<Offsets> {
+    let rows: Vec<(String, i32, i64)> = match sqlx::query_as(
+        "SELECT topic, partition, next_offset FROM sluice_offsets WHERE consumer_group = $1",
+    )
+    .bind(group)
+    .fetch_all(pg)
+    .await
+    {
+        Ok(rows) => rows,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+        Err(e) => return Err(e).context("reading sluice_offsets"),
+    };
+    Ok(rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
+}
+
+/// How many records are written but not yet durably processed (sum over partitions).
+pub fn lag(high: &Offsets, stored: &Offsets) -> i64 {
+    high.iter()
+        .map(|(k, h)| (h - stored.get(k).copied().unwrap_or(0)).max(0))
+        .sum()
+}
+
+/// Waits until every partition's stored offset has reached its high watermark.
+pub async fn wait_caught_up(
+    brokers: &str,
+    pg: &PgPool,
+    group: &str,
+    topics: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<Offsets> {
+    let high = high_watermarks(brokers, topics)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let stored = stored_offsets(pg, group).await?;
+        let lag = lag(&high, &stored);
+        if lag == 0 {
+            return Ok(stored);
+        }
+        if Instant::now() > deadline {
+            bail!("ingest did not catch up within {timeout:?}: {lag} records behind (high {high:?}, stored {stored:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

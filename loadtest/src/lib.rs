@@ -1,0 +1,9 @@
+//! # Load runs and verification
+//!
+//! The verifier ([`verify`]) is the project's independent oracle: from the list of events that were
+//! published it computes, with its own straightforward code (no aggregator code is shared), what every
+//! PostgreSQL aggregate row and every ClickHouse raw row must be, and compares that with what the
+//! databases hold. End-to-end tests and load runs both end with it.
+
+pub mod kafka;
+pub mod verify;

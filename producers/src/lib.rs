@@ -1,0 +1,24 @@
+//! # Sluice producers
+//!
+//! How events get into Sluice's Kafka topics. [`EventProducer`] takes typed [`sluice_schemas::Event`]s
+//! and writes each as one record on its kind's topic (key `"{tenant_id}/{entity}"`, value in the
+//! configured encoding, `sluice-encoding` header), with an idempotent librdkafka producer, either
+//! awaiting each delivery or queueing at high rate. [`synth`] makes deterministic, realistic synthetic
+//! traffic for load and end-to-end tests, and [`ndjson`] is the line format the `sluice-produce` CLI
+//! reads from stdin and records for verifiers.
+//!
+//! # Layout
+//! - [`config`]: [`ProducerConfig`] (brokers, topics, encoding, librdkafka tuning; secrets redacted).
+//! - [`producer`]: [`EventProducer`], [`ProduceError`], [`DeliveryStats`].
+//! - [`synth`]: [`Synth`], [`SynthConfig`], [`Mix`], the [`Zipf`] sampler.
+//! - [`ndjson`]: [`to_ndjson`] and [`parse_ndjson`].
+
+pub mod config;
+pub mod ndjson;
+pub mod producer;
+pub mod synth;
+
+pub use config::ProducerConfig;
+pub use ndjson::{parse_ndjson, to_ndjson, NdjsonError};
+pub use producer::{DeliveryStats, EventProducer, ProduceError};
+pub use synth::{Mix, MixError, Synth, SynthConfig, SynthError, Zipf};

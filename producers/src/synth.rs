@@ -1,0 +1,970 @@
+//! Deterministic synthetic traffic: a seeded generator of realistic rank, crawl and click events for
+//! load tests and end-to-end checks. A [`SynthConfig`] (seed, tenant and catalogue sizes, the kind
+//! [`Mix`]) plus a run id go in; [`Synth::next`] hands out one [`Event`] at a time, the same sequence for
+//! the same seed, run id and clock. Popular keywords, links and visitors are Zipf-skewed ([`Zipf`]);
+//! timestamps spread over the last `days_back` days; some fields are absent, some crawl hosts come in
+//! mixed case, and every HTTP status class shows up, so that aggregation edge cases are exercised.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sluice_schemas::time::truncate_to_micros;
+use sluice_schemas::{ClickEvent, CrawlEvent, Event, EventKind, RankEvent, SCHEMA_VERSION};
+
+/// A synthetic configuration that cannot generate events.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SynthError {
+    /// A catalogue size (tenants, campaigns, ...) of zero.
+    #[error("{0} must be at least 1")]
+    Empty(&'static str),
+    /// A Zipf exponent that is negative, NaN or infinite.
+    #[error("zipf exponent {0} must be finite and >= 0")]
+    BadExponent(f64),
+    /// A mix whose weights are all zero.
+    #[error("mix {0} has no positive weight")]
+    EmptyMix(Mix),
+}
+
+/// Zipf distribution over `n` items: item `i` (0-based, so item 0 is rank 1) is drawn with probability
+/// proportional to `1 / (i + 1)^exponent`. A precomputed CDF and a binary search make each draw
+/// `O(log n)`. (Hand-rolled because `rand_distr` is not a workspace dependency.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct Zipf {
+    /// `cdf[i]` = P(draw <= i); the last entry is exactly 1.
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    /// A Zipf sampler over `n >= 1` items; `exponent` 0 is uniform, larger is more skewed.
+    pub fn new(n: usize, exponent: f64) -> Result<Zipf, SynthError> {
+        if n == 0 {
+            return Err(SynthError::Empty("zipf item count"));
+        }
+        if !exponent.is_finite() || exponent < 0.0 {
+            return Err(SynthError::BadExponent(exponent));
+        }
+        let mut cdf = Vec::with_capacity(n);
+        let mut total = 0.0;
+        for rank in 1..=n {
+            total += (rank as f64).powf(-exponent);
+            cdf.push(total);
+        }
+        for c in &mut cdf {
+            *c /= total;
+        }
+        if let Some(last) = cdf.last_mut() {
+            *last = 1.0;
+        }
+        Ok(Zipf { cdf })
+    }
+
+    /// How many items the sampler draws from.
+    pub fn items(&self) -> usize {
+        self.cdf.len()
+    }
+
+    /// Draws an item index in `0..items()`.
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
+        let u: f64 = rng.random(); // [0, 1)
+        let index = self.cdf.partition_point(|&c| c <= u);
+        // Guards against rounding leaving the last entry a hair below u (it is set to exactly 1).
+        index.min(self.cdf.len() - 1)
+    }
+}
+
+/// Relative weights of the three event kinds, e.g. `rank=2,crawl=1,click=7`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mix {
+    pub rank: u32,
+    pub crawl: u32,
+    pub click: u32,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix {
+            rank: 2,
+            crawl: 1,
+            click: 7,
+        }
+    }
+}
+
+impl Mix {
+    fn total(&self) -> u64 {
+        u64::from(self.rank) + u64::from(self.crawl) + u64::from(self.click)
+    }
+
+    /// Draws a kind with probability proportional to its weight (the total must be positive).
+    fn pick<R: Rng + ?Sized>(&self, rng: &mut R) -> EventKind {
+        let r = rng.random_range(0..self.total().max(1));
+        if r < u64::from(self.rank) {
+            EventKind::Rank
+        } else if r < u64::from(self.rank) + u64::from(self.crawl) {
+            EventKind::Crawl
+        } else {
+            EventKind::Click
+        }
+    }
+}
+
+impl fmt::Display for Mix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rank={},crawl={},click={}",
+            self.rank, self.crawl, self.click
+        )
+    }
+}
+
+/// Why a `--mix` string did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MixError {
+    #[error("empty mix; expected key=weight pairs such as rank=2,crawl=1,click=7")]
+    Empty,
+    #[error("{0:?} is not key=weight; expected e.g. rank=2,crawl=1,click=7 (accepted keys: rank, crawl, click)")]
+    NotAPair(String),
+    #[error("unknown key {0:?} in mix; accepted keys: rank, crawl, click")]
+    UnknownKey(String),
+    #[error("weight {value:?} of {key} is not a non-negative integer")]
+    BadWeight { key: String, value: String },
+    #[error("key {0} appears twice in mix")]
+    Duplicate(String),
+    #[error("all mix weights are zero; at least one of rank, crawl, click must be positive")]
+    AllZero,
+}
+
+impl FromStr for Mix {
+    type Err = MixError;
+
+    /// Parses `key=weight` pairs separated by commas; absent keys weigh 0.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().is_empty() {
+            return Err(MixError::Empty);
+        }
+        let mut weights: [Option<u32>; 3] = [None; 3];
+        for pair in s.split(',') {
+            let pair = pair.trim();
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| MixError::NotAPair(pair.to_owned()))?;
+            let (key, value) = (key.trim(), value.trim());
+            let slot = match key {
+                "rank" => 0,
+                "crawl" => 1,
+                "click" => 2,
+                other => return Err(MixError::UnknownKey(other.to_owned())),
+            };
+            let weight = value.parse::<u32>().map_err(|_| MixError::BadWeight {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            })?;
+            if weights[slot].replace(weight).is_some() {
+                return Err(MixError::Duplicate(key.to_owned()));
+            }
+        }
+        let [rank, crawl, click] = weights.map(|w| w.unwrap_or(0));
+        let mix = Mix { rank, crawl, click };
+        if mix.total() == 0 {
+            return Err(MixError::AllZero);
+        }
+        Ok(mix)
+    }
+}
+
+/// Shape of the synthetic traffic. `Default` is a medium-sized, realistic catalogue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SynthConfig {
+    /// Seed of the random sequence: same seed, run id and clock, same events.
+    pub seed: u64,
+    pub tenants: usize,
+    pub campaigns_per_tenant: usize,
+    /// Distinct keywords a campaign tracks; drawn Zipf-skewed (a few head terms dominate).
+    pub keywords_per_campaign: usize,
+    /// Distinct short links of a tenant; drawn Zipf-skewed.
+    pub links_per_tenant: usize,
+    /// Distinct hosts a campaign crawls (and ranks with).
+    pub domains_per_campaign: usize,
+    /// Size of a tenant's visitor pool; drawn Zipf-skewed, so visitors return and unique visitors
+    /// stay below clicks.
+    pub visitors_per_tenant: usize,
+    /// `occurred_at` is uniform over `[now - days_back days, now]`.
+    pub days_back: u32,
+    /// Skew of keyword, link and visitor popularity.
+    pub zipf_exponent: f64,
+    pub mix: Mix,
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        SynthConfig {
+            seed: 42,
+            tenants: 20,
+            campaigns_per_tenant: 5,
+            keywords_per_campaign: 50,
+            links_per_tenant: 200,
+            domains_per_campaign: 8,
+            visitors_per_tenant: 1000,
+            days_back: 3,
+            zipf_exponent: 1.1,
+            mix: Mix::default(),
+        }
+    }
+}
+
+const MODIFIERS: [&str; 10] = [
+    "best",
+    "cheap",
+    "buy",
+    "how to choose",
+    "top",
+    "review",
+    "near me",
+    "vs",
+    "sale",
+    "guide",
+];
+const TOPICS: [&str; 16] = [
+    "running shoes",
+    "espresso machine",
+    "standing desk",
+    "noise cancelling headphones",
+    "hiking backpack",
+    "electric bike",
+    "mechanical keyboard",
+    "air fryer",
+    "yoga mat",
+    "gaming monitor",
+    "winter jacket",
+    "robot vacuum",
+    "crm software",
+    "seo audit tool",
+    "vpn service",
+    "project management app",
+];
+const BRANDS: [&str; 8] = [
+    "example", "shop", "news", "blog", "acme", "globex", "initech", "umbrella",
+];
+const TLDS: [&str; 5] = ["com", "de", "fr", "co.uk", "io"];
+const GEOS: [&str; 6] = ["us", "us", "de", "fr", "gb", "es"];
+const COUNTRIES: [&str; 8] = ["us", "us", "us", "de", "fr", "gb", "in", "br"];
+const REFERRERS: [&str; 6] = [
+    "https://www.google.com/",
+    "https://t.co/",
+    "https://news.ycombinator.com/",
+    "https://www.facebook.com/",
+    "https://www.reddit.com/r/programming/",
+    "https://duckduckgo.com/",
+];
+const USER_AGENTS: [&str; 5] = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36",
+];
+/// Status codes by class with the class weights (per mille): mostly 2xx, every class present.
+const STATUS_CLASSES: [(u32, &[i32]); 5] = [
+    (10, &[100, 101, 103]),
+    (800, &[200, 200, 200, 200, 201, 204, 206]),
+    (80, &[301, 302, 304, 307, 308]),
+    (70, &[400, 401, 403, 404, 404, 404, 410, 429]),
+    (40, &[500, 502, 503, 504]),
+];
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// The generator. Not `Clone` on purpose: two copies would hand out the same event ids.
+#[derive(Debug)]
+pub struct Synth {
+    cfg: SynthConfig,
+    run_id: String,
+    seq: u64,
+    rng: StdRng,
+    keywords: Zipf,
+    links: Zipf,
+    visitors: Zipf,
+}
+
+impl Synth {
+    /// A generator whose events carry ids `"{run_id}-{seq}"`, `seq` counting from 0.
+    pub fn new(cfg: SynthConfig, run_id: &str) -> Result<Synth, SynthError> {
+        for (name, n) in [
+            ("tenants", cfg.tenants),
+            ("campaigns_per_tenant", cfg.campaigns_per_tenant),
+            ("domains_per_campaign", cfg.domains_per_campaign),
+        ] {
+            if n == 0 {
+                return Err(SynthError::Empty(name));
+            }
+        }
+        if cfg.mix.total() == 0 {
+            return Err(SynthError::EmptyMix(cfg.mix));
+        }
+        let zipf = |n: usize, name: &'static str| {
+            Zipf::new(n, cfg.zipf_exponent).map_err(|e| match e {
+                SynthError::Empty(_) => SynthError::Empty(name),
+                other => other,
+            })
+        };
+        let keywords = zipf(cfg.keywords_per_campaign, "keywords_per_campaign")?;
+        let links = zipf(cfg.links_per_tenant, "links_per_tenant")?;
+        let visitors = zipf(cfg.visitors_per_tenant, "visitors_per_tenant")?;
+        Ok(Synth {
+            rng: StdRng::seed_from_u64(cfg.seed),
+            cfg,
+            run_id: run_id.to_owned(),
+            seq: 0,
+            keywords,
+            links,
+            visitors,
+        })
+    }
+
+    pub fn config(&self) -> &SynthConfig {
+        &self.cfg
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// How many events have been generated so far.
+    pub fn generated(&self) -> u64 {
+        self.seq
+    }
+
+    /// The next event, of a kind drawn from the mix, with `occurred_at` in `[now - days_back, now]`
+    /// (whole microseconds, never after `now`).
+    pub fn next(&mut self, now: DateTime<Utc>) -> Event {
+        let kind = self.cfg.mix.pick(&mut self.rng);
+        self.next_of(kind, now)
+    }
+
+    /// The next event of a given kind (ignores the mix; same id sequence).
+    pub fn next_of(&mut self, kind: EventKind, now: DateTime<Utc>) -> Event {
+        let event_id = format!("{}-{}", self.run_id, self.seq);
+        self.seq += 1;
+        let occurred_at = self.occurred_at(now);
+        let tenant = self.rng.random_range(0..self.cfg.tenants);
+        let tenant_id = format!("tenant-{tenant:03}");
+        match kind {
+            EventKind::Rank => Event::Rank(self.rank(event_id, tenant_id, tenant, occurred_at)),
+            EventKind::Crawl => Event::Crawl(self.crawl(event_id, tenant_id, tenant, occurred_at)),
+            EventKind::Click => Event::Click(self.click(event_id, tenant_id, tenant, occurred_at)),
+        }
+    }
+
+    fn occurred_at(&mut self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let now = truncate_to_micros(now);
+        let span_us = i64::from(self.cfg.days_back) * 86_400 * 1_000_000;
+        let back_us = if span_us > 0 {
+            self.rng.random_range(0..=span_us)
+        } else {
+            0
+        };
+        now - TimeDelta::microseconds(back_us)
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.rng.random_range(0..items.len())]
+    }
+
+    fn rank(
+        &mut self,
+        event_id: String,
+        tenant_id: String,
+        tenant: usize,
+        occurred_at: DateTime<Utc>,
+    ) -> RankEvent {
+        let campaign = self.rng.random_range(0..self.cfg.campaigns_per_tenant);
+        let keyword = keyword_text(
+            tenant,
+            campaign,
+            self.keywords.sample(&mut self.rng),
+            self.cfg.campaigns_per_tenant,
+        );
+        let geo = self.pick(&GEOS).to_owned();
+        let engine = if self.rng.random_bool(0.75) {
+            "google"
+        } else {
+            "bing"
+        }
+        .to_owned();
+        let device = if self.rng.random_bool(0.55) {
+            "desktop"
+        } else {
+            "mobile"
+        }
+        .to_owned();
+        let ranked = !self.rng.random_bool(0.15);
+        let (position, url) = if ranked {
+            let position = self.rng.random_range(1..=100);
+            let domain = self.rng.random_range(0..self.cfg.domains_per_campaign);
+            let path = self.rng.random_range(0..1000);
+            let host = host(tenant, campaign, domain, false);
+            (Some(position), Some(format!("https://{host}/path/{path}")))
+        } else {
+            (None, None)
+        };
+        RankEvent {
+            schema_version: SCHEMA_VERSION,
+            event_id,
+            tenant_id,
+            occurred_at,
+            campaign_id: campaign_id(campaign),
+            keyword,
+            geo,
+            engine,
+            device,
+            url,
+            position,
+        }
+    }
+
+    fn crawl(
+        &mut self,
+        event_id: String,
+        tenant_id: String,
+        tenant: usize,
+        occurred_at: DateTime<Utc>,
+    ) -> CrawlEvent {
+        let campaign = self.rng.random_range(0..self.cfg.campaigns_per_tenant);
+        let domain = self.rng.random_range(0..self.cfg.domains_per_campaign);
+        // Every third host is sometimes spelled in mixed case: only lowercasing groups it correctly.
+        let odd_case = domain % 3 == 0 && self.rng.random_bool(0.5);
+        let host = host(tenant, campaign, domain, odd_case);
+        let path = self.rng.random_range(0..1000);
+        let status_code = self.status_code();
+        let fetch_ms = self.rng.random_range(5..=5000);
+        let bytes = match status_code {
+            100..=199 | 204 | 304 => 0,
+            300..=399 => self.rng.random_range(0..=2_000),
+            _ => self.rng.random_range(0..=2_000_000),
+        };
+        let content_hash =
+            if (200..300).contains(&status_code) && bytes > 0 && self.rng.random_bool(0.8) {
+                Some(format!(
+                    "{:016x}{:016x}",
+                    self.rng.random::<u64>(),
+                    self.rng.random::<u64>()
+                ))
+            } else {
+                None
+            };
+        CrawlEvent {
+            schema_version: SCHEMA_VERSION,
+            event_id,
+            tenant_id,
+            occurred_at,
+            campaign_id: campaign_id(campaign),
+            url: format!("https://{host}/path/{path}"),
+            status_code,
+            fetch_ms,
+            bytes,
+            content_hash,
+        }
+    }
+
+    fn status_code(&mut self) -> i32 {
+        let total: u32 = STATUS_CLASSES.iter().map(|(w, _)| w).sum();
+        let mut r = self.rng.random_range(0..total);
+        for (weight, codes) in STATUS_CLASSES {
+            if r < weight {
+                return self.pick(codes);
+            }
+            r -= weight;
+        }
+        200
+    }
+
+    fn click(
+        &mut self,
+        event_id: String,
+        tenant_id: String,
+        tenant: usize,
+        occurred_at: DateTime<Utc>,
+    ) -> ClickEvent {
+        let link = self.links.sample(&mut self.rng);
+        let referrer = self
+            .rng
+            .random_bool(0.7)
+            .then(|| self.pick(&REFERRERS).to_owned());
+        let country = self
+            .rng
+            .random_bool(0.9)
+            .then(|| self.pick(&COUNTRIES).to_owned());
+        let user_agent = self
+            .rng
+            .random_bool(0.9)
+            .then(|| self.pick(&USER_AGENTS).to_owned());
+        let visitor_id = self
+            .rng
+            .random_bool(0.85)
+            .then(|| format!("v-{tenant:03}-{:06}", self.visitors.sample(&mut self.rng)));
+        ClickEvent {
+            schema_version: SCHEMA_VERSION,
+            event_id,
+            tenant_id,
+            occurred_at,
+            short_code: short_code(tenant, link),
+            referrer,
+            country,
+            user_agent,
+            visitor_id,
+        }
+    }
+}
+
+fn campaign_id(campaign: usize) -> String {
+    format!("campaign-{campaign:02}")
+}
+
+/// Keyword `k` of a campaign: a modifier and a topic (distinct for `k < 10 * 16`), numbered beyond.
+fn keyword_text(tenant: usize, campaign: usize, k: usize, campaigns_per_tenant: usize) -> String {
+    let topic_base = tenant * campaigns_per_tenant + campaign;
+    let modifier = MODIFIERS[k % MODIFIERS.len()];
+    let topic = TOPICS[(topic_base + k / MODIFIERS.len()) % TOPICS.len()];
+    let round = k / (MODIFIERS.len() * TOPICS.len());
+    if round == 0 {
+        format!("{modifier} {topic}")
+    } else {
+        format!("{modifier} {topic} {round}")
+    }
+}
+
+/// Host `domain` of a campaign, e.g. `www.acme-3-1-0.de`, or in mixed case `WWW.Acme-3-1-0.DE`.
+fn host(tenant: usize, campaign: usize, domain: usize, odd_case: bool) -> String {
+    let brand = BRANDS[(tenant + campaign * 7 + domain * 13) % BRANDS.len()];
+    let tld = TLDS[(tenant + domain) % TLDS.len()];
+    if odd_case {
+        let mut chars = brand.chars();
+        let capitalized: String = chars
+            .next()
+            .map(|c| c.to_ascii_uppercase())
+            .into_iter()
+            .chain(chars)
+            .collect();
+        format!(
+            "WWW.{capitalized}-{tenant}-{campaign}-{domain}.{}",
+            tld.to_ascii_uppercase()
+        )
+    } else {
+        format!("www.{brand}-{tenant}-{campaign}-{domain}.{tld}")
+    }
+}
+
+/// A 7-character base62 short code, unique per (tenant, link) and stable across runs.
+fn short_code(tenant: usize, link: usize) -> String {
+    // SplitMix64 finalizer: a bijection on u64, so distinct inputs give distinct codes as long as the
+    // 62^7 code space is not exhausted modulo collisions of the truncation (rare at these sizes).
+    let mut x = ((tenant as u64) << 32 | link as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    let mut code = [0u8; 7];
+    for c in &mut code {
+        *c = BASE62[(x % 62) as usize];
+        x /= 62;
+    }
+    String::from_utf8_lossy(&code).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+    use chrono::TimeZone;
+    use sluice_schemas::{decode, encode, Encoding, Limits};
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        // Sub-microsecond digits on purpose: generated times must still be whole microseconds <= now.
+        Utc.with_ymd_and_hms(2025, 3, 14, 15, 9, 26)
+            .single()
+            .map(|t| t + TimeDelta::nanoseconds(535_897_932))
+            .unwrap()
+    }
+
+    fn generate(cfg: SynthConfig, run_id: &str, n: usize) -> Vec<Event> {
+        let mut synth = Synth::new(cfg, run_id).unwrap();
+        (0..n).map(|_| synth.next(now())).collect()
+    }
+
+    #[test]
+    fn mix_parses_good_input() {
+        assert_eq!(
+            "rank=2,crawl=1,click=7".parse::<Mix>(),
+            Ok(Mix {
+                rank: 2,
+                crawl: 1,
+                click: 7
+            })
+        );
+        assert_eq!(
+            " click = 3 , rank=0 ".parse::<Mix>(),
+            Ok(Mix {
+                rank: 0,
+                crawl: 0,
+                click: 3
+            })
+        );
+        assert_eq!(
+            "crawl=1".parse::<Mix>(),
+            Ok(Mix {
+                rank: 0,
+                crawl: 1,
+                click: 0
+            })
+        );
+        let mix = Mix {
+            rank: 5,
+            crawl: 0,
+            click: 1,
+        };
+        assert_eq!(mix.to_string(), "rank=5,crawl=0,click=1");
+        assert_eq!(mix.to_string().parse::<Mix>(), Ok(mix));
+    }
+
+    #[test]
+    fn mix_rejects_bad_input_naming_accepted_keys() {
+        assert_eq!("".parse::<Mix>(), Err(MixError::Empty));
+        assert_eq!(
+            "rank=1,view=2".parse::<Mix>(),
+            Err(MixError::UnknownKey("view".into()))
+        );
+        assert_eq!(
+            "rank".parse::<Mix>(),
+            Err(MixError::NotAPair("rank".into()))
+        );
+        assert_eq!(
+            "rank=-1".parse::<Mix>(),
+            Err(MixError::BadWeight {
+                key: "rank".into(),
+                value: "-1".into()
+            })
+        );
+        assert_eq!(
+            "rank=x".parse::<Mix>(),
+            Err(MixError::BadWeight {
+                key: "rank".into(),
+                value: "x".into()
+            })
+        );
+        assert_eq!(
+            "rank=1,rank=2".parse::<Mix>(),
+            Err(MixError::Duplicate("rank".into()))
+        );
+        assert_eq!("rank=0,click=0".parse::<Mix>(), Err(MixError::AllZero));
+        let msg = "rank=1,view=2".parse::<Mix>().unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            r#"unknown key "view" in mix; accepted keys: rank, crawl, click"#
+        );
+    }
+
+    #[test]
+    fn mix_weights_drive_kind_frequencies() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mix = Mix {
+            rank: 2,
+            crawl: 1,
+            click: 7,
+        };
+        let mut counts = BTreeMap::new();
+        for _ in 0..100_000 {
+            *counts.entry(mix.pick(&mut rng)).or_insert(0u32) += 1;
+        }
+        // Expected 20k / 10k / 70k; binomial sd <= 145, so +-1000 is > 6 sd.
+        for (kind, expected) in [
+            (EventKind::Rank, 20_000),
+            (EventKind::Crawl, 10_000),
+            (EventKind::Click, 70_000),
+        ] {
+            let got = i64::from(counts[&kind]);
+            assert!((got - expected).abs() < 1000, "{kind}: {got} vs {expected}");
+        }
+        let only_click = Mix {
+            rank: 0,
+            crawl: 0,
+            click: 1,
+        };
+        assert!((0..1000).all(|_| only_click.pick(&mut rng) == EventKind::Click));
+    }
+
+    #[test]
+    fn zipf_cdf_matches_closed_form() {
+        // n=3, s=1: weights 1, 1/2, 1/3, total 11/6 -> p = 6/11, 3/11, 2/11.
+        let z = Zipf::new(3, 1.0).unwrap();
+        let expected = [6.0 / 11.0, 9.0 / 11.0, 1.0];
+        for (got, want) in z.cdf.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+        assert_eq!(Zipf::new(0, 1.0), Err(SynthError::Empty("zipf item count")));
+        assert!(matches!(
+            Zipf::new(3, -0.5),
+            Err(SynthError::BadExponent(_))
+        ));
+        assert!(matches!(
+            Zipf::new(3, f64::NAN),
+            Err(SynthError::BadExponent(_))
+        ));
+        let one = Zipf::new(1, 1.1).unwrap();
+        let mut rng = StdRng::seed_from_u64(1);
+        assert!((0..100).all(|_| one.sample(&mut rng) == 0));
+    }
+
+    #[test]
+    fn zipf_frequencies_follow_rank() {
+        let (n, s, draws) = (50usize, 1.1f64, 200_000usize);
+        let z = Zipf::new(n, s).unwrap();
+        let mut rng = StdRng::seed_from_u64(42);
+        let mut counts = vec![0usize; n];
+        for _ in 0..draws {
+            let i = z.sample(&mut rng);
+            assert!(i < n, "draw {i} out of range");
+            counts[i] += 1;
+        }
+        let max = counts.iter().copied().max().unwrap();
+        assert_eq!(
+            counts[0], max,
+            "rank 1 must be the most frequent: {counts:?}"
+        );
+        // Adjacent head ranks differ by > 6 sd at this sample size, so the order is strict.
+        for i in 0..10 {
+            assert!(
+                counts[i] > counts[i + 1],
+                "rank {} vs {}: {counts:?}",
+                i + 1,
+                i + 2
+            );
+        }
+        // Each frequency is within 5 sd of the exact probability.
+        let h: f64 = (1..=n).map(|k| (k as f64).powf(-s)).sum();
+        for (i, &c) in counts.iter().enumerate() {
+            let p = ((i + 1) as f64).powf(-s) / h;
+            let mean = p * draws as f64;
+            let sd = (draws as f64 * p * (1.0 - p)).sqrt();
+            assert!(
+                (c as f64 - mean).abs() < 5.0 * sd,
+                "rank {}: {c} vs {mean:.0}",
+                i + 1
+            );
+        }
+        // The tail is reached too.
+        assert!(counts[n - 1] > 0);
+    }
+
+    #[test]
+    fn same_seed_and_run_id_give_same_events() {
+        let a = generate(SynthConfig::default(), "run-a", 2000);
+        let b = generate(SynthConfig::default(), "run-a", 2000);
+        assert_eq!(a, b);
+        let other_seed = generate(
+            SynthConfig {
+                seed: 43,
+                ..SynthConfig::default()
+            },
+            "run-a",
+            2000,
+        );
+        assert_ne!(a, other_seed);
+        assert_eq!(a[0].event_id(), "run-a-0");
+        assert_eq!(a[1999].event_id(), "run-a-1999");
+    }
+
+    #[test]
+    fn events_decode_and_round_trip_in_both_encodings() {
+        let limits = Limits::default();
+        for event in generate(SynthConfig::default(), "rt", 5000) {
+            for encoding in [Encoding::Json, Encoding::Bincode] {
+                let bytes = encode(&event, encoding);
+                let decoded = decode(event.kind(), encoding, &bytes, &limits, now());
+                assert_eq!(
+                    decoded.as_ref(),
+                    Ok(&event),
+                    "{encoding:?}: {}",
+                    String::from_utf8_lossy(&bytes)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ids_unique_times_in_window_and_whole_micros() {
+        let events = generate(SynthConfig::default(), "w", 20_000);
+        let ids: HashSet<&str> = events.iter().map(Event::event_id).collect();
+        assert_eq!(ids.len(), events.len());
+        let upper = truncate_to_micros(now());
+        let lower = upper - TimeDelta::days(3);
+        let mut hours = BTreeSet::new();
+        for e in &events {
+            let at = e.occurred_at();
+            assert!(
+                at >= lower && at <= upper,
+                "{at} outside [{lower}, {upper}]"
+            );
+            assert_eq!(
+                at.timestamp_subsec_nanos() % 1000,
+                0,
+                "{at} is not whole microseconds"
+            );
+            hours.insert(at.timestamp() / 3600);
+        }
+        // 3 days back from 15:09 spans 73 distinct clock hours; 20k draws hit all of them.
+        assert_eq!(hours.len(), 73);
+        let days: BTreeSet<_> = events
+            .iter()
+            .map(|e| e.occurred_at().date_naive())
+            .collect();
+        assert_eq!(days.len(), 4, "{days:?}");
+
+        let same_instant = generate(
+            SynthConfig {
+                days_back: 0,
+                ..SynthConfig::default()
+            },
+            "z",
+            100,
+        );
+        assert!(same_instant.iter().all(|e| e.occurred_at() == upper));
+    }
+
+    #[test]
+    fn crawl_events_cover_every_status_class_and_odd_case_hosts() {
+        let mut synth = Synth::new(SynthConfig::default(), "c").unwrap();
+        let mut classes = BTreeMap::new();
+        let (mut mixed_case, mut hashes) = (0, 0);
+        for _ in 0..10_000 {
+            let Event::Crawl(c) = synth.next_of(EventKind::Crawl, now()) else {
+                panic!("not a crawl event")
+            };
+            *classes.entry(c.status_code / 100).or_insert(0u32) += 1;
+            assert!((5..=5000).contains(&c.fetch_ms), "{}", c.fetch_ms);
+            assert!((0..=2_000_000).contains(&c.bytes), "{}", c.bytes);
+            let host = sluice_schemas::validate::crawl_domain(&c.url).unwrap();
+            let raw_host = &c.url["https://".len().."https://".len() + host.len()];
+            assert_eq!(raw_host.to_ascii_lowercase(), host);
+            assert!(
+                c.url["https://".len() + host.len()..].starts_with("/path/"),
+                "{}",
+                c.url
+            );
+            if raw_host != host {
+                mixed_case += 1;
+            }
+            hashes += usize::from(c.content_hash.is_some());
+        }
+        assert_eq!(
+            classes.keys().copied().collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+        assert!(classes[&2] > 7000, "{classes:?}");
+        assert!(mixed_case > 0 && hashes > 0 && hashes < 10_000);
+        // brand (3 + 1 * 7 + 0 * 13) % 8 = 2 -> "news"; tld (3 + 0) % 5 = 3 -> "co.uk".
+        assert_eq!(host(3, 1, 0, true), "WWW.News-3-1-0.CO.UK");
+        assert_eq!(host(3, 1, 0, false), "www.news-3-1-0.co.uk");
+    }
+
+    #[test]
+    fn rank_and_click_fields_have_realistic_gaps() {
+        let mut synth = Synth::new(SynthConfig::default(), "rc").unwrap();
+        let ranks: Vec<RankEvent> = (0..5000)
+            .map(|_| match synth.next_of(EventKind::Rank, now()) {
+                Event::Rank(r) => r,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let unranked = ranks.iter().filter(|r| r.position.is_none()).count();
+        // 15% of 5000 = 750, sd ~25.
+        assert!((600..900).contains(&unranked), "{unranked}");
+        assert!(ranks
+            .iter()
+            .all(|r| r.position.is_none() == r.url.is_none()));
+        assert!(ranks
+            .iter()
+            .filter_map(|r| r.position)
+            .all(|p| (1..=100).contains(&p)));
+        let engines: BTreeSet<&str> = ranks.iter().map(|r| r.engine.as_str()).collect();
+        assert_eq!(engines, BTreeSet::from(["bing", "google"]));
+        let devices: BTreeSet<&str> = ranks.iter().map(|r| r.device.as_str()).collect();
+        assert_eq!(devices, BTreeSet::from(["desktop", "mobile"]));
+
+        let clicks: Vec<ClickEvent> = (0..5000)
+            .map(|_| match synth.next_of(EventKind::Click, now()) {
+                Event::Click(c) => c,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let visitors: HashSet<&str> = clicks
+            .iter()
+            .filter_map(|c| c.visitor_id.as_deref())
+            .collect();
+        let with_visitor = clicks.iter().filter(|c| c.visitor_id.is_some()).count();
+        assert!(
+            with_visitor < clicks.len() && visitors.len() < with_visitor / 2,
+            "{} {with_visitor}",
+            visitors.len()
+        );
+        assert!(
+            clicks.iter().any(|c| c.referrer.is_none())
+                && clicks.iter().any(|c| c.referrer.is_some())
+        );
+        assert!(
+            clicks.iter().any(|c| c.country.is_none())
+                && clicks.iter().any(|c| c.user_agent.is_none())
+        );
+        let tenants: HashSet<&str> = clicks.iter().map(|c| c.tenant_id.as_str()).collect();
+        assert_eq!(tenants.len(), 20);
+    }
+
+    #[test]
+    fn helpers_produce_expected_shapes() {
+        assert_eq!(keyword_text(0, 0, 0, 5), "best running shoes");
+        assert_eq!(keyword_text(0, 1, 12, 5), "buy standing desk");
+        assert_eq!(keyword_text(0, 0, 160, 5), "best running shoes 1");
+        let codes: HashSet<String> = (0..20)
+            .flat_map(|t| (0..200).map(move |l| short_code(t, l)))
+            .collect();
+        assert_eq!(codes.len(), 4000);
+        assert!(codes
+            .iter()
+            .all(|c| c.len() == 7 && c.bytes().all(|b| b.is_ascii_alphanumeric())));
+        assert_eq!(short_code(3, 17), short_code(3, 17));
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        let bad = |cfg: SynthConfig| Synth::new(cfg, "x").unwrap_err();
+        assert_eq!(
+            bad(SynthConfig {
+                tenants: 0,
+                ..SynthConfig::default()
+            }),
+            SynthError::Empty("tenants")
+        );
+        assert_eq!(
+            bad(SynthConfig {
+                links_per_tenant: 0,
+                ..SynthConfig::default()
+            }),
+            SynthError::Empty("links_per_tenant")
+        );
+        let zero = Mix {
+            rank: 0,
+            crawl: 0,
+            click: 0,
+        };
+        assert_eq!(
+            bad(SynthConfig {
+                mix: zero,
+                ..SynthConfig::default()
+            }),
+            SynthError::EmptyMix(zero)
+        );
+    }
+}

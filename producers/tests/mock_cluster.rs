@@ -1,0 +1,373 @@
+//! The producer against librdkafka's in-process mock cluster: what `send`, `enqueue` and `send_raw`
+//! write is consumed back with a plain consumer and compared field by field (topic, key, encoding
+//! header, decoded value, partition and offset).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use sluice_producers::{
+    DeliveryStats, EventProducer, ProduceError, ProducerConfig, Synth, SynthConfig,
+};
+use sluice_schemas::{
+    decode, ClickEvent, CrawlEvent, Encoding, Event, EventKind, Limits, RankEvent, ENCODING_HEADER,
+    SCHEMA_VERSION,
+};
+
+const PARTITIONS: i32 = 3;
+
+fn cluster() -> MockCluster<'static, DefaultProducerContext> {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    for kind in EventKind::ALL {
+        cluster
+            .create_topic(kind.default_topic(), PARTITIONS, 1)
+            .expect("create topic");
+    }
+    cluster
+}
+
+fn producer(
+    cluster: &MockCluster<'static, DefaultProducerContext>,
+    encoding: Encoding,
+) -> EventProducer {
+    EventProducer::new(ProducerConfig {
+        brokers: cluster.bootstrap_servers(),
+        encoding,
+        ..ProducerConfig::default()
+    })
+    .expect("producer")
+}
+
+/// Reads every partition of `topics` from the beginning until `n` records arrived.
+fn consume(bootstrap: &str, topics: &[&str], n: usize) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "producer-test")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("offset");
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(msg) = consumer.poll(Duration::from_millis(200)) {
+            out.push(msg.expect("consume").detach());
+        }
+    }
+    // Nothing beyond what was produced.
+    let extra = consumer.poll(Duration::from_millis(500));
+    assert!(extra.is_none(), "unexpected extra record: {extra:?}");
+    assert_eq!(out.len(), n, "consumed {} of {n} records", out.len());
+    out
+}
+
+fn header<'a>(msg: &'a OwnedMessage, name: &str) -> Option<&'a [u8]> {
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+}
+
+fn at(minutes_ago: i64) -> DateTime<Utc> {
+    sluice_schemas::time::truncate_to_micros(Utc::now() - TimeDelta::minutes(minutes_ago))
+}
+
+/// Hand-built events with known keys.
+fn fixed_events() -> Vec<(Event, &'static str)> {
+    vec![
+        (
+            Event::Rank(RankEvent {
+                schema_version: SCHEMA_VERSION,
+                event_id: "fixed-rank".into(),
+                tenant_id: "acme".into(),
+                occurred_at: at(5),
+                campaign_id: "spring".into(),
+                keyword: "running shoes".into(),
+                geo: "de".into(),
+                engine: "google".into(),
+                device: "mobile".into(),
+                url: None,
+                position: None,
+            }),
+            "acme/spring",
+        ),
+        (
+            Event::Crawl(CrawlEvent {
+                schema_version: SCHEMA_VERSION,
+                event_id: "fixed-crawl".into(),
+                tenant_id: "acme".into(),
+                occurred_at: at(4),
+                campaign_id: "spring".into(),
+                url: "https://WWW.Example-3.COM/path/1".into(),
+                status_code: 503,
+                fetch_ms: 1234,
+                bytes: 0,
+                content_hash: None,
+            }),
+            "acme/spring",
+        ),
+        (
+            Event::Click(ClickEvent {
+                schema_version: SCHEMA_VERSION,
+                event_id: "fixed-click".into(),
+                tenant_id: "globex".into(),
+                occurred_at: at(3),
+                short_code: "Ab3xYz9".into(),
+                referrer: Some("https://t.co/".into()),
+                country: Some("fr".into()),
+                user_agent: None,
+                visitor_id: Some("v-1".into()),
+            }),
+            "globex/Ab3xYz9",
+        ),
+    ]
+}
+
+/// `tenant/entity` spelled out per kind, independently of `Event::partition_key`.
+fn expected_key(event: &Event) -> String {
+    match event {
+        Event::Rank(e) => format!("{}/{}", e.tenant_id, e.campaign_id),
+        Event::Crawl(e) => format!("{}/{}", e.tenant_id, e.campaign_id),
+        Event::Click(e) => format!("{}/{}", e.tenant_id, e.short_code),
+    }
+}
+
+async fn send_enqueue_and_consume_back(encoding: Encoding) {
+    let cluster = cluster();
+    let producer = producer(&cluster, encoding);
+
+    let fixed = fixed_events();
+    let mut positions = HashMap::new();
+    for (event, _) in &fixed {
+        let position = producer.send(event).await.expect("send");
+        positions.insert(event.event_id().to_owned(), position);
+    }
+    // The rank and crawl events share the key acme/spring: the key hash picks the same partition
+    // number on both (equally partitioned) topics. Each is the first record of its topic.
+    assert_eq!(positions["fixed-rank"].0, positions["fixed-crawl"].0);
+    assert!(
+        positions
+            .values()
+            .all(|&(p, offset)| (0..PARTITIONS).contains(&p) && offset == 0),
+        "{positions:?}"
+    );
+
+    let mut synth = Synth::new(
+        SynthConfig {
+            seed: 9,
+            ..SynthConfig::default()
+        },
+        "mock",
+    )
+    .expect("synth");
+    let enqueued: Vec<Event> = (0..60).map(|_| synth.next(Utc::now())).collect();
+    for event in &enqueued {
+        producer.enqueue(event).expect("enqueue");
+    }
+    producer.flush(Duration::from_secs(20)).expect("flush");
+    assert_eq!(
+        producer.stats(),
+        DeliveryStats {
+            delivered: 63,
+            failed: 0
+        }
+    );
+    assert_eq!(producer.in_flight(), 0);
+
+    let mut expected: HashMap<String, (Event, String)> = fixed
+        .iter()
+        .map(|(e, key)| (e.event_id().to_owned(), (e.clone(), (*key).to_owned())))
+        .chain(
+            enqueued
+                .iter()
+                .map(|e| (e.event_id().to_owned(), (e.clone(), expected_key(e)))),
+        )
+        .collect();
+    assert_eq!(expected.len(), 63);
+
+    let topics: Vec<&str> = EventKind::ALL.iter().map(|k| k.default_topic()).collect();
+    let records = consume(&cluster.bootstrap_servers(), &topics, 63);
+    let now = Utc::now();
+    for msg in &records {
+        assert_eq!(
+            header(msg, ENCODING_HEADER),
+            Some(encoding.as_str().as_bytes())
+        );
+        let kind = EventKind::ALL
+            .into_iter()
+            .find(|k| k.default_topic() == msg.topic())
+            .expect("known topic");
+        let event = decode(
+            kind,
+            encoding,
+            msg.payload().expect("payload"),
+            &Limits::default(),
+            now,
+        )
+        .unwrap_or_else(|r| panic!("{r}"));
+        let (original, key) = expected
+            .remove(event.event_id())
+            .expect("an event we produced, once");
+        assert_eq!(event, original);
+        assert_eq!(msg.key(), Some(key.as_bytes()));
+        if let Some(&(partition, offset)) = positions.get(event.event_id()) {
+            assert_eq!(
+                (msg.partition(), msg.offset()),
+                (partition, offset),
+                "{}",
+                event.event_id()
+            );
+        }
+    }
+    assert!(
+        expected.is_empty(),
+        "never consumed: {:?}",
+        expected.keys().collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_events_round_trip_through_kafka() {
+    send_enqueue_and_consume_back(Encoding::Json).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bincode_events_round_trip_through_kafka() {
+    send_enqueue_and_consume_back(Encoding::Bincode).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_raw_publishes_bytes_verbatim() {
+    let cluster = cluster();
+    let producer = producer(&cluster, Encoding::Json);
+    let topic = EventKind::Click.default_topic();
+    let (p1, o1) = producer
+        .send_raw(
+            topic,
+            None,
+            b"{not json",
+            &[(ENCODING_HEADER, b"json"), ("x-test", b"1")],
+        )
+        .await
+        .expect("send_raw");
+    let (p2, o2) = producer
+        .send_raw(topic, Some(b"t/k"), b"\x00\xff", &[])
+        .await
+        .expect("send_raw");
+    let records = consume(&cluster.bootstrap_servers(), &[topic], 2);
+    let first = records
+        .iter()
+        .find(|m| m.payload() == Some(&b"{not json"[..]))
+        .expect("first record");
+    assert_eq!((first.partition(), first.offset()), (p1, o1));
+    assert_eq!(first.key(), None);
+    assert_eq!(header(first, ENCODING_HEADER), Some(&b"json"[..]));
+    assert_eq!(header(first, "x-test"), Some(&b"1"[..]));
+    let second = records
+        .iter()
+        .find(|m| m.payload() == Some(&b"\x00\xff"[..]))
+        .expect("second record");
+    assert_eq!((second.partition(), second.offset()), (p2, o2));
+    assert_eq!(second.key(), Some(&b"t/k"[..]));
+    assert!(second.headers().is_none_or(|h| h.count() == 0));
+    assert_eq!(
+        producer.stats(),
+        DeliveryStats {
+            delivered: 2,
+            failed: 0
+        }
+    );
+}
+
+#[test]
+fn full_local_queue_blocks_instead_of_dropping() {
+    let cluster = cluster();
+    let mut cfg = ProducerConfig {
+        brokers: cluster.bootstrap_servers(),
+        ..ProducerConfig::default()
+    };
+    cfg.extra
+        .insert("queue.buffering.max.messages".into(), "5".into());
+    let producer = EventProducer::new(cfg).expect("producer");
+    let mut synth = Synth::new(SynthConfig::default(), "qf").expect("synth");
+    for _ in 0..500 {
+        producer.enqueue(&synth.next(Utc::now())).expect("enqueue");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    assert_eq!(
+        producer.stats(),
+        DeliveryStats {
+            delivered: 500,
+            failed: 0
+        }
+    );
+    let topics: Vec<&str> = EventKind::ALL.iter().map(|k| k.default_topic()).collect();
+    assert_eq!(
+        consume(&cluster.bootstrap_servers(), &topics, 500).len(),
+        500
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_cluster_counts_failures() {
+    let cluster = cluster();
+    cluster.broker_down(1).expect("broker down");
+    let mut cfg = ProducerConfig {
+        brokers: cluster.bootstrap_servers(),
+        ..ProducerConfig::default()
+    };
+    cfg.extra.insert("message.timeout.ms".into(), "1500".into());
+    let producer = EventProducer::new(cfg).expect("producer");
+    let (event, _) = fixed_events().remove(0);
+    let err = producer
+        .send(&event)
+        .await
+        .expect_err("no broker, no delivery");
+    assert!(
+        matches!(err, ProduceError::Delivery { ref topic, .. } if topic == "rank-events"),
+        "{err}"
+    );
+    for _ in 0..4 {
+        producer.enqueue(&event).expect("enqueue");
+    }
+    producer
+        .flush(Duration::from_secs(20))
+        .expect("flush returns once all timed out");
+    assert_eq!(
+        producer.stats(),
+        DeliveryStats {
+            delivered: 0,
+            failed: 5
+        }
+    );
+    let last = producer.last_delivery_error().expect("a last error");
+    assert!(last.contains("rank-events"), "{last}");
+}
+
+/// `send` and `send_raw` futures can be `tokio::spawn`ed.
+#[test]
+fn send_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let producer = EventProducer::new(ProducerConfig {
+        brokers: "127.0.0.1:1".into(),
+        ..ProducerConfig::default()
+    })
+    .expect("producer");
+    let (event, _) = fixed_events().remove(0);
+    assert_send(&producer.send(&event));
+    assert_send(&producer.send_raw("t", None, b"", &[]));
+    fn assert_sync<T: Send + Sync>() {}
+    assert_sync::<EventProducer>();
+}
