@@ -311,13 +311,19 @@ impl Partitions {
                 if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
                     tracing::error!(%topic, partition, error = %e, "cannot set start offset");
                 }
-                tracing::info!(%topic, partition, stored_offset = ?at, "partition assigned");
+                tracing::debug!(%topic, partition, stored_offset = ?at, "partition assigned");
                 state.batches.insert(
                     (index, partition),
                     PartitionBatch::new(topic.clone(), partition, at),
                 );
             }
         }
+        tracing::info!(
+            assigned = tpl.count(),
+            total = state.batches.len(),
+            resumed_from_stored = stored.len(),
+            "partitions assigned"
+        );
         metrics::gauge!(ASSIGNED_PARTITIONS).set(state.batches.len() as f64);
     }
 
