@@ -11,9 +11,11 @@ use std::collections::HashMap;
 
 use sluice_schemas::{validate::crawl_domain, ClickEvent, CrawlEvent, Event, RankEvent};
 
+use crate::dedup::{event_key, DedupWindow, EventKey};
 use crate::model::{
     day_of, hour_of, ClickDailyKey, CrawlHourly, CrawlHourlyKey, RankDaily, RankDailyKey,
 };
+use crate::sinks::dead_letter::DeadLetter;
 
 /// A crawl event with the domain derived once at ingest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +40,14 @@ pub struct PartitionBatch {
     pub rank_events: Vec<(i64, RankEvent)>,
     pub crawl_events: Vec<CrawlRecord>,
     pub click_events: Vec<(i64, ClickEvent)>,
+    /// Keys this batch added to its partition's dedup window, with their expiry: persisted at commit.
+    pub dedup_entries: Vec<(EventKey, i64)>,
+    /// The partition's dedup watermark after this batch's last record (None: dedup off or untouched).
+    pub watermark_ms: Option<i64>,
+    /// Re-deliveries dropped by the dedup window.
+    pub duplicates: u64,
+    /// Refused records, to publish to the dead-letter topic before the offset moves past them.
+    pub dead_letters: Vec<DeadLetter>,
     /// Records consumed (accepted and rejected).
     pub records: u64,
     /// Rough heap bytes held, for the memory budget.
@@ -69,16 +79,49 @@ impl PartitionBatch {
 
     /// An empty batch that continues where this one ends (for the records that arrive during its flush).
     pub fn successor(&self) -> PartitionBatch {
-        PartitionBatch::new(
+        let mut next = PartitionBatch::new(
             self.topic.clone(),
             self.partition,
             self.end_offset.or(self.expected_offset),
-        )
+        );
+        next.watermark_ms = self.watermark_ms;
+        next
     }
 
-    /// Counts a record that was rejected: it moves the offset but touches no aggregate.
-    pub fn skip(&mut self, offset: i64) {
+    /// Counts a record that was rejected: it moves the offset, touches no aggregate, and is kept for the
+    /// dead-letter topic when one is configured.
+    pub fn reject(&mut self, offset: i64, dead_letter: Option<DeadLetter>) {
         self.advance(offset);
+        if let Some(letter) = dead_letter {
+            self.approx_bytes += letter.approx_bytes();
+            self.dead_letters.push(letter);
+        }
+    }
+
+    /// Offers a valid event read at `offset` with Kafka timestamp `record_ts_ms`. With a dedup window, a
+    /// re-delivery of a key still in the window only moves the offset. Returns whether it was added.
+    pub fn offer(
+        &mut self,
+        event: Event,
+        offset: i64,
+        record_ts_ms: i64,
+        dedup: Option<&mut DedupWindow>,
+    ) -> bool {
+        if let Some(window) = dedup {
+            let key = event_key(event.tenant_id(), event.event_id());
+            let verdict = window.observe(key, record_ts_ms);
+            self.watermark_ms = Some(window.watermark_ms());
+            match verdict {
+                Some(expiry) => self.dedup_entries.push((key, expiry)),
+                None => {
+                    self.advance(offset);
+                    self.duplicates += 1;
+                    return false;
+                }
+            }
+        }
+        self.add(event, offset);
+        true
     }
 
     /// Adds one accepted event read at `offset`.

@@ -1,6 +1,7 @@
 //! One flush: a set of partition batches goes to the sinks, and one [`FlushOutcome`] per partition comes
-//! back. For each partition, in this order: ClickHouse gets the raw events (idempotent, so writing them
-//! before the commit point is safe), then PostgreSQL commits aggregates and offset together. Partitions
+//! back. For each partition, in this order: refused records go to the dead-letter topic, ClickHouse gets
+//! the raw events (idempotent, so writing them before the commit point is safe), then PostgreSQL commits
+//! aggregates, dedup window and offset together. Partitions
 //! are flushed concurrently, each in its own transaction. Transient sink errors are retried with
 //! exponential backoff and full jitter until they succeed or the flush is aborted; a permanent error ends
 //! that partition's flush with [`FlushOutcome::Failed`].
@@ -15,6 +16,7 @@ use tokio::task::JoinSet;
 use crate::batch::PartitionBatch;
 use crate::metrics::{SINK_ERRORS, SINK_RETRIES, SINK_WRITE_SECONDS};
 use crate::sinks::clickhouse::ClickHouseSink;
+use crate::sinks::dead_letter::DeadLetterSink;
 use crate::sinks::postgres::{Commit, PostgresSink};
 use crate::sinks::SinkError;
 
@@ -23,6 +25,7 @@ use crate::sinks::SinkError;
 pub struct SinkSet {
     pub postgres: PostgresSink,
     pub clickhouse: Option<ClickHouseSink>,
+    pub dead_letters: Option<DeadLetterSink>,
 }
 
 /// Backoff for transient errors.
@@ -122,6 +125,20 @@ impl Flusher {
     ) -> FlushOutcome {
         let topic = batch.topic.clone();
         let partition = batch.partition;
+        if let (Some(dlq), false) = (&self.sinks.dead_letters, batch.dead_letters.is_empty()) {
+            let publish = || dlq.publish(&topic, partition, &batch.dead_letters);
+            match self.retrying("dead_letter", abort.clone(), publish).await {
+                Ok(Some(())) => {}
+                Ok(None) => return FlushOutcome::Aborted { topic, partition },
+                Err(e) => {
+                    return FlushOutcome::Failed {
+                        topic,
+                        partition,
+                        error: e.to_string(),
+                    }
+                }
+            }
+        }
         if let Some(ch) = &self.sinks.clickhouse {
             if batch.events() > 0 {
                 let result = self

@@ -10,12 +10,15 @@
 //! # Layout
 //! - [`model`]: aggregate keys, values, merge rules and time bucketing.
 //! - [`batch`]: one partition's buffered events and partial aggregates, with its offset range.
+//! - [`dedup`]: the per-partition idempotency window over `(tenant_id, event_id)`.
 //! - [`sinks::postgres`]: migrations, stored offsets, batched upserts (the exactly-once commit point).
 //! - [`sinks::clickhouse`]: migrations and raw-event inserts.
+//! - [`sinks::dead_letter`]: refused records, re-published with their reason and source coordinates.
 //! - [`flush`]: runs a flush over many partitions with retries of transient errors.
 //! - [`metrics`]: the metric names this crate emits.
 
 pub mod batch;
+pub mod dedup;
 pub mod flush;
 pub mod metrics;
 pub mod model;

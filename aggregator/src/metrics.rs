@@ -9,3 +9,5 @@ pub const SINK_ROWS: &str = "sluice_sink_rows_total";
 pub const SINK_ERRORS: &str = "sluice_sink_errors_total";
 /// Counter: retries of transient sink errors. Labels: `sink`.
 pub const SINK_RETRIES: &str = "sluice_sink_retries_total";
+/// Counter: records published to the dead-letter topic. Labels: `reason`.
+pub const DEAD_LETTERS: &str = "sluice_dead_letters_total";

@@ -37,8 +37,16 @@ pub struct Config {
     pub rank_topic: String,
     pub crawl_topic: String,
     pub click_topic: String,
+    /// Event kinds this instance consumes: a comma list of rank, crawl, click (e.g. to give noisy crawl
+    /// traffic its own deployment and consumer group).
+    pub kinds: String,
     /// Where a partition without a stored offset starts.
     pub start_from: StartFrom,
+    /// Topic that receives refused records with their reason; empty disables dead-lettering.
+    pub dead_letter_topic: String,
+    /// Idempotency window, in seconds of Kafka record time: a re-sent `event_id` within it is dropped.
+    /// 0 disables deduplication.
+    pub dedup_window_secs: u64,
     /// Extra librdkafka properties (TLS, SASL, fetch sizes, …), passed through as-is.
     pub kafka_properties: BTreeMap<String, String>,
 
@@ -87,7 +95,10 @@ impl Default for Config {
             rank_topic: EventKind::Rank.default_topic().into(),
             crawl_topic: EventKind::Crawl.default_topic().into(),
             click_topic: EventKind::Click.default_topic().into(),
+            kinds: "rank,crawl,click".into(),
             start_from: StartFrom::Earliest,
+            dead_letter_topic: "sluice-dead-letters".into(),
+            dedup_window_secs: 900,
             kafka_properties: BTreeMap::new(),
             postgres_url: "postgres://sluice:sluice@127.0.0.1:5432/sluice".into(),
             postgres_password_file: None,
@@ -203,6 +214,7 @@ impl Config {
         if self.flush_concurrency == 0 || self.postgres_max_connections == 0 {
             bail!("invalid config: flush_concurrency and postgres_max_connections must be > 0");
         }
+        self.event_kinds()?;
         let topics = [&self.rank_topic, &self.crawl_topic, &self.click_topic];
         if topics.iter().any(|t| t.is_empty())
             || topics[0] == topics[1]
@@ -220,6 +232,33 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The kinds this instance consumes, parsed from `kinds`.
+    pub fn event_kinds(&self) -> anyhow::Result<Vec<EventKind>> {
+        let mut kinds = Vec::new();
+        for part in self
+            .kinds
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let kind: EventKind = part
+                .parse()
+                .map_err(|e| anyhow::anyhow!("invalid config: kinds (env SLUICE_KINDS): {e}"))?;
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        if kinds.is_empty() {
+            bail!("invalid config: kinds (env SLUICE_KINDS) is empty; accepted: a comma list of rank, crawl, click");
+        }
+        Ok(kinds)
+    }
+
+    /// The dedup window in milliseconds, or `None` when deduplication is off.
+    pub fn dedup_window_ms(&self) -> Option<i64> {
+        (self.dedup_window_secs > 0).then(|| (self.dedup_window_secs as i64).saturating_mul(1000))
     }
 
     pub fn topic_of(&self, kind: EventKind) -> &str {
@@ -344,6 +383,10 @@ mod tests {
         assert_eq!(
             run(&[("SLUICE_FLUSH_INTERVAL_MS", "0")]),
             "ERR invalid config: flush_interval_ms must be > 0 (milliseconds)"
+        );
+        assert_eq!(
+            run(&[("SLUICE_KINDS", "rank,bogus")]),
+            "ERR invalid config: kinds (env SLUICE_KINDS): unknown event kind \"bogus\"; accepted: rank, crawl, click"
         );
         // Unrelated SLUICE_* variables (used by the stack scripts) are ignored.
         assert_eq!(

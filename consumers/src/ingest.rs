@@ -19,13 +19,14 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use sluice_aggregator::flush::RetryPolicy;
 use sluice_aggregator::sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
+use sluice_aggregator::sinks::dead_letter::{DeadLetter, DeadLetterSink};
 use sluice_aggregator::sinks::postgres::PostgresSink;
 use sluice_aggregator::{Flusher, SinkSet};
 use sluice_schemas::{decode, Encoding, EventKind, Limits, RejectReason, ENCODING_HEADER};
 
 use crate::config::{is_secret_key, Config, StartFrom};
 use crate::metrics::{
-    BUFFERED_BYTES, BUFFERED_EVENTS, EVENTS_AGGREGATED, FLUSH_INTERVAL_SECONDS, PAUSED,
+    BUFFERED_BYTES, BUFFERED_EVENTS, DUPLICATES, EVENTS_AGGREGATED, FLUSH_INTERVAL_SECONDS, PAUSED,
     RECORDS_CONSUMED, RECORDS_REJECTED,
 };
 use crate::partitions::{IngestContext, Partitions, Topics};
@@ -53,9 +54,20 @@ pub fn sinks(config: &Config) -> anyhow::Result<SinkSet> {
                 password: config.clickhouse_password()?,
             }))
         });
+    let dead_letters = if config.dead_letter_topic.is_empty() {
+        None
+    } else {
+        let props: Vec<(String, String)> = config.kafka_properties.clone().into_iter().collect();
+        Some(DeadLetterSink::new(
+            &config.kafka_brokers,
+            &config.dead_letter_topic,
+            &props,
+        )?)
+    };
     Ok(SinkSet {
         postgres,
         clickhouse: clickhouse.transpose()?,
+        dead_letters,
     })
 }
 
@@ -124,17 +136,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let flusher = Flusher::new(sinks, RetryPolicy::default(), config.flush_concurrency);
     let topics = Topics::new(
-        EventKind::ALL
+        config
+            .event_kinds()?
             .iter()
             .map(|&k| (config.topic_of(k).to_owned(), k))
             .collect(),
     );
+    let dead_letters = flusher.sinks().dead_letters.is_some();
     let partitions = Arc::new(Partitions::new(
         topics.clone(),
         flusher,
         tokio::runtime::Handle::current(),
         config.start_from,
         config.shutdown_timeout(),
+        config.dedup_window_ms(),
     ));
     let consumer: BaseConsumer<IngestContext> = consumer_config(&config)
         .create_with_context(IngestContext {
@@ -149,6 +164,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let poll_loop = PollLoop {
         consumer,
         partitions,
+        dead_letters,
         limits: config.limits(),
         flush_interval: config.flush_interval(),
         max_buffered_bytes: config.max_buffered_bytes,
@@ -183,6 +199,8 @@ fn flatten(
 struct PollLoop {
     consumer: BaseConsumer<IngestContext>,
     partitions: Arc<Partitions>,
+    /// Keep refused records for the dead-letter topic.
+    dead_letters: bool,
     limits: Limits,
     flush_interval: Duration,
     max_buffered_bytes: usize,
@@ -195,6 +213,7 @@ struct PollLoop {
 struct Counts {
     consumed: [u64; 3],
     aggregated: [u64; 3],
+    duplicates: [u64; 3],
     rejected: HashMap<(EventKind, RejectReason), u64>,
     reject_logs_left: u32,
     reject_logs_suppressed: u64,
@@ -220,12 +239,17 @@ impl Counts {
                 metrics::counter!(EVENTS_AGGREGATED, "kind" => kind.as_str())
                     .increment(self.aggregated[i]);
             }
+            if self.duplicates[i] > 0 {
+                metrics::counter!(DUPLICATES, "kind" => kind.as_str())
+                    .increment(self.duplicates[i]);
+            }
         }
         for ((kind, reason), n) in self.rejected.drain() {
             metrics::counter!(RECORDS_REJECTED, "kind" => kind.as_str(), "reason" => reason.as_str()).increment(n);
         }
         self.consumed = [0; 3];
         self.aggregated = [0; 3];
+        self.duplicates = [0; 3];
     }
 }
 
@@ -304,18 +328,44 @@ impl PollLoop {
             .and_then(|encoding| decode(kind, encoding, payload, &self.limits, chrono::Utc::now()));
         let offset = message.offset();
         counts.consumed[kind_slot(kind)] += 1;
-        let mut state = self.partitions.lock();
+        let mut guard = self.partitions.lock();
+        let state = &mut *guard;
+        let key = (topic, message.partition());
         // A record of a partition no longer assigned (revoked between fetch and poll) is not ours.
-        let Some(batch) = state.batches.get_mut(&(topic, message.partition())) else {
+        let Some(batch) = state.batches.get_mut(&key) else {
             return;
         };
         match decoded {
             Ok(event) => {
-                batch.add(event, offset);
-                counts.aggregated[kind_slot(kind)] += 1;
+                // The Kafka timestamp is part of the log, so replays decide duplicates identically.
+                let ts = message
+                    .timestamp()
+                    .to_millis()
+                    .unwrap_or_else(|| event.occurred_at().timestamp_millis());
+                if batch.offer(event, offset, ts, state.dedup.get_mut(&key)) {
+                    counts.aggregated[kind_slot(kind)] += 1;
+                } else {
+                    counts.duplicates[kind_slot(kind)] += 1;
+                }
             }
             Err(rejection) => {
-                batch.skip(offset);
+                let letter = self.dead_letters.then(|| DeadLetter {
+                    offset,
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: payload.to_vec(),
+                    headers: message
+                        .headers()
+                        .map(|hs| {
+                            hs.iter()
+                                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    timestamp_ms: message.timestamp().to_millis(),
+                    reason: rejection.reason.as_str(),
+                    detail: rejection.detail.clone(),
+                });
+                batch.reject(offset, letter);
                 *counts.rejected.entry((kind, rejection.reason)).or_insert(0) += 1;
                 if counts.reject_logs_left > 0 {
                     counts.reject_logs_left -= 1;

@@ -6,6 +6,10 @@
 pub const RECORDS_CONSUMED: &str = "sluice_ingest_records_consumed_total";
 /// Counter: events accepted into an aggregate. Labels: `kind`.
 pub const EVENTS_AGGREGATED: &str = "sluice_ingest_events_aggregated_total";
+/// Counter: re-deliveries dropped by the dedup window. Labels: `kind`.
+pub const DUPLICATES: &str = "sluice_ingest_duplicates_total";
+/// Gauge: keys held in dedup windows.
+pub const DEDUP_KEYS: &str = "sluice_dedup_keys";
 /// Counter: records rejected by decoding or validation. Labels: `kind`, `reason`.
 pub const RECORDS_REJECTED: &str = "sluice_ingest_records_rejected_total";
 /// Counter: partition flushes by outcome (`committed`, `fenced`, `aborted`, `failed`).

@@ -20,6 +20,9 @@ use rdkafka::error::KafkaResult;
 use rdkafka::topic_partition_list::TopicPartitionListElem;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sluice_aggregator::dedup::DedupWindow;
+use sluice_aggregator::sinks::postgres::Stored;
+use sluice_aggregator::sinks::SinkError;
 use sluice_aggregator::{FlushOutcome, Flusher, PartitionBatch};
 use sluice_schemas::EventKind;
 use tokio::runtime::Handle;
@@ -68,6 +71,8 @@ pub struct InFlight {
 #[derive(Debug, Default)]
 pub struct State {
     pub batches: HashMap<(usize, i32), PartitionBatch>,
+    /// Each partition's idempotency window (absent when deduplication is off).
+    pub dedup: HashMap<(usize, i32), DedupWindow>,
     pub inflight: Option<InFlight>,
 }
 
@@ -90,6 +95,7 @@ pub struct Partitions {
     handle: Handle,
     start_from: StartFrom,
     drain_timeout: Duration,
+    dedup_window_ms: Option<i64>,
     /// Set when the process is shutting down: stop retrying offset loads.
     pub stopping: AtomicBool,
 }
@@ -110,6 +116,7 @@ impl Partitions {
         handle: Handle,
         start_from: StartFrom,
         drain_timeout: Duration,
+        dedup_window_ms: Option<i64>,
     ) -> Self {
         Partitions {
             state: Mutex::new(State::default()),
@@ -118,6 +125,7 @@ impl Partitions {
             handle,
             start_from,
             drain_timeout,
+            dedup_window_ms,
             stopping: AtomicBool::new(false),
         }
     }
@@ -241,9 +249,13 @@ impl Partitions {
                     let Some(index) = self.topics.index(&topic) else {
                         continue;
                     };
-                    if let Some(batch) = state.batches.get_mut(&(index, partition)) {
-                        *batch = PartitionBatch::new(topic.clone(), partition, stored);
-                        let offset = stored.map_or(self.start_offset(), Offset::Offset);
+                    if state.batches.contains_key(&(index, partition)) {
+                        // Start over from what is stored: offset, dedup window and all.
+                        let stored = self.load_stored_retrying(&topic, &[partition]);
+                        let at = stored.get(&partition).copied();
+                        self.install(state, index, &topic, partition, at);
+                        let offset =
+                            at.map_or(self.start_offset(), |s| Offset::Offset(s.next_offset));
                         if let Err(e) =
                             consumer.seek(&topic, partition, offset, Duration::from_secs(10))
                         {
@@ -294,55 +306,91 @@ impl Partitions {
                 .or_default()
                 .push(elem.partition());
         }
-        let mut stored: HashMap<(String, i32), i64> = HashMap::new();
-        for (topic, parts) in &by_topic {
-            for (partition, offset) in self.load_offsets_retrying(topic, parts) {
-                stored.insert((topic.clone(), partition), offset);
-            }
-        }
-        let mut state = self.lock();
+        let mut resumed = 0;
         for (topic, parts) in by_topic {
             let Some(index) = self.topics.index(&topic) else {
                 continue;
             };
+            let stored = self.load_stored_retrying(&topic, &parts);
+            let mut state = self.lock();
             for partition in parts {
-                let at = stored.get(&(topic.clone(), partition)).copied();
-                let offset = at.map_or(self.start_offset(), Offset::Offset);
+                let at = stored.get(&partition).copied();
+                resumed += usize::from(at.is_some());
+                self.install(&mut state, index, &topic, partition, at);
+                let offset = at.map_or(self.start_offset(), |s| Offset::Offset(s.next_offset));
                 if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
                     tracing::error!(%topic, partition, error = %e, "cannot set start offset");
                 }
-                tracing::debug!(%topic, partition, stored_offset = ?at, "partition assigned");
-                state.batches.insert(
-                    (index, partition),
-                    PartitionBatch::new(topic.clone(), partition, at),
-                );
+                tracing::debug!(%topic, partition, stored = ?at, "partition assigned");
             }
         }
+        let state = self.lock();
         tracing::info!(
             assigned = tpl.count(),
             total = state.batches.len(),
-            resumed_from_stored = stored.len(),
+            resumed_from_stored = resumed,
             "partitions assigned"
         );
         metrics::gauge!(ASSIGNED_PARTITIONS).set(state.batches.len() as f64);
     }
 
-    fn load_offsets_retrying(&self, topic: &str, partitions: &[i32]) -> HashMap<i32, i64> {
-        let pg = &self.flusher.sinks().postgres;
+    /// Replaces a partition's batch (and dedup window) with the state stored in PostgreSQL.
+    fn install(
+        &self,
+        state: &mut State,
+        index: usize,
+        topic: &str,
+        partition: i32,
+        at: Option<Stored>,
+    ) {
+        let key = (index, partition);
+        state.batches.insert(
+            key,
+            PartitionBatch::new(topic, partition, at.map(|s| s.next_offset)),
+        );
+        if let Some(window) = self.dedup_window_ms {
+            let watermark = at.and_then(|s| s.watermark_ms).unwrap_or(0);
+            let entries = self.retrying(topic, || {
+                self.flusher
+                    .sinks()
+                    .postgres
+                    .load_dedup(topic, partition, watermark)
+            });
+            let restored = DedupWindow::restore(window, watermark, entries.unwrap_or_default());
+            state.dedup.insert(key, restored);
+        }
+    }
+
+    fn load_stored_retrying(&self, topic: &str, partitions: &[i32]) -> HashMap<i32, Stored> {
+        self.retrying(topic, || {
+            self.flusher
+                .sinks()
+                .postgres
+                .load_offsets(topic, partitions)
+        })
+        .unwrap_or_default()
+    }
+
+    /// Runs a PostgreSQL read until it succeeds. Without the stored offset (and window) we cannot know
+    /// where to start, so waiting is the only exact choice; the consumer stays in the group while
+    /// max.poll.interval.ms allows. Gives up (`None`) only when the process is stopping.
+    fn retrying<T, F, Fut>(&self, topic: &str, mut op: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SinkError>>,
+    {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.handle.block_on(pg.load_offsets(topic, partitions)) {
-                Ok(offsets) => return offsets,
+            match self.handle.block_on(op()) {
+                Ok(value) => return Some(value),
                 Err(e) if !self.stopping.load(Ordering::Relaxed) => {
-                    // Without the stored offset we cannot know where to start; waiting is the only exact
-                    // choice. The consumer stays in the group while max.poll.interval.ms allows.
-                    tracing::warn!(%topic, error = %e, "cannot read stored offsets, retrying");
+                    tracing::warn!(%topic, error = %e, "cannot read stored state, retrying");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
-                    tracing::warn!(%topic, error = %e, "cannot read stored offsets while stopping");
-                    return HashMap::new();
+                    tracing::warn!(%topic, error = %e, "cannot read stored state while stopping");
+                    return None;
                 }
             }
         }
@@ -364,6 +412,9 @@ impl Partitions {
             })
             .collect();
         let lost = consumer.assignment_lost();
+        for key in &revoked {
+            state.dedup.remove(key);
+        }
         let batches: Vec<PartitionBatch> = revoked
             .iter()
             .filter_map(|key| state.batches.remove(key))

@@ -3,6 +3,7 @@
 //! one (schema mismatch, bad SQL) is not, because retrying cannot fix it.
 
 pub mod clickhouse;
+pub mod dead_letter;
 pub mod postgres;
 
 /// A sink failure, classified for the retry policy.

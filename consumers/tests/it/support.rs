@@ -22,6 +22,7 @@ pub(crate) struct TestStack {
     pub(crate) name: String,
     pub(crate) brokers: String,
     pub(crate) topics: BTreeMap<EventKind, String>,
+    pub(crate) dead_letter_topic: String,
     pub(crate) group: String,
     pub(crate) pg_url: String,
     pub(crate) pg: PgPool,
@@ -42,7 +43,9 @@ impl TestStack {
             .iter()
             .map(|k| (*k, format!("{name}-{}", k.default_topic())))
             .collect();
-        let names: Vec<&str> = topics.values().map(String::as_str).collect();
+        let dead_letter_topic = format!("{name}-dead-letters");
+        let mut names: Vec<&str> = topics.values().map(String::as_str).collect();
+        names.push(&dead_letter_topic);
         sluice_loadtest::kafka::create_topics(&brokers, &names, partitions)
             .await
             .context("creating topics (is the stack up? run `make up`)")?;
@@ -86,6 +89,7 @@ impl TestStack {
             name: name.clone(),
             brokers,
             topics,
+            dead_letter_topic,
             pg_url,
             pg,
             ch_url,
@@ -134,6 +138,7 @@ impl TestStack {
             .env("SLUICE_RANK_TOPIC", self.topic(EventKind::Rank))
             .env("SLUICE_CRAWL_TOPIC", self.topic(EventKind::Crawl))
             .env("SLUICE_CLICK_TOPIC", self.topic(EventKind::Click))
+            .env("SLUICE_DEAD_LETTER_TOPIC", &self.dead_letter_topic)
             .env("SLUICE_POSTGRES_URL", &self.pg_url)
             .env("SLUICE_CLICKHOUSE_URL", &self.ch_url)
             .env("SLUICE_CLICKHOUSE_DATABASE", &self.ch_database)
@@ -181,7 +186,9 @@ impl TestStack {
     /// Drops this test's topics and databases (called at the end of a passing test; a failing test
     /// leaves them for inspection).
     pub(crate) async fn cleanup(self) -> anyhow::Result<()> {
-        sluice_loadtest::kafka::delete_topics(&self.brokers, &self.topic_names()).await?;
+        let mut topics = self.topic_names();
+        topics.push(&self.dead_letter_topic);
+        sluice_loadtest::kafka::delete_topics(&self.brokers, &topics).await?;
         self.ch
             .query(&format!("DROP DATABASE IF EXISTS {}", self.ch_database))
             .execute()

@@ -13,6 +13,9 @@ use sqlx::{Connection, PgPool, Postgres, Transaction};
 
 use super::{Result, SinkError};
 use crate::batch::PartitionBatch;
+use crate::dedup::EventKey;
+
+mod dedup;
 
 const SINK: &str = "postgres";
 
@@ -25,6 +28,13 @@ pub enum Commit {
     Committed { next_offset: i64 },
     /// The stored offset was not the one the batch continues from: nothing was written.
     Fenced { stored: Option<i64> },
+}
+
+/// What is stored for a partition: where to resume, and its dedup watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub next_offset: i64,
+    pub watermark_ms: Option<i64>,
 }
 
 /// Connection pool plus the consumer group whose offsets it stores.
@@ -82,10 +92,14 @@ impl PostgresSink {
         conn.ping().await.map_err(classify)
     }
 
-    /// Stored next offsets of the given partitions of one topic (absent: never committed).
-    pub async fn load_offsets(&self, topic: &str, partitions: &[i32]) -> Result<HashMap<i32, i64>> {
-        let rows: Vec<(i32, i64)> = sqlx::query_as(
-            "SELECT partition, next_offset FROM sluice_offsets
+    /// Stored offsets of the given partitions of one topic (absent: never committed).
+    pub async fn load_offsets(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<HashMap<i32, Stored>> {
+        let rows: Vec<(i32, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT partition, next_offset, watermark_ms FROM sluice_offsets
              WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3)",
         )
         .bind(&self.group)
@@ -94,7 +108,28 @@ impl PostgresSink {
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
-        Ok(rows.into_iter().collect())
+        Ok(rows
+            .into_iter()
+            .map(|(partition, next_offset, watermark_ms)| {
+                (
+                    partition,
+                    Stored {
+                        next_offset,
+                        watermark_ms,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// The live entries of a partition's dedup window at `watermark_ms`, in acceptance order.
+    pub async fn load_dedup(
+        &self,
+        topic: &str,
+        partition: i32,
+        watermark_ms: i64,
+    ) -> Result<Vec<(EventKey, i64)>> {
+        dedup::load(&self.pool, &self.group, topic, partition, watermark_ms).await
     }
 
     /// Merges a batch's aggregates and moves its partition's offset, atomically.
@@ -108,10 +143,15 @@ impl PostgresSink {
         if !self.swap_offset(&mut tx, batch, end).await? {
             tx.rollback().await.map_err(classify)?;
             let stored = self.load_offsets(&batch.topic, &[batch.partition]).await?;
-            return Ok(Commit::Fenced {
-                stored: stored.get(&batch.partition).copied(),
-            });
+            let stored = stored.get(&batch.partition).map(|s| s.next_offset);
+            if stored == Some(end) {
+                // An earlier attempt of this very commit went through but its acknowledgement was lost
+                // (connection dropped after COMMIT): the range is applied exactly once already.
+                return Ok(Commit::Committed { next_offset: end });
+            }
+            return Ok(Commit::Fenced { stored });
         }
+        dedup::persist(&mut tx, &self.group, batch, end).await?;
         upsert_clicks(&mut tx, batch).await?;
         upsert_ranks(&mut tx, batch).await?;
         upsert_crawls(&mut tx, batch).await?;
@@ -128,7 +168,7 @@ impl PostgresSink {
         let result = match batch.expected_offset {
             Some(expected) => {
                 sqlx::query(
-                    "UPDATE sluice_offsets SET next_offset = $4, updated_at = now()
+                    "UPDATE sluice_offsets SET next_offset = $4, watermark_ms = $6, updated_at = now()
                      WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $5",
                 )
                 .bind(&self.group)
@@ -136,18 +176,20 @@ impl PostgresSink {
                 .bind(batch.partition)
                 .bind(end)
                 .bind(expected)
+                .bind(batch.watermark_ms)
                 .execute(&mut **tx)
                 .await
             }
             None => {
                 sqlx::query(
-                    "INSERT INTO sluice_offsets (consumer_group, topic, partition, next_offset)
-                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    "INSERT INTO sluice_offsets (consumer_group, topic, partition, next_offset, watermark_ms)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                 )
                 .bind(&self.group)
                 .bind(&batch.topic)
                 .bind(batch.partition)
                 .bind(end)
+                .bind(batch.watermark_ms)
                 .execute(&mut **tx)
                 .await
             }
@@ -330,7 +372,7 @@ async fn upsert_crawls(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatc
 }
 
 /// Splits sqlx errors into transient (retry) and permanent (do not).
-fn classify(e: sqlx::Error) -> SinkError {
+pub(crate) fn classify(e: sqlx::Error) -> SinkError {
     let transient = match &e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
