@@ -11,10 +11,12 @@
 //! - [`config`]: settings from defaults, an optional TOML file and `SLUICE_*` environment variables.
 //! - [`ingest`]: the poll loop (one thread), flush scheduling, shutdown.
 //! - [`partitions`]: per-partition state shared with the rebalance callback, and outcome handling.
+//! - [`dead_letters`]: listing and re-publishing the dead-letter topic.
 //! - [`telemetry`]: tracing and the Prometheus exporter.
 //! - [`metrics`]: the metric names this crate records.
 
 pub mod config;
+pub mod dead_letters;
 pub mod ingest;
 pub mod metrics;
 pub mod partitions;

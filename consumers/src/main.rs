@@ -32,6 +32,19 @@ enum Command {
     Migrate,
     /// Print the effective config (secrets redacted), then exit.
     Config,
+    /// Inspect or re-publish the dead-letter topic.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// Count dead letters by reason and source topic (from the replay position to the end).
+    List,
+    /// Send every dead letter back to its source topic, then commit the replay position.
+    Replay,
 }
 
 fn main() -> std::process::ExitCode {
@@ -73,6 +86,17 @@ async fn async_main(command: Command, config: Config) -> anyhow::Result<()> {
             let sinks = ingest::sinks(&config)?;
             ingest::migrate(&sinks, Duration::from_secs(60)).await?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::DeadLetters { action } => {
+            let republish = matches!(action, DeadLetterAction::Replay);
+            let summary = sluice_consumers::dead_letters::replay(&config, republish).await?;
+            for ((reason, source), n) in &summary.by_reason {
+                println!("{n:>8}  {reason:<24} from {source}");
+            }
+            if republish {
+                println!("re-published {} dead letters", summary.republished);
+            }
             Ok(())
         }
         Command::Run => {

@@ -120,3 +120,39 @@ pub async fn wait_caught_up(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Every record currently in a topic (all partitions, from the low to the high watermark).
+pub fn read_all(brokers: &str, topic: &str) -> anyhow::Result<Vec<rdkafka::message::OwnedMessage>> {
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    let high = high_watermarks(brokers, &[topic])?;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "sluice-read-all")
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("cannot create kafka client")?;
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in high.keys() {
+        tpl.add_partition_offset(t, *p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut out = Vec::new();
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = |next: &BTreeMap<i32, i64>| {
+        high.iter()
+            .all(|((_, p), h)| *h == 0 || next.get(p).is_some_and(|n| n >= h))
+    };
+    while !done(&next) {
+        if Instant::now() > deadline {
+            bail!("could not read {topic} to its end within 30 s");
+        }
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message?;
+            next.insert(message.partition(), message.offset() + 1);
+            out.push(message.detach());
+        }
+    }
+    Ok(out)
+}

@@ -138,6 +138,7 @@ async fn every_aggregate_and_raw_row_matches_the_published_events() -> anyhow::R
         v.to_string().into_bytes()
     };
     let mut far_future = good_click.clone();
+    far_future.event_id = format!("{}-from-the-future", stack.name);
     far_future.occurred_at = now + TimeDelta::days(30);
     let click_topic = stack.topic(EventKind::Click).to_owned();
     let rank_topic = stack.topic(EventKind::Rank).to_owned();
@@ -268,5 +269,65 @@ async fn every_aggregate_and_raw_row_matches_the_published_events() -> anyhow::R
     stack
         .assert_matches(&Expected::from_events(&events))
         .await?;
+
+    // Every bad record is in the dead-letter topic: original bytes, reason and source coordinates.
+    let mut expected_letters: Vec<Letter> = bad
+        .iter()
+        .zip(&bad_at)
+        .map(|((_, reason, value, _), (topic, partition, offset, _))| {
+            let coordinates = (topic.clone(), partition.to_string(), offset.to_string());
+            (reason.to_string(), coordinates, value.clone())
+        })
+        .collect();
+    expected_letters.sort();
+    assert_eq!(dead_letters(&stack)?, expected_letters);
+
+    // "Fix" the cause of one rejection (accept events up to 60 days ahead), re-publish the dead letters,
+    // and run ingest again: the fixed record is aggregated, the others are dead-lettered again.
+    let fixed = [("SLUICE_MAX_EVENT_FUTURE_MINUTES", "86400")];
+    let replay = stack.run_ingest_command(&["dead-letters", "replay"], &fixed)?;
+    let said = format!("re-published {} dead letters", bad.len());
+    assert!(replay.contains(&said), "{replay}");
+    let ingest = stack.spawn_ingest("after-fix", &fixed)?;
+    stack.wait_caught_up(Duration::from_secs(120)).await?;
+    let status = ingest.terminate(Duration::from_secs(30))?;
+    assert!(status.success(), "ingest exit status {status}");
+    events.push(Event::Click(far_future));
+    stack
+        .assert_matches(&Expected::from_events(&events))
+        .await?;
+    assert_eq!(dead_letters(&stack)?.len(), 2 * bad.len() - 1);
     stack.cleanup().await
+}
+
+/// (reason, (source topic, partition, offset), original value) of a dead letter.
+type Letter = (String, (String, String, String), Vec<u8>);
+
+/// Every dead letter in the test's dead-letter topic, sorted.
+fn dead_letters(stack: &TestStack) -> anyhow::Result<Vec<Letter>> {
+    use rdkafka::message::{Headers, Message, OwnedMessage};
+    let header = |m: &OwnedMessage, name: &str| {
+        m.headers()
+            .and_then(|hs| hs.iter().find(|h| h.key == name).and_then(|h| h.value))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    let messages = sluice_loadtest::kafka::read_all(&stack.brokers, &stack.dead_letter_topic)?;
+    let mut out: Vec<Letter> = messages
+        .iter()
+        .map(|m| {
+            let coordinates = (
+                header(m, "sluice-dlq-source-topic"),
+                header(m, "sluice-dlq-source-partition"),
+                header(m, "sluice-dlq-source-offset"),
+            );
+            (
+                header(m, "sluice-dlq-reason"),
+                coordinates,
+                m.payload().unwrap_or_default().to_vec(),
+            )
+        })
+        .collect();
+    out.sort();
+    Ok(out)
 }

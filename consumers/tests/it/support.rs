@@ -129,8 +129,43 @@ impl TestStack {
         let log = self.log_dir.join(format!("ingest-{label}.log"));
         let stderr = std::fs::File::create(&log)?;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-ingest"));
-        cmd.arg("run")
-            .env_clear()
+        cmd.arg("run").stdout(Stdio::null()).stderr(stderr);
+        self.configure(
+            &mut cmd,
+            &[("SLUICE_METRICS_ADDR", &format!("127.0.0.1:{metrics_port}"))],
+        );
+        self.configure_extra(&mut cmd, extra_env);
+        let child = cmd.spawn().context("spawning sluice-ingest")?;
+        Ok(Ingest {
+            child,
+            metrics_port,
+            log,
+        })
+    }
+
+    /// Runs a one-shot `sluice-ingest` subcommand with this test's settings; returns its stdout.
+    pub(crate) fn run_ingest_command(
+        &self,
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<String> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-ingest"));
+        cmd.args(args);
+        self.configure(&mut cmd, extra_env);
+        let output = cmd.output().context("running sluice-ingest")?;
+        if !output.status.success() {
+            bail!(
+                "sluice-ingest {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Points a `sluice-ingest` command at this test's topics and databases (and nothing else from the
+    /// caller's environment).
+    fn configure(&self, cmd: &mut Command, extra_env: &[(&str, &str)]) {
+        cmd.env_clear()
             .env("PATH", env_or("PATH", "/usr/bin:/bin"))
             .env("RUST_LOG", "info")
             .env("SLUICE_KAFKA_BROKERS", &self.brokers)
@@ -142,19 +177,14 @@ impl TestStack {
             .env("SLUICE_POSTGRES_URL", &self.pg_url)
             .env("SLUICE_CLICKHOUSE_URL", &self.ch_url)
             .env("SLUICE_CLICKHOUSE_DATABASE", &self.ch_database)
-            .env("SLUICE_FLUSH_INTERVAL_MS", "300")
-            .env("SLUICE_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
-            .stdout(Stdio::null())
-            .stderr(stderr);
+            .env("SLUICE_FLUSH_INTERVAL_MS", "300");
+        self.configure_extra(cmd, extra_env);
+    }
+
+    fn configure_extra(&self, cmd: &mut Command, extra_env: &[(&str, &str)]) {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().context("spawning sluice-ingest")?;
-        Ok(Ingest {
-            child,
-            metrics_port,
-            log,
-        })
     }
 
     /// Waits until ingest has durably processed everything written to this test's topics.

@@ -1,0 +1,166 @@
+//! `sluice-ingest dead-letters …`: inspect and re-publish the dead-letter topic. After the cause of a
+//! rejection is fixed (a producer bug, a validation limit raised), `replay` sends every dead letter back
+//! to its source topic — original key, value and headers, without the `sluice-dlq-*` ones — so ingest
+//! processes it like any record. Replay reads from its own consumer group's committed position up to
+//! the end of the topic as it was when the command started, and commits after every record it
+//! re-published was acknowledged: running it twice does not re-send what the first run finished.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use sluice_aggregator::sinks::dead_letter::headers;
+
+use crate::config::Config;
+
+/// What a replay or a listing saw.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// (reason, source topic) → records.
+    pub by_reason: BTreeMap<(String, String), u64>,
+    pub republished: u64,
+}
+
+fn header_str(message: &impl Message, name: &str) -> Option<String> {
+    let hs = message.headers()?;
+    hs.iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Reads the dead-letter topic from the replay group's position to the current end; with `republish`,
+/// sends each record back to its source topic and commits.
+pub async fn replay(config: &Config, republish: bool) -> anyhow::Result<Summary> {
+    let topic = &config.dead_letter_topic;
+    if topic.is_empty() {
+        bail!("invalid config: dead_letter_topic is empty (dead-lettering is off)");
+    }
+    let group = format!("{}-dlq-replay", config.group_id);
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &config.kafka_brokers)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in &config.kafka_properties {
+        cc.set(k, v);
+    }
+    let consumer: BaseConsumer = cc
+        .create()
+        .context("cannot create the dead-letter consumer")?;
+    let producer: FutureProducer = {
+        let mut pc = ClientConfig::new();
+        pc.set("bootstrap.servers", &config.kafka_brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        for (k, v) in &config.kafka_properties {
+            pc.set(k, v);
+        }
+        pc.create().context("cannot create the replay producer")?
+    };
+
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    // For each partition: [start, end) to read; start from the replay group's committed offset, or the
+    // low watermark when it has none.
+    let mut ranges: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for &p in &partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(tpl, timeout)?;
+    let mut assignment = TopicPartitionList::new();
+    for &p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
+        let from = match committed.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o.max(low),
+            _ => low,
+        };
+        ranges.insert(p, (from, high));
+        assignment.add_partition_offset(topic, p, Offset::Offset(from))?;
+    }
+    consumer.assign(&assignment)?;
+
+    let mut summary = Summary::default();
+    // Next offset to read per partition.
+    let mut positions: BTreeMap<i32, i64> =
+        ranges.iter().map(|(p, (from, _))| (*p, *from)).collect();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let done = |positions: &BTreeMap<i32, i64>| {
+        ranges
+            .iter()
+            .all(|(p, (_, end))| positions.get(p).is_some_and(|pos| pos >= end))
+    };
+    let mut pending = Vec::new();
+    while !done(&positions) {
+        if Instant::now() > deadline {
+            bail!("dead-letter replay did not reach the end of {topic} within 300 s");
+        }
+        let Some(result) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = result.context("reading the dead-letter topic")?;
+        if message.offset() >= ranges.get(&message.partition()).map_or(0, |r| r.1) {
+            continue;
+        }
+        positions.insert(message.partition(), message.offset() + 1);
+        let reason = header_str(&message, headers::REASON).unwrap_or_else(|| "unknown".into());
+        let source = header_str(&message, headers::SOURCE_TOPIC).unwrap_or_default();
+        *summary
+            .by_reason
+            .entry((reason, source.clone()))
+            .or_default() += 1;
+        if !republish || source.is_empty() {
+            continue;
+        }
+        let mut hs = OwnedHeaders::new();
+        if let Some(original) = message.headers() {
+            for h in original
+                .iter()
+                .filter(|h| !h.key.starts_with(headers::PREFIX))
+            {
+                hs = hs.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        let mut record = FutureRecord::<[u8], [u8]>::to(&source)
+            .payload(message.payload().unwrap_or_default())
+            .headers(hs);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        match producer.send_result(record) {
+            Ok(delivery) => pending.push(delivery),
+            Err((e, _)) => bail!("cannot re-publish to {source}: {e}"),
+        }
+    }
+    for delivery in pending {
+        match delivery.await {
+            Ok(Ok(_)) => summary.republished += 1,
+            Ok(Err((e, _))) => bail!("re-publishing failed: {e}"),
+            Err(_) => bail!("re-publishing failed: delivery report lost"),
+        }
+    }
+    if republish && !positions.is_empty() {
+        let mut commit = TopicPartitionList::new();
+        for (p, next) in &positions {
+            commit.add_partition_offset(topic, *p, Offset::Offset(*next))?;
+        }
+        consumer
+            .commit(&commit, CommitMode::Sync)
+            .context("committing the replay position")?;
+    }
+    Ok(summary)
+}

@@ -1,0 +1,521 @@
+//! The PostgreSQL schema on the real server (no Kafka, no ClickHouse): the migration from 0001's plain
+//! tables to monthly partitions keeps every row; the sink's compare-and-swap and `ON CONFLICT` upserts
+//! work on the partitioned tables, including rows that fall in a DEFAULT partition until
+//! `ensure_partitions` moves them; and tenant isolation holds for the read-only role — a login that is
+//! a member of `sluice_reader` sees exactly its tenant's rows, nothing without a tenant, and can write
+//! nothing — while the owner (ingest) still writes every tenant's rows. Each test has its own database.
+
+use std::path::Path;
+
+use anyhow::{bail, ensure, Context};
+use chrono::{DateTime, Months, NaiveDate, TimeDelta, TimeZone, Utc};
+use sluice_aggregator::sinks::postgres::{Commit, PostgresSink, PARTITION_MONTHS_AHEAD};
+use sluice_aggregator::PartitionBatch;
+use sluice_schemas::{ClickEvent, CrawlEvent, Event, RankEvent};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::support::env_or;
+
+const TABLES: [&str; 3] = ["click_daily", "rank_daily", "crawl_hourly"];
+
+fn base_url() -> String {
+    env_or(
+        "SLUICE_POSTGRES_URL",
+        "postgres://sluice:sluice@127.0.0.1:5432/sluice",
+    )
+}
+
+/// A database of its own on the shared server, dropped by [`TestDb::drop_db`] when the test passes.
+struct TestDb {
+    name: String,
+    url: String,
+    pool: PgPool,
+}
+
+impl TestDb {
+    async fn new(test: &str) -> anyhow::Result<TestDb> {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let name = format!("{test}_{suffix}");
+        let base = base_url();
+        let mut admin = PgConnection::connect(&base)
+            .await
+            .context("connecting to postgres (is the stack up? run `make up`)")?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await?;
+        admin.close().await?;
+        let (head, _) = base
+            .rsplit_once('/')
+            .context("postgres URL has no database path")?;
+        let url = format!("{head}/{name}");
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&url)
+            .await?;
+        Ok(TestDb { name, url, pool })
+    }
+
+    fn sink(&self) -> anyhow::Result<PostgresSink> {
+        Ok(PostgresSink::connect(&self.url, None, "schema-test", 4)?)
+    }
+
+    async fn drop_db(self) -> anyhow::Result<()> {
+        self.pool.close().await;
+        let mut admin = PgConnection::connect(&base_url()).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut admin)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The migrations as files (read at run time, so this test always sees the current directory).
+async fn migrations() -> anyhow::Result<Migrator> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../aggregator/migrations");
+    Ok(Migrator::new(dir.as_path()).await?)
+}
+
+/// Every row of `table` as text, sorted: a snapshot to compare before and after.
+async fn rows(pool: &PgPool, table: &str) -> anyhow::Result<Vec<String>> {
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT t::text FROM {table} t ORDER BY 1"
+    )))
+    .fetch_all(pool)
+    .await?)
+}
+
+async fn count(pool: &PgPool, sql: &str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(pool)
+        .await?)
+}
+
+/// Rows of `table` stored in a partition other than the one named after their UTC month.
+async fn misplaced_rows(pool: &PgPool, table: &str) -> anyhow::Result<i64> {
+    let month = if table == "crawl_hourly" {
+        "hour AT TIME ZONE 'UTC'"
+    } else {
+        "day::timestamp"
+    };
+    count(
+        pool,
+        &format!(
+            "SELECT count(*) FROM {table}
+             WHERE tableoid::regclass::text <> '{table}_p' || to_char({month}, 'YYYY_MM')"
+        ),
+    )
+    .await
+}
+
+fn click(tenant: &str, code: &str, id: &str, at: DateTime<Utc>) -> Event {
+    Event::Click(ClickEvent {
+        schema_version: 1,
+        event_id: id.into(),
+        tenant_id: tenant.into(),
+        occurred_at: at,
+        short_code: code.into(),
+        referrer: None,
+        country: None,
+        user_agent: None,
+        visitor_id: None,
+    })
+}
+
+fn rank(tenant: &str, keyword: &str, id: &str, at: DateTime<Utc>, position: Option<i32>) -> Event {
+    Event::Rank(RankEvent {
+        schema_version: 1,
+        event_id: id.into(),
+        tenant_id: tenant.into(),
+        occurred_at: at,
+        campaign_id: "camp".into(),
+        keyword: keyword.into(),
+        geo: "us".into(),
+        engine: "google".into(),
+        device: "desktop".into(),
+        url: None,
+        position,
+    })
+}
+
+fn crawl(tenant: &str, id: &str, at: DateTime<Utc>, status: i32) -> Event {
+    Event::Crawl(CrawlEvent {
+        schema_version: 1,
+        event_id: id.into(),
+        tenant_id: tenant.into(),
+        occurred_at: at,
+        campaign_id: "camp".into(),
+        url: "https://Shop.Example/p".into(),
+        status_code: status,
+        fetch_ms: 40,
+        bytes: 1000,
+        content_hash: None,
+    })
+}
+
+/// One event of each kind per tenant at each instant.
+fn batch(
+    partition: i32,
+    expected: Option<i64>,
+    first_offset: i64,
+    tenants: &[&str],
+    instants: &[DateTime<Utc>],
+) -> PartitionBatch {
+    let mut batch = PartitionBatch::new("schema-test", partition, expected);
+    let mut offset = first_offset;
+    for tenant in tenants {
+        for (i, at) in instants.iter().enumerate() {
+            let id = format!("{tenant}-{offset}");
+            for event in [
+                click(tenant, "link", &id, *at),
+                rank(tenant, "shoes", &id, *at, Some(i as i32 + 1)),
+                crawl(tenant, &id, *at, 200 + 100 * (i as i32 % 4)),
+            ] {
+                batch.add(event, offset);
+                offset += 1;
+            }
+        }
+    }
+    batch
+}
+
+/// Instants in several months: now, last month, a year ago (inside the pre-created window), and three
+/// years ago (outside it: lands in the DEFAULT partitions until `ensure_partitions` runs).
+fn instants(now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let hour = now.date_naive().and_hms_opt(10, 30, 0).map(|t| t.and_utc());
+    let at = hour.unwrap_or(now);
+    vec![
+        at,
+        at - TimeDelta::days(35),
+        at - TimeDelta::days(365),
+        at.checked_sub_months(Months::new(36)).unwrap_or(at),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioning_migration_keeps_existing_rows() -> anyhow::Result<()> {
+    let db = TestDb::new("pgschema_legacy").await?;
+    let migrator = migrations().await?;
+    migrator.run_to(1, &db.pool).await?;
+
+    // A database as 0001 left it, with rows in many months (two years back to next month) and every
+    // column kind, including NULL positions and microsecond timestamps.
+    sqlx::raw_sql(
+        "INSERT INTO click_daily
+           SELECT 't' || (i % 7), 'code-' || (i % 13), current_date - (i * 3), i
+           FROM generate_series(-10, 250) i;
+         INSERT INTO rank_daily
+           SELECT 't' || (i % 7), 'c' || (i % 3), 'kw ' || i, 'us', 'google', 'mobile', current_date - i,
+                  CASE WHEN i % 5 = 0 THEN NULL ELSE (i % 100 + 1)::smallint END,
+                  timestamptz '2026-01-02 03:04:05.678901+00' + i * interval '1 day', 'ev-' || i,
+                  (i % 100 + 1)::smallint, (i % 100 + 1)::smallint, i + 1
+           FROM generate_series(-20, 700) i;
+         INSERT INTO crawl_hourly
+           SELECT 't' || (i % 7), 'c', 'd' || (i % 4) || '.example',
+                  date_trunc('hour', now()) - i * interval '7 hours', 1, 1, 0, 0, 0, i, i, i * 10
+           FROM generate_series(-30, 2000) i;",
+    )
+    .execute(&db.pool)
+    .await?;
+    let mut before = Vec::new();
+    for table in TABLES {
+        before.push(rows(&db.pool, table).await?);
+    }
+
+    db.sink()?.migrate().await?;
+
+    for (table, before) in TABLES.iter().zip(before) {
+        let kind: String = sqlx::query_scalar(
+            "SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)",
+        )
+        .bind(table)
+        .fetch_one(&db.pool)
+        .await?;
+        ensure!(kind == "p", "{table} is not partitioned (relkind {kind})");
+        let after = rows(&db.pool, table).await?;
+        ensure!(
+            after.len() == before.len() && after == before,
+            "{table}: {} rows before the migration, {} after, or different values",
+            before.len(),
+            after.len()
+        );
+        ensure!(
+            misplaced_rows(&db.pool, table).await? == 0,
+            "{table}: rows outside their month partition"
+        );
+    }
+    db.drop_db().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upserts_and_offset_swap_work_on_partitioned_tables() -> anyhow::Result<()> {
+    let db = TestDb::new("pgschema_upsert").await?;
+    let sink = db.sink()?;
+    sink.migrate().await?;
+    let times = instants(Utc::now());
+    let tenants = ["acme", "globex"];
+
+    // First batch of partition 0, then its successor with the same keys: counts double.
+    let first = batch(0, None, 0, &tenants, &times);
+    let end = first.end_offset.context("empty batch")?;
+    ensure!(sink.commit(&first).await? == Commit::Committed { next_offset: end });
+    let second = batch(0, Some(end), end, &tenants, &times);
+    let end2 = second.end_offset.context("empty batch")?;
+    ensure!(sink.commit(&second).await? == Commit::Committed { next_offset: end2 });
+    // A zombie replaying the first range is fenced and writes nothing.
+    let zombie = batch(0, Some(0), 0, &tenants, &times);
+    ensure!(
+        sink.commit(&zombie).await?
+            == Commit::Fenced {
+                stored: Some(end2)
+            }
+    );
+
+    let keys = (tenants.len() * times.len()) as i64;
+    ensure!(count(&db.pool, "SELECT count(*) FROM click_daily").await? == keys);
+    ensure!(count(&db.pool, "SELECT sum(clicks)::bigint FROM click_daily").await? == 2 * keys);
+    ensure!(count(&db.pool, "SELECT sum(checks)::bigint FROM rank_daily").await? == 2 * keys);
+    ensure!(count(&db.pool, "SELECT sum(pages)::bigint FROM crawl_hourly").await? == 2 * keys);
+    // The three-year-old rows wait in the DEFAULT partitions (no month partition that far back).
+    for table in TABLES {
+        let waiting = count(&db.pool, &format!("SELECT count(*) FROM {table}_default")).await?;
+        ensure!(
+            waiting == tenants.len() as i64,
+            "{table}_default holds {waiting} rows"
+        );
+    }
+
+    let mut snapshot = Vec::new();
+    for table in TABLES {
+        snapshot.push(rows(&db.pool, table).await?);
+    }
+    let done = sink.ensure_partitions(PARTITION_MONTHS_AHEAD).await?;
+    ensure!(
+        done.created == 3 && done.moved_rows == 3 * tenants.len() as u64,
+        "ensure_partitions: {done:?}"
+    );
+    for (table, before) in TABLES.iter().zip(snapshot) {
+        ensure!(rows(&db.pool, table).await? == before, "{table} changed");
+        ensure!(misplaced_rows(&db.pool, table).await? == 0, "{table} misplaced");
+    }
+    let again = sink.ensure_partitions(PARTITION_MONTHS_AHEAD).await?;
+    ensure!(again.created == 0 && again.moved_rows == 0, "{again:?}");
+
+    // Months ahead exist; merging into a moved row still works.
+    let ahead = Utc::now()
+        .date_naive()
+        .with_day0(0)
+        .and_then(|d| d.checked_add_months(Months::new(PARTITION_MONTHS_AHEAD)))
+        .context("date arithmetic")?;
+    let name = format!("rank_daily_p{}", ahead.format("%Y_%m"));
+    ensure!(
+        count(&db.pool, &format!("SELECT count(*) FROM pg_class WHERE relname = '{name}'")).await?
+            == 1,
+        "{name} missing"
+    );
+    let third = batch(0, Some(end2), end2, &tenants, &times);
+    ensure!(matches!(sink.commit(&third).await?, Commit::Committed { .. }));
+    ensure!(count(&db.pool, "SELECT sum(clicks)::bigint FROM click_daily").await? == 3 * keys);
+    ensure!(count(&db.pool, "SELECT count(*) FROM click_daily_default").await? == 0);
+    db.drop_db().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reader_role_sees_only_its_tenant_and_cannot_write() -> anyhow::Result<()> {
+    let db = TestDb::new("pgschema_rls").await?;
+    let sink = db.sink()?;
+    sink.migrate().await?;
+    let reader_exists = count(
+        &db.pool,
+        "SELECT count(*) FROM pg_roles WHERE rolname = 'sluice_reader'",
+    )
+    .await?;
+    if reader_exists != 1 {
+        bail!(
+            "role sluice_reader does not exist: the migrating role needs CREATEROLE to create it \
+             (`make up` grants it to the local `sluice` role), or an admin creates it"
+        );
+    }
+
+    // Three tenants of different sizes, written by the owner (ingest).
+    let now = Utc::now();
+    let times = instants(now);
+    let mut next = 0;
+    for (partition, tenant, repeat) in [(0, "acme", 1), (1, "globex", 2), (2, "initech", 3)] {
+        let mut expected = None;
+        for _ in 0..repeat {
+            let mut b = batch(partition, expected, next, &[tenant], &times);
+            // Different keys per repeat so that tenants differ in row counts.
+            b.clicks = b
+                .clicks
+                .into_iter()
+                .map(|(mut k, v)| {
+                    k.short_code = format!("{}-{next}", k.short_code);
+                    (k, v)
+                })
+                .collect();
+            let end = b.end_offset.context("empty batch")?;
+            ensure!(matches!(sink.commit(&b).await?, Commit::Committed { .. }));
+            expected = Some(end);
+            next = end;
+        }
+    }
+    sink.ensure_partitions(PARTITION_MONTHS_AHEAD).await?;
+
+    // A login for a product API: a member of the group role, as an admin would create it.
+    let login = format!("it_reader_{}", &db.name[db.name.len() - 8..]);
+    let password = uuid::Uuid::new_v4().simple().to_string();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {login} LOGIN PASSWORD '{password}' IN ROLE sluice_reader"
+    )))
+    .execute(&db.pool)
+    .await
+    .context("creating a login role (the migrating role needs CREATEROLE)")?;
+    let result = check_reader(&db, &login, &password).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {login}")))
+        .execute(&db.pool)
+        .await?;
+    result?;
+
+    // The owner is not subject to RLS and still writes every tenant's rows.
+    let owner_sees: i64 = count(&db.pool, "SELECT count(DISTINCT tenant_id) FROM rank_daily").await?;
+    ensure!(owner_sees == 3, "owner sees {owner_sees} tenants");
+    let more = batch(0, Some(3 * times.len() as i64), 10_000, &["acme"], &times);
+    let before = count(&db.pool, "SELECT sum(checks)::bigint FROM rank_daily").await?;
+    // Offsets of partition 0 ended at 3 events per instant for one repeat of acme.
+    let more = PartitionBatch {
+        expected_offset: Some(3 * times.len() as i64),
+        ..more
+    };
+    ensure!(matches!(sink.commit(&more).await?, Commit::Committed { .. }));
+    let after = count(&db.pool, "SELECT sum(checks)::bigint FROM rank_daily").await?;
+    ensure!(after == before + times.len() as i64, "owner write lost");
+    db.drop_db().await
+}
+
+async fn check_reader(db: &TestDb, login: &str, password: &str) -> anyhow::Result<()> {
+    let options: PgConnectOptions = db.url.parse()?;
+    let mut reader = PgConnection::connect_with(&options.username(login).password(password))
+        .await
+        .context("connecting as the reader login")?;
+
+    // Expected per-tenant row counts, read by the owner.
+    let mut expected = Vec::new();
+    for tenant in ["acme", "globex", "initech"] {
+        let mut per_table = Vec::new();
+        for table in TABLES {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {table} WHERE tenant_id = $1"
+            )))
+            .bind(tenant)
+            .fetch_one(&db.pool)
+            .await?;
+            ensure!(n > 0, "owner sees no {table} rows of {tenant}");
+            per_table.push(n);
+        }
+        expected.push((tenant, per_table));
+    }
+    ensure!(
+        expected[0].1 != expected[1].1,
+        "tenants must differ in size for the check to mean something"
+    );
+
+    // No tenant set: nothing.
+    for table in TABLES {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table}"
+        )))
+        .fetch_one(&mut reader)
+        .await?;
+        ensure!(n == 0, "{table}: {n} rows visible without app.current_tenant");
+    }
+
+    // Per transaction (how a pooled API should do it): exactly its own rows, none of the others'.
+    for (tenant, per_table) in &expected {
+        let mut tx = reader.begin().await?;
+        sqlx::query("SELECT set_config('app.current_tenant', $1, true)")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        for (table, want) in TABLES.iter().zip(per_table) {
+            let (n, others): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*), count(*) FILTER (WHERE tenant_id <> $1) FROM {table}"
+            )))
+            .bind(tenant)
+            .fetch_one(&mut *tx)
+            .await?;
+            ensure!(
+                n == *want && others == 0,
+                "{tenant} sees {n} {table} rows ({others} of other tenants), expected {want}"
+            );
+            // Asking for another tenant by name returns nothing.
+            let foreign: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {table} WHERE tenant_id = 'globex'"
+            )))
+            .fetch_one(&mut *tx)
+            .await?;
+            ensure!(
+                foreign == if *tenant == "globex" { *want } else { 0 },
+                "{tenant} reads {foreign} globex rows of {table}"
+            );
+        }
+        tx.commit().await?;
+    }
+    // The transaction-local setting is gone after commit.
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM click_daily")
+        .fetch_one(&mut reader)
+        .await?;
+    ensure!(n == 0, "{n} rows visible after the tenant's transaction ended");
+
+    // The reader cannot write, not even its own tenant's rows, nor reach around the policies.
+    sqlx::query("SET app.current_tenant = 'acme'")
+        .execute(&mut reader)
+        .await?;
+    let day = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .map(|t| t.date_naive())
+        .unwrap_or(NaiveDate::MIN);
+    let forbidden = [
+        "INSERT INTO click_daily VALUES ('acme', 'forged', $1, 1)".to_owned(),
+        "UPDATE click_daily SET clicks = clicks + 1 WHERE day <> $1".to_owned(),
+        "DELETE FROM rank_daily WHERE day <> $1".to_owned(),
+        "UPDATE crawl_hourly SET pages = 0 WHERE hour::date <> $1".to_owned(),
+        "SELECT count(*) FROM click_daily_default WHERE day <> $1".to_owned(),
+        format!(
+            "SELECT count(*) FROM rank_daily_p{} WHERE day <> $1",
+            Utc::now().format("%Y_%m")
+        ),
+        "SELECT count(*) FROM sluice_offsets WHERE updated_at::date <> $1".to_owned(),
+        "SELECT count(*) FROM sluice_ensure_partitions(1) WHERE $1 IS NOT NULL".to_owned(),
+    ];
+    for sql in &forbidden {
+        match sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(day)
+            .execute(&mut reader)
+            .await
+        {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") => {}
+            other => bail!("reader ran `{sql}`: {other:?} (expected permission denied)"),
+        }
+    }
+    for statement in ["TRUNCATE click_daily", "ALTER TABLE click_daily DISABLE ROW LEVEL SECURITY"] {
+        match sqlx::query(statement).execute(&mut reader).await {
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("42501") | Some("42P01")) => {}
+            other => bail!("reader ran `{statement}`: {other:?}"),
+        }
+    }
+    // Session-level setting works too, and still only for that tenant.
+    let visible: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT tenant_id FROM rank_daily ORDER BY 1")
+            .fetch_all(&mut reader)
+            .await?;
+    ensure!(visible == ["acme"], "acme's session sees {visible:?}");
+    reader.close().await?;
+    Ok(())
+}
