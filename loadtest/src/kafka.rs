@@ -156,3 +156,25 @@ pub fn read_all(brokers: &str, topic: &str) -> anyhow::Result<Vec<rdkafka::messa
     }
     Ok(out)
 }
+
+/// Sets a consumer group's committed Kafka offsets to the beginning of every partition of `topics`
+/// (what `kafka-consumer-groups --reset-offsets --to-earliest` does). The group must have no members.
+pub fn reset_group_offsets(brokers: &str, group: &str, topics: &[&str]) -> anyhow::Result<()> {
+    use rdkafka::consumer::CommitMode;
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("cannot create kafka client")?;
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), _) in high_watermarks(brokers, topics)? {
+        let (low, _) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10))?;
+        tpl.add_partition_offset(&topic, partition, Offset::Offset(low))?;
+    }
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .context("resetting group offsets")?;
+    Ok(())
+}

@@ -3,4 +3,5 @@
 //! and runs the real `sluice-ingest` binary as a child process.
 
 mod e2e;
+mod exactness;
 mod support;

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use sluice_loadtest::verify::{diff, Actual, Snapshot};
+use sluice_producers::synth::{Synth, SynthConfig};
 use sluice_producers::{EventProducer, ProducerConfig};
-use sluice_schemas::{Encoding, EventKind};
+use sluice_schemas::{Encoding, Event, EventKind};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
@@ -278,6 +279,28 @@ impl Ingest {
         }
     }
 
+    /// SIGKILL: no flush, no commit, no goodbye.
+    pub(crate) fn crash(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Resident memory of the process, in bytes (from /proc).
+    #[allow(dead_code)] // used by tests/outage.rs, which shares this module
+    pub(crate) fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// Still running?
+    #[allow(dead_code)] // used by tests/outage.rs
+    pub(crate) fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// The Prometheus text exposition, as served by the running process.
     pub(crate) async fn metrics(&self) -> anyhow::Result<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -345,4 +368,99 @@ pub(crate) fn metric_value(exposition: &str, name: &str, labels: &[(&str, &str)]
         })
         .filter_map(|(_, v)| v.parse::<f64>().ok())
         .sum()
+}
+
+/// Background publisher of synthetic traffic; `join` returns every event it published, re-sends
+/// included, in publish order.
+pub(crate) struct Traffic {
+    thread: std::thread::JoinHandle<anyhow::Result<Vec<Event>>>,
+}
+
+/// How to publish.
+#[derive(Clone, Copy)]
+pub(crate) struct TrafficShape {
+    pub(crate) seed: u64,
+    /// New events per second.
+    pub(crate) rate: u32,
+    pub(crate) new_events: usize,
+    /// Extra copies of each event (each re-sent later, interleaved with new ones): a range `min..=max`.
+    pub(crate) resends: (u32, u32),
+}
+
+impl Traffic {
+    pub(crate) fn join(self) -> anyhow::Result<Vec<Event>> {
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("traffic thread panicked"))?
+    }
+}
+
+impl TestStack {
+    /// Starts publishing in a background thread (JSON and bincode alternating).
+    pub(crate) fn start_traffic(&self, shape: TrafficShape) -> anyhow::Result<Traffic> {
+        use rand::{Rng, SeedableRng};
+        let json = self.producer(Encoding::Json)?;
+        let bincode = self.producer(Encoding::Bincode)?;
+        let run_id = format!("{}-{}", self.name, shape.seed);
+        let thread = std::thread::spawn(move || -> anyhow::Result<Vec<Event>> {
+            let mut synth = Synth::new(
+                SynthConfig {
+                    seed: shape.seed,
+                    tenants: 6,
+                    days_back: 2,
+                    ..SynthConfig::default()
+                },
+                &run_id,
+            )?;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(shape.seed);
+            let mut published: Vec<Event> = Vec::new();
+            let send = |event: Event, published: &mut Vec<Event>| -> anyhow::Result<()> {
+                if published.len() % 2 == 0 {
+                    json.enqueue(&event)?;
+                } else {
+                    bincode.enqueue(&event)?;
+                }
+                published.push(event);
+                Ok(())
+            };
+            // (due once this many new events were made, event): re-sends come 1..400 new events later.
+            let mut resends: Vec<(usize, Event)> = Vec::new();
+            let per_tick = (shape.rate as usize / 100).max(1);
+            let started = Instant::now();
+            let mut made = 0usize;
+            while made < shape.new_events {
+                for _ in 0..per_tick.min(shape.new_events - made) {
+                    let event = synth.next(chrono::Utc::now());
+                    for _ in 0..rng.random_range(shape.resends.0..=shape.resends.1) {
+                        resends.push((made + rng.random_range(1..400), event.clone()));
+                    }
+                    send(event, &mut published)?;
+                    made += 1;
+                    let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut resends)
+                        .into_iter()
+                        .partition(|(at, _)| *at <= made);
+                    resends = later;
+                    for (_, event) in due {
+                        send(event, &mut published)?;
+                    }
+                }
+                // 100 ticks a second, each `per_tick` new events.
+                let pace = Duration::from_millis(10) * (made / per_tick) as u32;
+                if let Some(wait) = pace.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            for (_, event) in std::mem::take(&mut resends) {
+                send(event, &mut published)?;
+            }
+            json.flush(Duration::from_secs(60))?;
+            bincode.flush(Duration::from_secs(60))?;
+            let failed = json.stats().failed + bincode.stats().failed;
+            if failed > 0 {
+                bail!("{failed} deliveries failed");
+            }
+            Ok(published)
+        });
+        Ok(Traffic { thread })
+    }
 }
