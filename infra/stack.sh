@@ -532,9 +532,9 @@ pg_provision() {
   if ! pg_as "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK_DIR" -p "$PG_PORT" \
       -U postgres -d postgres >>"$STACK_LOG" 2>&1 <<EOF
 \\set pw $(psql_quote "$PG_PASSWORD")
-SELECT format('CREATE ROLE %I LOGIN CREATEDB', '$PG_USER')
+SELECT format('CREATE ROLE %I LOGIN CREATEDB CREATEROLE', '$PG_USER')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER') \\gexec
-SELECT format('ALTER ROLE %I LOGIN CREATEDB PASSWORD %L', '$PG_USER', :'pw') \\gexec
+SELECT format('ALTER ROLE %I LOGIN CREATEDB CREATEROLE PASSWORD %L', '$PG_USER', :'pw') \\gexec
 SELECT format('CREATE DATABASE %I OWNER %I', '$PG_DB', '$PG_USER')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_DB') \\gexec
 EOF

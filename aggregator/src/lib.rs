@@ -15,9 +15,11 @@
 //! - [`sinks::clickhouse`]: migrations and raw-event inserts.
 //! - [`sinks::dead_letter`]: refused records, re-published with their reason and source coordinates.
 //! - [`flush`]: runs a flush over many partitions with retries of transient errors.
+//! - [`controller`]: the lag-adaptive flush interval.
 //! - [`metrics`]: the metric names this crate emits.
 
 pub mod batch;
+pub mod controller;
 pub mod dedup;
 pub mod flush;
 pub mod metrics;

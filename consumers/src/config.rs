@@ -63,8 +63,17 @@ pub struct Config {
     pub clickhouse_password: Option<String>,
     pub clickhouse_password_file: Option<PathBuf>,
 
-    /// Time between flushes, in milliseconds.
+    /// Time between flushes when caught up (the lag-adaptive minimum), in milliseconds.
     pub flush_interval_ms: u64,
+    /// Longest time between flushes, reached when the fetch lag is `flush_lag_high` or more.
+    /// Equal to `flush_interval_ms` for a fixed interval.
+    pub flush_interval_max_ms: u64,
+    /// Smoothed fetch lag (records) at or below which the interval is the minimum.
+    pub flush_lag_low: u64,
+    /// Smoothed fetch lag (records) at or above which the interval is the maximum.
+    pub flush_lag_high: u64,
+    /// Flush early once batches hold this many aggregate rows.
+    pub max_buffered_keys: usize,
     /// Flush early, and pause fetching while a flush runs, once batches hold this many bytes.
     pub max_buffered_bytes: usize,
     /// Partitions flushed concurrently.
@@ -109,7 +118,11 @@ impl Default for Config {
             clickhouse_user: None,
             clickhouse_password: None,
             clickhouse_password_file: None,
-            flush_interval_ms: 2000,
+            flush_interval_ms: 1000,
+            flush_interval_max_ms: 10_000,
+            flush_lag_low: 10_000,
+            flush_lag_high: 1_000_000,
+            max_buffered_keys: 1_000_000,
             max_buffered_bytes: 512 * 1024 * 1024,
             flush_concurrency: 4,
             shutdown_timeout_ms: 20_000,
@@ -208,6 +221,16 @@ impl Config {
         if self.flush_interval_ms == 0 {
             bail!("invalid config: flush_interval_ms must be > 0 (milliseconds)");
         }
+        if self.flush_interval_max_ms < self.flush_interval_ms {
+            bail!(
+                "invalid config: flush_interval_max_ms ({}) must be >= flush_interval_ms ({})",
+                self.flush_interval_max_ms,
+                self.flush_interval_ms
+            );
+        }
+        if self.flush_lag_low == 0 || self.flush_lag_high <= self.flush_lag_low {
+            bail!("invalid config: flush_lag_low must be > 0 and flush_lag_high > flush_lag_low (records)");
+        }
         if self.shutdown_timeout_ms == 0 {
             bail!("invalid config: shutdown_timeout_ms must be > 0 (milliseconds)");
         }
@@ -278,8 +301,15 @@ impl Config {
         }
     }
 
-    pub fn flush_interval(&self) -> Duration {
-        Duration::from_millis(self.flush_interval_ms)
+    /// The flush controller's settings.
+    pub fn flush_controller(&self) -> sluice_aggregator::controller::ControllerConfig {
+        sluice_aggregator::controller::ControllerConfig {
+            min: Duration::from_millis(self.flush_interval_ms),
+            max: Duration::from_millis(self.flush_interval_max_ms),
+            lag_low: self.flush_lag_low as f64,
+            lag_high: self.flush_lag_high as f64,
+            ..Default::default()
+        }
     }
 
     pub fn shutdown_timeout(&self) -> Duration {
@@ -355,7 +385,7 @@ mod tests {
             });
             out
         };
-        assert_eq!(run(&[]), "OK 127.0.0.1:9092 2000 Text");
+        assert_eq!(run(&[]), "OK 127.0.0.1:9092 1000 Text");
         assert_eq!(
             run(&[
                 ("SLUICE_KAFKA_BROKERS", "k1:9092,k2:9092"),
@@ -391,7 +421,7 @@ mod tests {
         // Unrelated SLUICE_* variables (used by the stack scripts) are ignored.
         assert_eq!(
             run(&[("SLUICE_STATE_DIR", "/tmp/x")]),
-            "OK 127.0.0.1:9092 2000 Text"
+            "OK 127.0.0.1:9092 1000 Text"
         );
     }
 

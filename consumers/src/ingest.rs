@@ -17,19 +17,21 @@ use anyhow::Context;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use sluice_aggregator::controller::{ControllerConfig, FlushController};
 use sluice_aggregator::flush::RetryPolicy;
 use sluice_aggregator::sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
 use sluice_aggregator::sinks::dead_letter::{DeadLetter, DeadLetterSink};
-use sluice_aggregator::sinks::postgres::PostgresSink;
+use sluice_aggregator::sinks::postgres::{PostgresSink, PARTITION_MONTHS_AHEAD};
 use sluice_aggregator::{Flusher, SinkSet};
 use sluice_schemas::{decode, Encoding, EventKind, Limits, RejectReason, ENCODING_HEADER};
 
 use crate::config::{is_secret_key, Config, StartFrom};
 use crate::metrics::{
-    BUFFERED_BYTES, BUFFERED_EVENTS, DUPLICATES, EVENTS_AGGREGATED, FLUSH_INTERVAL_SECONDS, PAUSED,
-    RECORDS_CONSUMED, RECORDS_REJECTED,
+    BUFFERED_BYTES, BUFFERED_EVENTS, BUFFERED_KEYS, DEDUP_KEYS, DUPLICATES, EVENTS_AGGREGATED,
+    FLUSH_INTERVAL_SECONDS, PAUSED, READY, RECORDS_CONSUMED, RECORDS_REJECTED,
 };
 use crate::partitions::{IngestContext, Partitions, Topics};
+use crate::telemetry::{self, Health};
 
 /// Records handled per loop turn before housekeeping (flush checks, metrics) runs.
 const RECORDS_PER_TURN: usize = 2048;
@@ -77,6 +79,10 @@ pub async fn migrate(sinks: &SinkSet, patience: Duration) -> anyhow::Result<()> 
     loop {
         let result = async {
             sinks.postgres.migrate().await?;
+            sinks
+                .postgres
+                .ensure_partitions(PARTITION_MONTHS_AHEAD)
+                .await?;
             if let Some(ch) = &sinks.clickhouse {
                 ch.migrate().await?;
             }
@@ -94,6 +100,49 @@ pub async fn migrate(sinks: &SinkSet, patience: Duration) -> anyhow::Result<()> 
     }
 }
 
+/// Every hour, creates the monthly PostgreSQL partitions ahead of need (a failure only warns: the
+/// default partition catches rows until the next try).
+fn spawn_partition_maintenance(postgres: PostgresSink) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match postgres.ensure_partitions(PARTITION_MONTHS_AHEAD).await {
+                Ok(done) => tracing::info!(
+                    created = done.created,
+                    moved_rows = done.moved_rows,
+                    "partition maintenance"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "partition maintenance failed; retrying in an hour")
+                }
+            }
+        }
+    });
+}
+
+/// Every 5 s, checks that PostgreSQL (and ClickHouse when enabled) answer, for readiness.
+fn spawn_sink_checks(sinks: SinkSet, health: Arc<Health>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let pg = sinks.postgres.ping().await;
+            let ch = match &sinks.clickhouse {
+                Some(ch) => ch.ping().await,
+                None => Ok(()),
+            };
+            let ok = pg.is_ok() && ch.is_ok();
+            if let Err(e) = pg.and(ch) {
+                tracing::debug!(error = %e, "sink check failed");
+            }
+            health.sinks_ok.store(ok, Ordering::Relaxed);
+            metrics::gauge!(READY).set(if health.ready() { 1.0 } else { 0.0 });
+        }
+    });
+}
+
 fn consumer_config(config: &Config) -> ClientConfig {
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &config.kafka_brokers)
@@ -103,6 +152,7 @@ fn consumer_config(config: &Config) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
         .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("statistics.interval.ms", "1000")
         .set(
             "auto.offset.reset",
             match config.start_from {
@@ -151,6 +201,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         config.shutdown_timeout(),
         config.dedup_window_ms(),
     ));
+    if !config.metrics_addr.is_empty() {
+        let prometheus = telemetry::init_metrics()?;
+        telemetry::serve(&config.metrics_addr, prometheus, partitions.health.clone()).await?;
+    }
+    spawn_sink_checks(
+        partitions.flusher().sinks().clone(),
+        partitions.health.clone(),
+    );
+    spawn_partition_maintenance(partitions.flusher().sinks().postgres.clone());
     let consumer: BaseConsumer<IngestContext> = consumer_config(&config)
         .create_with_context(IngestContext {
             partitions: partitions.clone(),
@@ -166,7 +225,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         partitions,
         dead_letters,
         limits: config.limits(),
-        flush_interval: config.flush_interval(),
+        controller: config.flush_controller(),
+        max_buffered_keys: config.max_buffered_keys,
         max_buffered_bytes: config.max_buffered_bytes,
         shutdown_timeout: config.shutdown_timeout(),
         stop: stop.clone(),
@@ -202,8 +262,9 @@ struct PollLoop {
     /// Keep refused records for the dead-letter topic.
     dead_letters: bool,
     limits: Limits,
-    flush_interval: Duration,
+    controller: ControllerConfig,
     max_buffered_bytes: usize,
+    max_buffered_keys: usize,
     shutdown_timeout: Duration,
     stop: Arc<AtomicBool>,
 }
@@ -259,15 +320,21 @@ impl PollLoop {
             reject_logs_left: REJECT_LOGS_PER_SECOND,
             ..Counts::default()
         };
-        let mut next_flush = Instant::now() + self.flush_interval;
+        let mut controller = FlushController::new(self.controller);
+        let mut last_flush_started = Instant::now();
         let mut next_second = Instant::now() + Duration::from_secs(1);
         let mut paused = false;
-        metrics::gauge!(FLUSH_INTERVAL_SECONDS).set(self.flush_interval.as_secs_f64());
+        metrics::gauge!(FLUSH_INTERVAL_SECONDS).set(controller.interval().as_secs_f64());
         while !self.stop.load(Ordering::Relaxed) {
+            self.partitions.health.beat();
             let mut timeout = Duration::from_millis(100);
+            let mut idle = false;
             for _ in 0..RECORDS_PER_TURN {
                 match self.consumer.poll(timeout) {
-                    None => break,
+                    None => {
+                        idle = true;
+                        break;
+                    }
                     Some(Ok(message)) => self.handle(&message, &mut counts),
                     Some(Err(e)) => tracing::warn!(error = %e, "kafka consume error"),
                 }
@@ -279,21 +346,48 @@ impl PollLoop {
             self.partitions
                 .poll_flush(&self.consumer, &mut state, Duration::ZERO)?;
             let buffered = state.buffered_bytes();
-            let over_budget = buffered >= self.max_buffered_bytes;
-            if now >= next_flush || over_budget {
+            let keys = state.buffered_keys();
+            let over_budget = buffered >= self.max_buffered_bytes || keys >= self.max_buffered_keys;
+            // Due by the controller's interval; or early, when over budget; or when there is nothing
+            // left to read (idle) and the minimum interval has passed: a drained buffer waits no longer.
+            let since_last = now.duration_since(last_flush_started);
+            let due =
+                since_last >= controller.interval() || (idle && since_last >= self.controller.min);
+            if due || over_budget {
+                // Starts only when no flush is in flight: flushes never overlap.
                 let started = self.partitions.start_flush(&mut state);
+                if !started && state.inflight.is_none() {
+                    // Nothing to flush: the last flush's cost no longer says anything about the next.
+                    self.partitions
+                        .last_flush_micros
+                        .store(0, Ordering::Relaxed);
+                }
                 if started || state.inflight.is_none() {
-                    next_flush = now + self.flush_interval;
+                    last_flush_started = now;
                 }
             }
             let should_pause = over_budget && state.inflight.is_some();
-            let events = state.buffered_events();
+            let (events, dedup_keys) = (state.buffered_events(), state.dedup_keys());
             drop(state);
             if should_pause != paused {
                 self.set_paused(should_pause);
                 paused = should_pause;
             }
             if now >= next_second {
+                let lag = self.partitions.fetch_lag.load(Ordering::Relaxed);
+                let last_flush = Duration::from_micros(
+                    self.partitions.last_flush_micros.load(Ordering::Relaxed),
+                );
+                let before = controller.interval();
+                let interval = controller.observe(lag, last_flush);
+                if interval != before {
+                    tracing::debug!(
+                        lag,
+                        interval_ms = interval.as_millis() as u64,
+                        "flush interval changed"
+                    );
+                }
+                metrics::gauge!(FLUSH_INTERVAL_SECONDS).set(interval.as_secs_f64());
                 counts.publish();
                 if counts.reject_logs_suppressed > 0 {
                     tracing::warn!(
@@ -305,6 +399,8 @@ impl PollLoop {
                 counts.reject_logs_left = REJECT_LOGS_PER_SECOND;
                 metrics::gauge!(BUFFERED_BYTES).set(buffered as f64);
                 metrics::gauge!(BUFFERED_EVENTS).set(events as f64);
+                metrics::gauge!(BUFFERED_KEYS).set(keys as f64);
+                metrics::gauge!(DEDUP_KEYS).set(dedup_keys as f64);
                 next_second = now + Duration::from_secs(1);
             }
         }
@@ -402,6 +498,10 @@ impl PollLoop {
     /// Final flush within the shutdown deadline.
     fn shutdown(self) -> anyhow::Result<()> {
         self.partitions.stopping.store(true, Ordering::SeqCst);
+        self.partitions
+            .health
+            .stopping
+            .store(true, Ordering::SeqCst);
         let deadline = Instant::now() + self.shutdown_timeout;
         let mut state = self.partitions.lock();
         self.partitions

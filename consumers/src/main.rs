@@ -99,12 +99,9 @@ async fn async_main(command: Command, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run => {
-            telemetry::init_metrics(&config.metrics_addr)?;
-            ingest::run(config, shutdown_signal())
-                .await
-                .context("ingest stopped")
-        }
+        Command::Run => ingest::run(config, shutdown_signal())
+            .await
+            .context("ingest stopped"),
     }
 }
 

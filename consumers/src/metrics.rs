@@ -28,3 +28,12 @@ pub const PAUSED: &str = "sluice_consumer_paused";
 pub const REBALANCES: &str = "sluice_rebalances_total";
 /// Gauge: partitions currently assigned.
 pub const ASSIGNED_PARTITIONS: &str = "sluice_assigned_partitions";
+/// Gauge: records written but not yet read, per partition. Labels: `topic`, `partition`.
+pub const FETCH_LAG: &str = "sluice_consumer_fetch_lag_records";
+/// Gauge: records written but not yet durably processed (high watermark − committed), per partition.
+/// Labels: `topic`, `partition`.
+pub const CONSUMER_LAG: &str = "sluice_consumer_lag_records";
+/// Gauge: aggregate rows held in partition batches.
+pub const BUFFERED_KEYS: &str = "sluice_buffered_keys";
+/// Gauge: 1 when the process is ready (joined its group, both sinks reachable), else 0.
+pub const READY: &str = "sluice_ready";

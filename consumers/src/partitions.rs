@@ -11,7 +11,7 @@
 //!   the drain timeout; whatever does not make it is simply not committed and the next owner replays it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,10 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::config::StartFrom;
-use crate::metrics::{ASSIGNED_PARTITIONS, FLUSHES, FLUSH_SECONDS, REBALANCES};
+use crate::metrics::{
+    ASSIGNED_PARTITIONS, CONSUMER_LAG, FETCH_LAG, FLUSHES, FLUSH_SECONDS, REBALANCES,
+};
+use crate::telemetry::Health;
 
 /// The three subscribed topics and their event kinds, looked up by index on the hot path.
 #[derive(Debug, Clone)]
@@ -84,6 +87,19 @@ impl State {
     pub fn buffered_events(&self) -> usize {
         self.batches.values().map(PartitionBatch::events).sum()
     }
+
+    /// Aggregate rows held in the batches (distinct keys per partition).
+    pub fn buffered_keys(&self) -> usize {
+        self.batches
+            .values()
+            .map(|b| b.clicks.len() + b.ranks.len() + b.crawls.len())
+            .sum()
+    }
+
+    /// Keys held in the dedup windows.
+    pub fn dedup_keys(&self) -> usize {
+        self.dedup.values().map(DedupWindow::len).sum()
+    }
 }
 
 /// Everything the poll loop and the rebalance callback share.
@@ -98,6 +114,12 @@ pub struct Partitions {
     dedup_window_ms: Option<i64>,
     /// Set when the process is shutting down: stop retrying offset loads.
     pub stopping: AtomicBool,
+    /// Total fetch lag of the assigned partitions, from the last statistics callback.
+    pub fetch_lag: AtomicU64,
+    /// Duration of the last completed flush, in microseconds.
+    pub last_flush_micros: AtomicU64,
+    /// Liveness and readiness, for the health endpoints.
+    pub health: Arc<Health>,
 }
 
 /// Why ingest must stop: a permanent sink error. Nothing was committed past durable data.
@@ -127,6 +149,9 @@ impl Partitions {
             drain_timeout,
             dedup_window_ms,
             stopping: AtomicBool::new(false),
+            fetch_lag: AtomicU64::new(0),
+            last_flush_micros: AtomicU64::new(0),
+            health: Arc::new(Health::default()),
         }
     }
 
@@ -205,7 +230,10 @@ impl Partitions {
         };
         let started = state.inflight.take().map(|f| f.started);
         if let Some(started) = started {
-            metrics::histogram!(FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
+            let took = started.elapsed();
+            metrics::histogram!(FLUSH_SECONDS).record(took.as_secs_f64());
+            self.last_flush_micros
+                .store(took.as_micros() as u64, Ordering::Relaxed);
         }
         self.apply(consumer, state, outcomes)?;
         Ok(true)
@@ -324,6 +352,7 @@ impl Partitions {
                 tracing::debug!(%topic, partition, stored = ?at, "partition assigned");
             }
         }
+        self.health.joined.store(true, Ordering::Relaxed);
         let state = self.lock();
         tracing::info!(
             assigned = tpl.count(),
@@ -441,6 +470,48 @@ pub struct IngestContext {
 impl ClientContext for IngestContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         tracing::warn!(%error, reason, "kafka client error");
+    }
+
+    /// librdkafka's statistics (every `statistics.interval.ms`, on the poll thread): per assigned
+    /// partition, the fetch lag (high watermark − next record for the application) feeds the flush
+    /// controller, and the commit lag (high watermark − committed offset, i.e. records not yet durable)
+    /// is exported.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let assigned: std::collections::HashSet<(usize, i32)> =
+            self.partitions.lock().batches.keys().copied().collect();
+        let mut fetch_lag_total = 0u64;
+        for (topic, t) in &statistics.topics {
+            let Some(index) = self.partitions.topics.index(topic) else {
+                continue;
+            };
+            for (&partition, p) in &t.partitions {
+                if partition < 0 || !assigned.contains(&(index, partition)) || p.hi_offset < 0 {
+                    continue;
+                }
+                let position = if p.app_offset >= 0 {
+                    p.app_offset
+                } else {
+                    p.committed_offset
+                };
+                let fetch_lag = if position >= 0 {
+                    (p.hi_offset - position).max(0)
+                } else {
+                    0
+                };
+                fetch_lag_total += fetch_lag as u64;
+                let labels = [
+                    ("topic", topic.clone()),
+                    ("partition", partition.to_string()),
+                ];
+                metrics::gauge!(FETCH_LAG, &labels).set(fetch_lag as f64);
+                if p.consumer_lag >= 0 {
+                    metrics::gauge!(CONSUMER_LAG, &labels).set(p.consumer_lag as f64);
+                }
+            }
+        }
+        self.partitions
+            .fetch_lag
+            .store(fetch_lag_total, Ordering::Relaxed);
     }
 }
 

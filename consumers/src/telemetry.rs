@@ -1,10 +1,20 @@
-//! Process telemetry: tracing output (human text or JSON lines, filtered by `RUST_LOG`, default `info`)
-//! and the Prometheus exporter serving `/metrics` on its own port.
+//! Process telemetry: tracing output (human text or JSON lines, filtered by `RUST_LOG`, default `info`),
+//! and one small HTTP server on `metrics_addr` serving `/metrics` (Prometheus text), `/health/live`
+//! (the poll loop is turning) and `/health/ready` (joined the group and both sinks reachable).
+//! Built on hyper, which the Prometheus exporter already brings in.
 
+use std::convert::Infallible;
 use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use metrics_exporter_prometheus::PrometheusBuilder;
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -23,23 +33,145 @@ pub fn init_tracing(format: LogFormat) {
     };
 }
 
-/// Starts the Prometheus exporter on `addr` (`host:port`); an empty address disables it. Needs a Tokio
-/// runtime.
-pub fn init_metrics(addr: &str) -> anyhow::Result<()> {
-    if addr.is_empty() {
-        return Ok(());
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global Prometheus recorder (once) and returns its handle.
+pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
+    if let Some(handle) = PROMETHEUS.get() {
+        return Ok(handle.clone());
     }
-    let socket: std::net::SocketAddr = addr
-        .parse()
-        .with_context(|| format!("invalid config: metrics_addr={addr:?} is not host:port"))?;
-    PrometheusBuilder::new()
-        .with_http_listener(socket)
+    let handle = PrometheusBuilder::new()
         .set_buckets(&[
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
         ])
         .context("invalid histogram buckets")?
-        .install()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    Ok(PROMETHEUS.get_or_init(|| handle).clone())
+}
+
+/// What the health endpoints report; updated by the ingest loop and a sink checker.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Unix milliseconds of the poll loop's last turn.
+    pub heartbeat_ms: AtomicU64,
+    /// The consumer received its first assignment.
+    pub joined: AtomicBool,
+    /// The last sink check reached PostgreSQL (and ClickHouse when enabled).
+    pub sinks_ok: AtomicBool,
+    /// Shutting down: not ready any more.
+    pub stopping: AtomicBool,
+}
+
+/// The poll loop must turn at least this often to count as live (a rebalance drain may block it for
+/// up to `shutdown_timeout_ms`, 20 s by default).
+const LIVENESS_WINDOW: Duration = Duration::from_secs(60);
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Health {
+    pub fn beat(&self) {
+        self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    pub fn live(&self) -> bool {
+        now_ms().saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed))
+            < LIVENESS_WINDOW.as_millis() as u64
+    }
+
+    pub fn ready(&self) -> bool {
+        self.live()
+            && self.joined.load(Ordering::Relaxed)
+            && self.sinks_ok.load(Ordering::Relaxed)
+            && !self.stopping.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves `/metrics`, `/health/live` and `/health/ready` on `addr` until the process ends. Also runs
+/// the exporter's periodic upkeep.
+pub async fn serve(
+    addr: &str,
+    prometheus: PrometheusHandle,
+    health: Arc<Health>,
+) -> anyhow::Result<()> {
+    let socket: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("invalid config: metrics_addr={addr:?} is not host:port"))?;
+    let listener = tokio::net::TcpListener::bind(socket)
+        .await
         .with_context(|| format!("cannot serve metrics on {addr}"))?;
-    tracing::info!(%addr, "serving prometheus metrics");
+    tracing::info!(%addr, "serving /metrics, /health/live, /health/ready");
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let prometheus = prometheus.clone();
+            let health = health.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let response = respond(req.uri().path(), &prometheus, &health);
+                        async move { Ok::<_, Infallible>(response) }
+                    });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
     Ok(())
+}
+
+fn respond(path: &str, prometheus: &PrometheusHandle, health: &Health) -> Response<Full<Bytes>> {
+    let (status, body, content_type) = match path {
+        "/metrics" => (
+            StatusCode::OK,
+            prometheus.render(),
+            "text/plain; version=0.0.4",
+        ),
+        "/health/live" if health.live() => (StatusCode::OK, "live\n".to_owned(), "text/plain"),
+        "/health/live" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "poll loop stalled\n".to_owned(),
+            "text/plain",
+        ),
+        "/health/ready" if health.ready() => (StatusCode::OK, "ready\n".to_owned(), "text/plain"),
+        "/health/ready" => {
+            let why = format!(
+                "not ready: joined={} sinks_ok={} stopping={} live={}\n",
+                health.joined.load(Ordering::Relaxed),
+                health.sinks_ok.load(Ordering::Relaxed),
+                health.stopping.load(Ordering::Relaxed),
+                health.live()
+            );
+            (StatusCode::SERVICE_UNAVAILABLE, why, "text/plain")
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            "not found\n".to_owned(),
+            "text/plain",
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = hyper::header::HeaderValue::from_str(content_type) {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
 }

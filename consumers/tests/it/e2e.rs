@@ -263,9 +263,21 @@ async fn every_aggregate_and_raw_row_matches_the_published_events() -> anyhow::R
         assert!(log.contains(&line), "log lacks `{line}`");
     }
 
+    // Health: live, and ready once joined with both sinks reachable (checked every 5 s).
+    assert_eq!(ingest.get("/health/live").await?.0, 200);
+    let mut ready = ingest.get("/health/ready").await?;
+    for _ in 0..60 {
+        if ready.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ready = ingest.get("/health/ready").await?;
+    }
+    assert_eq!(ready, (200, "ready\n".to_owned()));
+    assert_eq!(ingest.get("/nope").await?.0, 404);
+
     let status = ingest.terminate(Duration::from_secs(30))?;
     assert!(status.success(), "ingest exit status {status}");
-
     stack
         .assert_matches(&Expected::from_events(&events))
         .await?;

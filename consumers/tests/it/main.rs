@@ -4,4 +4,6 @@
 
 mod e2e;
 mod exactness;
+mod flush_control;
+mod postgres_schema;
 mod support;

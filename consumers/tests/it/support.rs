@@ -301,6 +301,26 @@ impl Ingest {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// GET `path` on the metrics/health port: (status code, body).
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("no HTTP status line")?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_owned();
+        Ok((status, body))
+    }
+
     /// The Prometheus text exposition, as served by the running process.
     pub(crate) async fn metrics(&self) -> anyhow::Result<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -4,6 +4,8 @@
 //! `crawl_hourly` with set-based `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` statements (one
 //! per table, not one per row). If the swap finds another offset, another consumer has moved the
 //! partition (rebalance, zombie): the transaction is rolled back and the caller is told where it stands.
+//! The aggregate tables are partitioned by month; [`PostgresSink::ensure_partitions`] keeps partitions
+//! ready ahead of time (`partitions`). Schema, roles and row-level security: `docs/postgres.md`.
 
 use std::collections::HashMap;
 
@@ -16,6 +18,9 @@ use crate::batch::PartitionBatch;
 use crate::dedup::EventKey;
 
 mod dedup;
+mod partitions;
+
+pub use partitions::{PartitionMaintenance, PARTITION_MONTHS_AHEAD};
 
 const SINK: &str = "postgres";
 
