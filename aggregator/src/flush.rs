@@ -76,6 +76,9 @@ pub struct Flusher {
     sinks: SinkSet,
     retry: RetryPolicy,
     concurrency: Arc<Semaphore>,
+    /// Benchmark mode: write nothing, report every batch committed (measures the pipeline without
+    /// its sinks; nothing is durable and no offset is stored).
+    noop: bool,
 }
 
 impl Flusher {
@@ -84,7 +87,18 @@ impl Flusher {
             sinks,
             retry,
             concurrency: Arc::new(Semaphore::new(max_concurrent_partitions.max(1))),
+            noop: false,
         }
+    }
+
+    /// A flusher that writes nothing (see the `noop` field): for measuring ingest without sinks.
+    pub fn without_sinks(mut self) -> Self {
+        self.noop = true;
+        self
+    }
+
+    pub fn is_noop(&self) -> bool {
+        self.noop
     }
 
     pub fn sinks(&self) -> &SinkSet {
@@ -125,6 +139,14 @@ impl Flusher {
     ) -> FlushOutcome {
         let topic = batch.topic.clone();
         let partition = batch.partition;
+        if self.noop {
+            return FlushOutcome::Committed {
+                next_offset: batch.end_offset.or(batch.expected_offset).unwrap_or(0),
+                events: batch.events(),
+                topic,
+                partition,
+            };
+        }
         if let (Some(dlq), false) = (&self.sinks.dead_letters, batch.dead_letters.is_empty()) {
             let publish = || dlq.publish(&topic, partition, &batch.dead_letters);
             match self.retrying("dead_letter", abort.clone(), publish).await {

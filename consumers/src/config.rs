@@ -93,6 +93,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Run migrations at start-up.
     pub migrate_on_start: bool,
+    /// `false` runs ingest without any sink (benchmark baseline R1): records are read, decoded and
+    /// aggregated, and the batches are dropped at flush time. Nothing is stored.
+    pub sinks_enabled: bool,
 }
 
 impl Default for Config {
@@ -132,6 +135,7 @@ impl Default for Config {
             metrics_addr: "127.0.0.1:9464".into(),
             log_format: LogFormat::Text,
             migrate_on_start: true,
+            sinks_enabled: true,
         }
     }
 }

@@ -181,10 +181,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .collect();
     tracing::info!(brokers = %config.kafka_brokers, group = %config.group_id, ?props, "starting ingest");
     let sinks = sinks(&config)?;
-    if config.migrate_on_start {
+    if config.migrate_on_start && config.sinks_enabled {
         migrate(&sinks, Duration::from_secs(60)).await?;
     }
-    let flusher = Flusher::new(sinks, RetryPolicy::default(), config.flush_concurrency);
+    let mut flusher = Flusher::new(sinks, RetryPolicy::default(), config.flush_concurrency);
+    if !config.sinks_enabled {
+        tracing::warn!("sinks disabled (sinks_enabled=false): nothing will be stored");
+        flusher = flusher.without_sinks();
+    }
     let topics = Topics::new(
         config
             .event_kinds()?

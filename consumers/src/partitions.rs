@@ -377,7 +377,7 @@ impl Partitions {
             key,
             PartitionBatch::new(topic, partition, at.map(|s| s.next_offset)),
         );
-        if let Some(window) = self.dedup_window_ms {
+        if let (Some(window), false) = (self.dedup_window_ms, self.flusher.is_noop()) {
             let watermark = at.and_then(|s| s.watermark_ms).unwrap_or(0);
             let entries = self.retrying(topic, || {
                 self.flusher
@@ -391,6 +391,9 @@ impl Partitions {
     }
 
     fn load_stored_retrying(&self, topic: &str, partitions: &[i32]) -> HashMap<i32, Stored> {
+        if self.flusher.is_noop() {
+            return HashMap::new();
+        }
         self.retrying(topic, || {
             self.flusher
                 .sinks()
