@@ -7,7 +7,7 @@ RATE ?= 5000
 DURATION ?= 60
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help up down status install build migrate ingest produce run test test-unit lint fmt clean-state
+.PHONY: help up down status install build migrate ingest produce run test test-chdb test-unit lint fmt clean-state bench-pg-read
 
 help:
 	@echo "make run       bring up the stack, build, run ingest + a demo producer for DURATION s (default 60), report"
@@ -17,6 +17,8 @@ help:
 	@echo "make produce RATE=… DURATION=…   publish synthetic traffic"
 	@echo "make migrate   apply PostgreSQL and ClickHouse migrations"
 	@echo "make lint      cargo fmt --check and clippy -D warnings"
+	@echo "make test-chdb the ClickHouse schema + analyst queries on ClickHouse 26.x (chdb-core)"
+	@echo "make bench-pg-read [BENCH_ARGS=…]   product-read latency at 12M aggregate rows (builds the dataset once)"
 
 up:
 	@bash infra/stack.sh up
@@ -45,8 +47,16 @@ produce: up build
 run: up build
 	@RATE=$(RATE) DURATION=$(DURATION) bash infra/demo.sh
 
-test: up
+test: up test-chdb
 	$(CARGO) test --workspace --all-targets
+
+test-chdb:
+	@bash clickhouse/test-chdb.sh
+
+# Not part of `make test`: the first run builds a 12M-row dataset (minutes). See docs/postgres.md.
+bench-pg-read: up
+	$(CARGO) build --release -p sluice-loadtest --bin pg-read-bench
+	@eval "$$(bash infra/stack.sh env)" && ./target/release/pg-read-bench $(BENCH_ARGS)
 
 test-unit:
 	$(CARGO) test --workspace --lib --bins

@@ -32,6 +32,13 @@ enum Command {
     Migrate,
     /// Print the effective config (secrets redacted), then exit.
     Config,
+    /// Drop ClickHouse data older than N months (whole monthly partitions; also sets a TTL on servers
+    /// that support it).
+    Retention {
+        /// Months of raw events and rollups to keep.
+        #[arg(long)]
+        months: u32,
+    },
     /// Inspect or re-publish the dead-letter topic.
     DeadLetters {
         #[command(subcommand)]
@@ -86,6 +93,24 @@ async fn async_main(command: Command, config: Config) -> anyhow::Result<()> {
             let sinks = ingest::sinks(&config)?;
             ingest::migrate(&sinks, Duration::from_secs(60)).await?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Retention { months } => {
+            let sinks = ingest::sinks(&config)?;
+            let ch = sinks
+                .clickhouse
+                .context("retention needs ClickHouse (clickhouse_enabled=false)")?;
+            let report = ch.apply_retention(months).await?;
+            println!(
+                "clickhouse {}: kept partitions from {} on",
+                report.server_version, report.cutoff
+            );
+            for dropped in &report.dropped {
+                println!("dropped {} partition {}", dropped.table, dropped.partition);
+            }
+            for table in &report.ttl_set {
+                println!("set TTL on {table}");
+            }
             Ok(())
         }
         Command::DeadLetters { action } => {

@@ -2,6 +2,7 @@
 //! binary; each test gets its own topics, consumer group, PostgreSQL database and ClickHouse database,
 //! and runs the real `sluice-ingest` binary as a child process.
 
+mod analytics;
 mod e2e;
 mod exactness;
 mod flush_control;

@@ -1,10 +1,21 @@
 //! The ClickHouse sink: raw events, one row per event, written in RowBinary (one `INSERT` per table per
-//! partition batch), plus the migration runner for the DDL under `clickhouse/migrations/`. Writes are
-//! idempotent by construction: the tables are ReplacingMergeTree with `event_id` closing the sort key, so
-//! a batch written again after a crash or rebalance collapses onto the rows already there.
+//! partition batch), plus the migration runner for the DDL under `clickhouse/migrations/` and the
+//! retention command. Writes are idempotent by construction: the raw tables are ReplacingMergeTree with
+//! `event_id` closing the sort key, so a batch written again after a crash or rebalance collapses onto the
+//! rows already there, and the rollups that materialized views derive from them hold duplicate-proof
+//! aggregate states only (docs/analytics.md).
+//!
+//! Portability: every migration has a base file that runs on ClickHouse 18.16 (Debian 12's server) and on
+//! current releases, and may have a sibling `NNNN_name.modern.sql` overlay (ALTERs only: LowCardinality,
+//! codecs, DateTime64 columns) that the runner applies after the base on servers at least
+//! [`MODERN_SINCE`] — detected with `SELECT version()`. Base and overlay are recorded separately in
+//! `sluice_schema_migrations` (the overlay as `name.modern`), so a server upgraded later gets its overlays
+//! at the next `migrate`. Retention uses TTL where the server is modern and drops whole expired monthly
+//! partitions everywhere.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use chrono::{Datelike, Months, NaiveDate, Utc};
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 
@@ -13,12 +24,94 @@ use crate::batch::PartitionBatch;
 
 const SINK: &str = "clickhouse";
 
-/// The migrations, in order: (version, name, SQL). Statements are separated by `;` at line ends.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "raw_events",
-    include_str!("../../../../clickhouse/migrations/0001_raw_events.sql"),
-)];
+/// One schema migration: a base SQL file for every supported server and an optional overlay for modern
+/// ones. Statements are separated by `;` at line ends; comment lines start with `--`.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub base: &'static str,
+    pub modern: Option<&'static str>,
+}
+
+/// The migrations, in order.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "raw_events",
+        base: include_str!("../../../../clickhouse/migrations/0001_raw_events.sql"),
+        modern: Some(include_str!(
+            "../../../../clickhouse/migrations/0001_raw_events.modern.sql"
+        )),
+    },
+    Migration {
+        version: 2,
+        name: "rollups",
+        base: include_str!("../../../../clickhouse/migrations/0002_rollups.sql"),
+        modern: None,
+    },
+];
+
+/// The first server version (major, minor) that gets the modern overlays and TTL retention. Every
+/// feature they use (LowCardinality, codecs, DateTime64, `MODIFY TTL`) is in 21.8 LTS; verified on 26.x.
+pub const MODERN_SINCE: (u32, u32) = (21, 8);
+
+/// The TTL statement retention sets on modern servers (placeholders `{table}`, `{column}`, `{months}`).
+const TTL_TEMPLATE: &str = include_str!("../../../../clickhouse/retention_ttl.sql");
+
+/// A server's `version()`, e.g. `18.16.1` or `26.9.2.1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub text: String,
+}
+
+impl ServerVersion {
+    /// Parses `major.minor[.…]`; `None` when it does not start that way.
+    pub fn parse(text: &str) -> Option<ServerVersion> {
+        let mut parts = text.trim().split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some(ServerVersion {
+            major,
+            minor,
+            text: text.trim().to_owned(),
+        })
+    }
+
+    /// Whether the server gets the modern overlays and TTL.
+    pub fn is_modern(&self) -> bool {
+        (self.major, self.minor) >= MODERN_SINCE
+    }
+}
+
+/// A migration step the runner applied: `name` is the migration's name, or `name.modern` for an overlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    pub version: u32,
+    pub name: String,
+}
+
+/// One monthly partition removed by [`ClickHouseSink::apply_retention`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DroppedPartition {
+    pub table: String,
+    /// The partition value, `YYYYMM`.
+    pub partition: String,
+}
+
+/// What [`ClickHouseSink::apply_retention`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub server_version: String,
+    /// Partitions before this month (`YYYYMM`) held only rows older than the retention and were dropped.
+    pub cutoff: u32,
+    /// Dropped partitions, sorted by table then partition.
+    pub dropped: Vec<DroppedPartition>,
+    /// Tables whose TTL was set or changed by this call (modern servers only; empty when already set).
+    pub ttl_set: Vec<String>,
+}
 
 /// Endpoint and credentials of the ClickHouse sink.
 #[derive(Clone)]
@@ -155,9 +248,24 @@ impl ClickHouseSink {
             .map_err(classify)
     }
 
-    /// Creates the database if needed and applies the migrations not yet recorded in
-    /// `sluice_schema_migrations`. Idempotent.
-    pub async fn migrate(&self) -> Result<Vec<u32>> {
+    /// The server's version, from `SELECT version()`.
+    pub async fn server_version(&self) -> Result<ServerVersion> {
+        let text: String = self
+            .admin
+            .query("SELECT version()")
+            .fetch_one()
+            .await
+            .map_err(classify)?;
+        ServerVersion::parse(&text).ok_or_else(|| SinkError::Permanent {
+            sink: SINK,
+            message: format!("unrecognised server version {text:?}"),
+        })
+    }
+
+    /// Creates the database if needed and applies, in version order, each base migration not yet
+    /// recorded in `sluice_schema_migrations` and, on a modern server, each overlay not yet recorded.
+    /// Idempotent; returns the steps it applied.
+    pub async fn migrate(&self) -> Result<Vec<AppliedMigration>> {
         let create_db = format!(
             "CREATE DATABASE IF NOT EXISTS {}",
             quote_ident(&self.database)
@@ -175,45 +283,180 @@ impl ClickHouseSink {
             .execute()
             .await
             .map_err(classify)?;
+        let modern = self.server_version().await?.is_modern();
         #[derive(Row, Deserialize)]
-        struct Applied {
+        struct Recorded {
             version: u32,
+            name: String,
         }
-        let applied: Vec<u32> = self
+        let recorded: Vec<(u32, String)> = self
             .client
-            .query_raw("SELECT version FROM sluice_schema_migrations")
-            .fetch_all::<Applied>()
+            .query_raw("SELECT version, name FROM sluice_schema_migrations")
+            .fetch_all::<Recorded>()
             .await
             .map_err(classify)?
             .into_iter()
-            .map(|a| a.version)
+            .map(|r| (r.version, r.name))
             .collect();
+        let is_overlay = |name: &str| name.ends_with(".modern");
         let mut ran = Vec::new();
-        for (version, name, sql) in MIGRATIONS {
-            if applied.contains(version) {
+        for migration in MIGRATIONS {
+            let base_done = recorded
+                .iter()
+                .any(|(v, name)| *v == migration.version && !is_overlay(name));
+            if !base_done {
+                self.apply(migration.version, migration.name, migration.base)
+                    .await?;
+                ran.push(AppliedMigration {
+                    version: migration.version,
+                    name: migration.name.to_owned(),
+                });
+            }
+            let Some(overlay) = migration.modern.filter(|_| modern) else {
+                continue;
+            };
+            let overlay_name = format!("{}.modern", migration.name);
+            let overlay_done = recorded
+                .iter()
+                .any(|(v, name)| *v == migration.version && *name == overlay_name);
+            if !overlay_done {
+                self.apply(migration.version, &overlay_name, overlay)
+                    .await?;
+                ran.push(AppliedMigration {
+                    version: migration.version,
+                    name: overlay_name,
+                });
+            }
+        }
+        Ok(ran)
+    }
+
+    /// Runs one migration file's statements, then records it.
+    async fn apply(&self, version: u32, name: &str, sql: &str) -> Result<()> {
+        for statement in statements(sql) {
+            self.client
+                .query_raw(&statement)
+                .execute()
+                .await
+                .map_err(classify)?;
+        }
+        self.client
+            .query_raw(&format!(
+                "INSERT INTO sluice_schema_migrations (version, name, applied_at) VALUES ({version}, {}, now())",
+                quote_literal(name)
+            ))
+            .execute()
+            .await
+            .map_err(classify)
+    }
+
+    /// Applies a retention of `months` months (at least 1) to every month-partitioned table of the
+    /// database, as of today (UTC). See [`ClickHouseSink::apply_retention_at`].
+    pub async fn apply_retention(&self, months: u32) -> Result<RetentionReport> {
+        self.apply_retention_at(months, Utc::now().date_naive())
+            .await
+    }
+
+    /// Applies a retention of `months` months as of `today`: on a modern server, sets (or changes) a TTL
+    /// of `months` months on the time column of each `toYYYYMM(...)`-partitioned table, so rows expire
+    /// as merges go; on every server, drops each partition whose month ended before the day `months`
+    /// months before `today` (every row in it is older than the retention). Idempotent. A partition
+    /// larger than the server's `max_partition_size_to_drop` (default 50 GB) fails the call.
+    pub async fn apply_retention_at(
+        &self,
+        months: u32,
+        today: NaiveDate,
+    ) -> Result<RetentionReport> {
+        let cutoff = retention_cutoff(months, today)?;
+        let version = self.server_version().await?;
+        #[derive(Row, Deserialize)]
+        struct Table {
+            name: String,
+            partition_key: String,
+            engine_full: String,
+        }
+        let tables: Vec<Table> = self
+            .admin
+            .query(
+                "SELECT name, partition_key, engine_full FROM system.tables \
+                 WHERE database = ? AND partition_key LIKE 'toYYYYMM(%' ORDER BY name",
+            )
+            .bind(self.database.as_str())
+            .fetch_all()
+            .await
+            .map_err(classify)?;
+        let mut ttl_set = Vec::new();
+        let mut partitioned = Vec::new();
+        for table in &tables {
+            let Some(column) = month_partition_column(&table.partition_key) else {
+                continue;
+            };
+            partitioned.push(table.name.as_str());
+            if !version.is_modern() {
                 continue;
             }
-            for statement in sql
-                .split(";\n")
-                .map(strip_comments)
-                .filter(|s| !s.is_empty())
-            {
-                self.client
-                    .query_raw(&statement)
-                    .execute()
-                    .await
-                    .map_err(classify)?;
+            let ttl = ttl_statement(&quote_ident(&table.name), column, months);
+            let expression = format!("TTL {column} + toIntervalMonth({months})");
+            let already = table.engine_full.ends_with(&expression)
+                || table.engine_full.contains(&format!("{expression} "));
+            if already {
+                continue;
+            }
+            self.client
+                .query_raw(&ttl)
+                .execute()
+                .await
+                .map_err(classify)?;
+            ttl_set.push(table.name.clone());
+        }
+        #[derive(Row, Deserialize)]
+        struct Part {
+            table: String,
+            partition: String,
+            partition_id: String,
+        }
+        let parts: Vec<Part> = self
+            .admin
+            .query(
+                "SELECT table, partition, partition_id FROM system.parts \
+                 WHERE database = ? AND active GROUP BY table, partition, partition_id \
+                 ORDER BY table, partition",
+            )
+            .bind(self.database.as_str())
+            .fetch_all()
+            .await
+            .map_err(classify)?;
+        let mut dropped = Vec::new();
+        for part in parts {
+            let expired = part.partition.len() == 6
+                && part
+                    .partition
+                    .parse::<u32>()
+                    .is_ok_and(|month| month < cutoff);
+            if !expired || !partitioned.contains(&part.table.as_str()) {
+                continue;
             }
             self.client
                 .query_raw(&format!(
-                    "INSERT INTO sluice_schema_migrations (version, name, applied_at) VALUES ({version}, '{name}', now())"
+                    "ALTER TABLE {} DROP PARTITION ID {}",
+                    quote_ident(&part.table),
+                    quote_literal(&part.partition_id)
                 ))
                 .execute()
                 .await
                 .map_err(classify)?;
-            ran.push(*version);
+            dropped.push(DroppedPartition {
+                table: part.table,
+                partition: part.partition,
+            });
         }
-        Ok(ran)
+        dropped.sort();
+        Ok(RetentionReport {
+            server_version: version.text,
+            cutoff,
+            dropped,
+            ttl_set,
+        })
     }
 
     /// Writes a batch's raw events to the three tables. Returns the number of rows written.
@@ -329,6 +572,62 @@ fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
 }
 
+fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// The statements of a migration file: split on `;` at line ends, comment lines dropped.
+pub fn statements(sql: &str) -> Vec<String> {
+    sql.split(";\n")
+        .map(strip_comments)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The first month (`YYYYMM`) retention keeps: the month of the day `months` months before `today`.
+fn retention_cutoff(months: u32, today: NaiveDate) -> Result<u32> {
+    let invalid = |message: String| SinkError::Permanent {
+        sink: SINK,
+        message,
+    };
+    if months == 0 {
+        return Err(invalid(
+            "retention must be at least one month (0 would drop the current month)".to_owned(),
+        ));
+    }
+    let edge = today
+        .checked_sub_months(Months::new(months))
+        .ok_or_else(|| {
+            invalid(format!(
+                "retention of {months} months reaches before year 0"
+            ))
+        })?;
+    Ok(u32::try_from(edge.year()).unwrap_or(0) * 100 + edge.month())
+}
+
+/// The column of a `toYYYYMM(column)` partition key, when it is a plain identifier.
+fn month_partition_column(partition_key: &str) -> Option<&str> {
+    let column = partition_key
+        .trim()
+        .strip_prefix("toYYYYMM(")?
+        .strip_suffix(')')?
+        .trim();
+    let plain = !column.is_empty()
+        && column
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    plain.then_some(column)
+}
+
+/// The TTL statement of `clickhouse/retention_ttl.sql` for one table.
+fn ttl_statement(table: &str, column: &str, months: u32) -> String {
+    statements(TTL_TEMPLATE)
+        .concat()
+        .replace("{table}", table)
+        .replace("{column}", column)
+        .replace("{months}", &months.to_string())
+}
+
 fn strip_comments(statement: &str) -> String {
     statement
         .lines()
@@ -388,15 +687,83 @@ mod tests {
 
     #[test]
     fn migrations_split_into_statements() {
-        let statements: Vec<String> = MIGRATIONS[0]
-            .2
-            .split(";\n")
-            .map(strip_comments)
-            .filter(|s| !s.is_empty())
-            .collect();
+        let statements = statements(MIGRATIONS[0].base);
         assert_eq!(statements.len(), 3);
         assert!(statements
             .iter()
             .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));
+        let rollups = super::statements(MIGRATIONS[1].base);
+        assert!(rollups
+            .iter()
+            .all(|s| s.starts_with("CREATE ") || s.starts_with("INSERT INTO ")));
+        assert!(rollups.iter().all(|s| !s.contains("--")));
+    }
+
+    #[test]
+    fn every_migration_file_is_listed() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../clickhouse/migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        let mut listed = Vec::new();
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "versions are 1, 2, 3, …");
+            let stem = format!("{:04}_{}", m.version, m.name);
+            let base = format!("{stem}.sql");
+            assert_eq!(
+                std::fs::read_to_string(format!("{dir}/{base}")).unwrap(),
+                m.base
+            );
+            listed.push(base);
+            if let Some(overlay) = m.modern {
+                let file = format!("{stem}.modern.sql");
+                assert_eq!(
+                    std::fs::read_to_string(format!("{dir}/{file}")).unwrap(),
+                    overlay
+                );
+                listed.push(file);
+            }
+        }
+        listed.sort();
+        assert_eq!(files, listed);
+    }
+
+    #[test]
+    fn parses_server_versions() {
+        let old = ServerVersion::parse("18.16.1").unwrap();
+        assert_eq!((old.major, old.minor), (18, 16));
+        assert!(!old.is_modern());
+        assert!(ServerVersion::parse("26.9.2.1\n").unwrap().is_modern());
+        assert!(ServerVersion::parse("21.8.15.7").unwrap().is_modern());
+        assert!(!ServerVersion::parse("21.7.1").unwrap().is_modern());
+        assert_eq!(ServerVersion::parse("nightly"), None);
+    }
+
+    #[test]
+    fn retention_cutoff_is_the_month_of_the_edge_day() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        assert_eq!(retention_cutoff(3, day(2026, 11, 24)).unwrap(), 202608);
+        assert_eq!(retention_cutoff(1, day(2026, 1, 31)).unwrap(), 202512);
+        assert_eq!(retention_cutoff(12, day(2026, 3, 1)).unwrap(), 202503);
+        // Month ends clamp: 31 May minus three months is 28 February.
+        assert_eq!(retention_cutoff(3, day(2026, 5, 31)).unwrap(), 202602);
+        assert!(retention_cutoff(0, day(2026, 5, 31)).is_err());
+    }
+
+    #[test]
+    fn finds_the_partition_column_and_builds_the_ttl() {
+        assert_eq!(
+            month_partition_column("toYYYYMM(occurred_at)"),
+            Some("occurred_at")
+        );
+        assert_eq!(month_partition_column("toYYYYMM(hour)"), Some("hour"));
+        assert_eq!(month_partition_column("toYYYYMMDD(day)"), None);
+        assert_eq!(month_partition_column("toYYYYMM(toDate(x))"), None);
+        assert_eq!(
+            ttl_statement("`rank_day`", "day", 6),
+            "ALTER TABLE `rank_day` MODIFY TTL day + toIntervalMonth(6)"
+        );
     }
 }

@@ -1,0 +1,935 @@
+//! The analyst queries of `docs/analytics.md` on the real ClickHouse server (18.16 on the local stack),
+//! each test in its own database named after it. Synthetic events (`Synth`) plus hand-written corner
+//! cases go through the real migrations and `ClickHouseSink::write`, delivered more than once — copies
+//! inside one insert, re-sends in later inserts, whole inserts replayed — while merges are stopped, so
+//! every copy is still a row when the queries run. Every documented query (parsed out of the markdown, so
+//! the document and the test cannot drift) must return exactly what this file computes from the events,
+//! counting each `event_id` once; again after the rollup migration's backfill runs a second time, and
+//! again after every table is merged. A second test checks retention: exactly the expired monthly
+//! partitions are dropped, and a TTL is set only where the server supports it.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Display;
+
+use anyhow::{bail, ensure, Context};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use clickhouse::Row;
+use serde::Deserialize;
+use sluice_aggregator::sinks::clickhouse::{
+    statements, ClickHouseConfig, ClickHouseSink, DroppedPartition, MIGRATIONS,
+};
+use sluice_aggregator::PartitionBatch;
+use sluice_loadtest::verify::{Expected, Snapshot};
+use sluice_producers::synth::{Mix, Synth, SynthConfig};
+use sluice_schemas::{ClickEvent, CrawlEvent, Event, RankEvent};
+
+use crate::support::env_or;
+
+type Rows = Vec<Vec<String>>;
+/// (tenant_id, entity, time bucket)
+type BucketKey = (String, String, i64);
+/// (status_code, fetch_ms, bytes) of one crawl.
+type Fetch = (u16, u32, u64);
+
+const NULL: &str = "\\N";
+
+/// The documented query names this file has an oracle for.
+const ORACLES: [&str; 13] = [
+    "clicks_per_minute",
+    "clicks_per_hour",
+    "clicks_per_day",
+    "top_links_per_day",
+    "rank_history",
+    "rank_gainers",
+    "rank_losers",
+    "rank_dropped_out",
+    "crawl_status_mix",
+    "crawl_latency",
+    "crawl_error_domains",
+    "crawl_volume_per_day",
+    "clicks_by_country",
+];
+
+/// The rollup migration, whose base re-runs its backfill when applied again.
+const ROLLUPS: u32 = 2;
+
+/// A ClickHouse database of one test, migrated with the real runner.
+struct TestDb {
+    name: String,
+    sink: ClickHouseSink,
+    admin: clickhouse::Client,
+}
+
+impl TestDb {
+    async fn new(test: &str) -> anyhow::Result<TestDb> {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let name = format!("{test}_{suffix}");
+        let url = env_or("SLUICE_CLICKHOUSE_URL", "http://127.0.0.1:8123");
+        let admin = clickhouse::Client::default()
+            .with_url(&url)
+            .with_validation(false);
+        let sink = ClickHouseSink::new(&ClickHouseConfig {
+            url,
+            database: name.clone(),
+            user: None,
+            password: None,
+        });
+        let applied = sink
+            .migrate()
+            .await
+            .context("migrating clickhouse (is the stack up? run `make up`)")?;
+        ensure!(
+            applied.iter().any(|m| m.version == ROLLUPS),
+            "the rollup migration did not run: {applied:?}"
+        );
+        ensure!(
+            sink.migrate().await?.is_empty(),
+            "a second migrate applied something"
+        );
+        Ok(TestDb { name, sink, admin })
+    }
+
+    fn client(&self) -> &clickhouse::Client {
+        self.sink.client()
+    }
+
+    async fn execute(&self, sql: &str) -> anyhow::Result<()> {
+        self.client()
+            .query_raw(sql)
+            .execute()
+            .await
+            .with_context(|| format!("running {sql}"))
+    }
+
+    /// Runs a query and returns its TabSeparated rows.
+    async fn rows(&self, sql: &str) -> anyhow::Result<Rows> {
+        let bytes = self
+            .client()
+            .query_raw(sql)
+            .fetch_bytes("TabSeparated")?
+            .collect()
+            .await
+            .with_context(|| format!("running {sql}"))?;
+        let text = String::from_utf8(bytes.to_vec())?;
+        Ok(text
+            .lines()
+            .map(|l| l.split('\t').map(str::to_owned).collect())
+            .collect())
+    }
+
+    async fn merge_tree_tables(&self) -> anyhow::Result<Vec<String>> {
+        let rows = self
+            .rows(
+                "SELECT name FROM system.tables WHERE database = currentDatabase() \
+                 AND engine LIKE '%MergeTree' ORDER BY name",
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| r[0].clone()).collect())
+    }
+
+    /// `SYSTEM STOP MERGES` or `START MERGES` on this database's tables only (the server is shared).
+    async fn merges(&self, verb: &str) -> anyhow::Result<()> {
+        for table in self.merge_tree_tables().await? {
+            self.execute(&format!("SYSTEM {verb} MERGES {}.{table}", self.name))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn drop(self) -> anyhow::Result<()> {
+        self.admin
+            .query(&format!("DROP DATABASE IF EXISTS {}", self.name))
+            .execute()
+            .await?;
+        Ok(())
+    }
+}
+
+/// `name -> SQL` of every `<!-- query: name -->` block of docs/analytics.md, in document order.
+fn documented_queries() -> anyhow::Result<Vec<(String, String)>> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/analytics.md");
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let marker = "<!-- query: ";
+    let mut queries = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find(marker) {
+        let (name, after) = rest[at + marker.len()..]
+            .split_once(" -->")
+            .context("unterminated query marker")?;
+        let body = after
+            .trim_start()
+            .strip_prefix("```sql\n")
+            .with_context(|| format!("query {name}: the marker must be followed by ```sql"))?;
+        let (sql, tail) = body
+            .split_once("```")
+            .with_context(|| format!("query {name}: unterminated sql block"))?;
+        queries.push((name.to_owned(), sql.to_owned()));
+        rest = tail;
+    }
+    Ok(queries)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The dataset.
+
+fn rank(id: &str, at: DateTime<Utc>, keyword: &str, position: Option<i32>) -> Event {
+    Event::Rank(RankEvent {
+        schema_version: 1,
+        event_id: id.into(),
+        tenant_id: "corner".into(),
+        occurred_at: at,
+        campaign_id: "edge".into(),
+        keyword: keyword.into(),
+        geo: "gb".into(),
+        engine: "bing".into(),
+        device: "desktop".into(),
+        url: None,
+        position,
+    })
+}
+
+fn crawl(id: &str, at: DateTime<Utc>, url: &str, status_code: i32) -> Event {
+    Event::Crawl(CrawlEvent {
+        schema_version: 1,
+        event_id: id.into(),
+        tenant_id: "corner".into(),
+        occurred_at: at,
+        campaign_id: "edge".into(),
+        url: url.into(),
+        status_code,
+        fetch_ms: 70,
+        bytes: 1100,
+        content_hash: None,
+    })
+}
+
+fn click(id: &str, at: DateTime<Utc>, visitor: Option<&str>) -> Event {
+    Event::Click(ClickEvent {
+        schema_version: 1,
+        event_id: id.into(),
+        tenant_id: "corner".into(),
+        occurred_at: at,
+        short_code: "edge".into(),
+        referrer: None,
+        country: None,
+        user_agent: None,
+        visitor_id: visitor.map(str::to_owned),
+    })
+}
+
+/// Ties and boundaries the synthetic traffic is unlikely to hit.
+fn corner_cases(now: DateTime<Utc>) -> Vec<Event> {
+    let today = now
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map_or(now, |t| t.and_utc());
+    let yesterday = today - TimeDelta::days(1);
+    let us = TimeDelta::microseconds;
+    vec![
+        // Same microsecond: the greater event_id is the last check (position 2).
+        rank(
+            "edge-tie-a",
+            yesterday + TimeDelta::hours(5) + us(7),
+            "tie",
+            Some(9),
+        ),
+        rank(
+            "edge-tie-b",
+            yesterday + TimeDelta::hours(5) + us(7),
+            "tie",
+            Some(2),
+        ),
+        // Same second: the later microsecond is last although its id is smaller.
+        rank(
+            "edge-sub-b",
+            yesterday + TimeDelta::hours(6) + us(1),
+            "sub",
+            Some(40),
+        ),
+        rank(
+            "edge-sub-a",
+            yesterday + TimeDelta::hours(6) + us(2),
+            "sub",
+            Some(30),
+        ),
+        // Ranked the day before; yesterday ranked, then its last check did not: dropped out.
+        rank(
+            "edge-drop-1",
+            yesterday - TimeDelta::hours(1),
+            "drop",
+            Some(4),
+        ),
+        rank(
+            "edge-drop-2",
+            yesterday + TimeDelta::hours(1),
+            "drop",
+            Some(6),
+        ),
+        rank("edge-drop-3", yesterday + TimeDelta::hours(2), "drop", None),
+        // Clicks on both sides of the last two midnights, one visitor.
+        click("edge-click-1", today - us(1), Some("v-edge")),
+        click("edge-click-2", today, Some("v-edge")),
+        click("edge-click-3", yesterday - us(1), Some("v-edge")),
+        click("edge-click-4", yesterday, None),
+        // A 1xx counts as a page only; mixed-case hosts group under the lowercased domain.
+        crawl(
+            "edge-crawl-1",
+            now - TimeDelta::minutes(30),
+            "http://Edge.EXAMPLE/a",
+            103,
+        ),
+        crawl(
+            "edge-crawl-2",
+            now - TimeDelta::minutes(29),
+            "https://edge.example:8443/b",
+            599,
+        ),
+    ]
+}
+
+/// Synthetic traffic around `now`: 35 days of history and 3 denser recent days, on a small catalogue
+/// so that keywords are checked on consecutive days.
+fn events(run: &str, now: DateTime<Utc>) -> anyhow::Result<Vec<Event>> {
+    let config = |seed, days_back| SynthConfig {
+        seed,
+        tenants: 2,
+        campaigns_per_tenant: 2,
+        keywords_per_campaign: 4,
+        links_per_tenant: 8,
+        domains_per_campaign: 3,
+        visitors_per_tenant: 40,
+        days_back,
+        mix: Mix {
+            rank: 4,
+            crawl: 3,
+            click: 3,
+        },
+        ..SynthConfig::default()
+    };
+    let mut history = Synth::new(config(11, 35), &format!("{run}-h"))?;
+    let mut recent = Synth::new(config(12, 3), &format!("{run}-r"))?;
+    let mut out: Vec<Event> = (0..2000).map(|_| history.next(now)).collect();
+    out.extend((0..6000).map(|_| recent.next(now)));
+    out.extend(corner_cases(now));
+    Ok(out)
+}
+
+/// Writes the events through the sink in batches of 300 with duplicate deliveries: every 29th event
+/// twice in its batch, ten earlier events re-sent in each later batch, and two batches written twice.
+async fn load(sink: &ClickHouseSink, events: &[Event]) -> anyhow::Result<usize> {
+    let mut batches = Vec::new();
+    for (b, chunk) in events.chunks(300).enumerate() {
+        let mut batch = PartitionBatch::new("analytics", (b % 3) as i32, None);
+        let mut offset = (b as i64) * 10_000;
+        let mut deliver = |batch: &mut PartitionBatch, event: &Event| {
+            batch.add(event.clone(), offset);
+            offset += 1;
+        };
+        for (i, event) in chunk.iter().enumerate() {
+            deliver(&mut batch, event);
+            if i % 29 == 0 {
+                deliver(&mut batch, event);
+            }
+        }
+        for k in 0..10 {
+            if b > 0 {
+                deliver(&mut batch, &events[(b * 131 + k * 17) % (b * 300)]);
+            }
+        }
+        batches.push(batch);
+    }
+    let replays = [0, batches.len() / 2];
+    let mut rows = 0;
+    for batch in batches.iter().chain(replays.iter().map(|&i| &batches[i])) {
+        sink.write(batch).await?;
+        rows += batch.events();
+    }
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The oracle: each query's answer from the deduplicated events (the independent verifier's raw rows).
+
+fn minute(s: i64) -> i64 {
+    s - s.rem_euclid(60)
+}
+
+fn hour(s: i64) -> i64 {
+    s - s.rem_euclid(3600)
+}
+
+fn day(s: i64) -> i64 {
+    s.div_euclid(86_400)
+}
+
+fn fmt_time(s: i64) -> String {
+    DateTime::from_timestamp(s, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+fn fmt_day(d: i64) -> String {
+    fmt_time(d * 86_400)[..10].to_owned()
+}
+
+fn opt<T: Display>(v: Option<T>) -> String {
+    v.map_or_else(|| NULL.to_owned(), |v| v.to_string())
+}
+
+/// (clicks, unique visitors) per (tenant, short_code, bucket) for buckets `keep` accepts.
+fn clicks(
+    snap: &Snapshot,
+    bucket: fn(i64) -> i64,
+    keep: impl Fn(i64) -> bool,
+) -> BTreeMap<BucketKey, (usize, usize)> {
+    let mut sets: BTreeMap<BucketKey, (BTreeSet<&str>, BTreeSet<&str>)> = BTreeMap::new();
+    for c in &snap.click_events {
+        let b = bucket(i64::from(c.occurred_at));
+        if keep(b) {
+            let entry = sets
+                .entry((c.tenant_id.clone(), c.short_code.clone(), b))
+                .or_default();
+            entry.0.insert(&c.event_id);
+            if let Some(v) = &c.visitor_id {
+                entry.1.insert(v);
+            }
+        }
+    }
+    sets.into_iter()
+        .map(|(k, (ids, visitors))| (k, (ids.len(), visitors.len())))
+        .collect()
+}
+
+fn click_rows(snap: &Snapshot, bucket: fn(i64) -> i64, lo: i64, render: fn(i64) -> String) -> Rows {
+    clicks(snap, bucket, |b| b >= lo)
+        .into_iter()
+        .map(|((t, s, b), (c, v))| vec![t, s, render(b), c.to_string(), v.to_string()])
+        .collect()
+}
+
+fn top_links(snap: &Snapshot, now: i64) -> Rows {
+    // (clicks, descending; short_code; unique visitors) per (tenant, day)
+    type Link = (Reverse<usize>, String, usize);
+    let mut per_day: BTreeMap<(String, i64), Vec<Link>> = BTreeMap::new();
+    for ((t, s, d), (c, v)) in clicks(snap, day, |d| d >= day(now) - 6) {
+        per_day.entry((t, d)).or_default().push((Reverse(c), s, v));
+    }
+    let mut out = Vec::new();
+    for ((t, d), mut links) in per_day {
+        links.sort();
+        for (c, s, v) in links.into_iter().take(10) {
+            out.push(vec![
+                t.clone(),
+                fmt_day(d),
+                s,
+                c.0.to_string(),
+                v.to_string(),
+            ]);
+        }
+    }
+    out
+}
+
+type RankEntity = (String, String, String, String, String, String);
+/// (seconds, microseconds, event_id, position) of one check.
+type Check = (u32, u32, String, Option<u8>);
+
+fn rank_checks(
+    snap: &Snapshot,
+    keep: impl Fn(i64) -> bool,
+) -> BTreeMap<(RankEntity, i64), Vec<Check>> {
+    let mut out: BTreeMap<(RankEntity, i64), Vec<Check>> = BTreeMap::new();
+    for r in &snap.rank_events {
+        let d = day(i64::from(r.occurred_at));
+        if keep(d) {
+            let entity = (
+                r.tenant_id.clone(),
+                r.campaign_id.clone(),
+                r.keyword.clone(),
+                r.geo.clone(),
+                r.engine.clone(),
+                r.device.clone(),
+            );
+            out.entry((entity, d)).or_default().push((
+                r.occurred_at,
+                r.occurred_at_micros,
+                r.event_id.clone(),
+                r.position,
+            ));
+        }
+    }
+    out
+}
+
+/// The position of the check with the greatest (time, event_id).
+fn last(checks: &[Check]) -> Option<u8> {
+    checks.iter().max().and_then(|c| c.3)
+}
+
+fn entity_cells(e: &RankEntity) -> Vec<String> {
+    vec![
+        e.0.clone(),
+        e.1.clone(),
+        e.2.clone(),
+        e.3.clone(),
+        e.4.clone(),
+        e.5.clone(),
+    ]
+}
+
+fn rank_history(snap: &Snapshot, now: i64) -> Rows {
+    rank_checks(snap, |d| d >= day(now) - 29)
+        .into_iter()
+        .map(|((entity, d), checks)| {
+            let ranked: Vec<u8> = checks.iter().filter_map(|c| c.3).collect();
+            let mut row = entity_cells(&entity);
+            row.extend([
+                fmt_day(d),
+                opt(last(&checks)),
+                opt(ranked.iter().min()),
+                opt(ranked.iter().max()),
+                checks.len().to_string(),
+            ]);
+            row
+        })
+        .collect()
+}
+
+/// entity -> (day before's last position, yesterday's), `None` without a check that day, `Some(0)` when
+/// the last check did not rank.
+fn day_pairs(snap: &Snapshot, now: i64) -> BTreeMap<RankEntity, (Option<u8>, Option<u8>)> {
+    let d = day(now) - 1;
+    let mut out: BTreeMap<RankEntity, (Option<u8>, Option<u8>)> = BTreeMap::new();
+    for ((entity, checks_day), checks) in rank_checks(snap, |x| x == d || x == d - 1) {
+        let position = Some(last(&checks).unwrap_or(0));
+        let pair = out.entry(entity).or_default();
+        if checks_day == d {
+            pair.1 = position;
+        } else {
+            pair.0 = position;
+        }
+    }
+    out
+}
+
+/// Top 20 moves up (`up`) or down, both days ranked.
+fn movers(snap: &Snapshot, now: i64, up: bool) -> Rows {
+    let mut moves: Vec<(i16, RankEntity, u8, u8)> = Vec::new();
+    for (entity, pair) in day_pairs(snap, now) {
+        if let (Some(prev), Some(cur)) = pair {
+            if prev == 0 || cur == 0 {
+                continue;
+            }
+            let gain = i16::from(prev) - i16::from(cur);
+            let size = if up { gain } else { -gain };
+            if size > 0 {
+                moves.push((-size, entity, prev, cur));
+            }
+        }
+    }
+    moves.sort();
+    moves
+        .into_iter()
+        .take(20)
+        .map(|(neg, entity, prev, cur)| {
+            let mut row = entity_cells(&entity);
+            row.extend([prev.to_string(), cur.to_string(), (-neg).to_string()]);
+            row
+        })
+        .collect()
+}
+
+fn dropped_out(snap: &Snapshot, now: i64) -> Rows {
+    let mut out: Vec<(u8, RankEntity)> = day_pairs(snap, now)
+        .into_iter()
+        .filter_map(|(entity, pair)| match pair {
+            (Some(prev), Some(0)) if prev > 0 => Some((prev, entity)),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out.into_iter()
+        .map(|(prev, entity)| {
+            let mut row = entity_cells(&entity);
+            row.push(prev.to_string());
+            row
+        })
+        .collect()
+}
+
+/// (status_code, fetch_ms, bytes) of each crawl per (tenant, domain, hour) of the last 24 hours.
+fn crawls_last_day(snap: &Snapshot, now: i64) -> BTreeMap<BucketKey, Vec<Fetch>> {
+    let lo = hour(now - 86_400);
+    let mut out: BTreeMap<_, Vec<_>> = BTreeMap::new();
+    for c in &snap.crawl_events {
+        let h = hour(i64::from(c.occurred_at));
+        if h >= lo {
+            out.entry((c.tenant_id.clone(), c.domain.clone(), h))
+                .or_default()
+                .push((c.status_code, c.fetch_ms, c.bytes));
+        }
+    }
+    out
+}
+
+fn status_mix(snap: &Snapshot, now: i64) -> Rows {
+    crawls_last_day(snap, now)
+        .into_iter()
+        .map(|((t, d, h), crawls)| {
+            let mut row = vec![t, d, fmt_time(h), crawls.len().to_string()];
+            for class in 1..=5u16 {
+                let n = crawls.iter().filter(|c| c.0 / 100 == class).count();
+                row.push(n.to_string());
+            }
+            row.push(opt(crawls.iter().map(|c| c.1).max()));
+            row
+        })
+        .collect()
+}
+
+/// ClickHouse's `quantileExact(level)`: the element at index floor(level × n) of the sorted values.
+fn quantile_exact(sorted: &[u32], level: f64) -> u32 {
+    let n = sorted.len();
+    let index = if level < 1.0 {
+        (level * n as f64) as usize
+    } else {
+        n - 1
+    };
+    sorted[index]
+}
+
+fn latency(snap: &Snapshot, now: i64) -> Rows {
+    crawls_last_day(snap, now)
+        .into_iter()
+        .map(|((t, d, h), crawls)| {
+            let mut ms: Vec<u32> = crawls.iter().map(|c| c.1).collect();
+            ms.sort_unstable();
+            let mut row = vec![t, d, fmt_time(h), ms.len().to_string()];
+            for level in [0.5, 0.9, 0.99] {
+                row.push(quantile_exact(&ms, level).to_string());
+            }
+            row.push(opt(ms.last()));
+            row
+        })
+        .collect()
+}
+
+fn error_domains(snap: &Snapshot, now: i64) -> Rows {
+    let mut per_domain: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for ((t, d, _), crawls) in crawls_last_day(snap, now) {
+        let entry = per_domain.entry((t, d)).or_default();
+        entry.0 += crawls.len() as u64;
+        entry.1 += crawls.iter().filter(|c| c.0 >= 400).count() as u64;
+    }
+    let mut rows: Vec<(f64, (String, String), u64, u64)> = per_domain
+        .into_iter()
+        .filter(|(_, (pages, _))| *pages >= 20)
+        .map(|(k, (pages, errors))| (errors as f64 / pages as f64, k, pages, errors))
+        .collect();
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    rows.into_iter()
+        .take(20)
+        .map(|(rate, (t, d), pages, errors)| {
+            vec![
+                t,
+                d,
+                pages.to_string(),
+                errors.to_string(),
+                rate.to_string(),
+            ]
+        })
+        .collect()
+}
+
+fn volume_per_day(snap: &Snapshot, now: i64) -> Rows {
+    let mut out: BTreeMap<(String, String, i64), (u64, u64, u64)> = BTreeMap::new();
+    for c in &snap.crawl_events {
+        let d = day(i64::from(c.occurred_at));
+        if d >= day(now) - 6 {
+            let entry = out
+                .entry((c.tenant_id.clone(), c.domain.clone(), d))
+                .or_default();
+            entry.0 += 1;
+            entry.1 += c.bytes;
+            entry.2 += u64::from(c.fetch_ms);
+        }
+    }
+    out.into_iter()
+        .map(|((t, dom, d), (pages, bytes, ms))| {
+            vec![
+                t,
+                dom,
+                fmt_day(d),
+                pages.to_string(),
+                bytes.to_string(),
+                ms.to_string(),
+            ]
+        })
+        .collect()
+}
+
+fn clicks_by_country(snap: &Snapshot, now: i64) -> Rows {
+    let mut groups: BTreeMap<(String, String), (usize, BTreeSet<&str>)> = BTreeMap::new();
+    for c in &snap.click_events {
+        if day(i64::from(c.occurred_at)) == day(now) - 1 {
+            let country = c.country.clone().unwrap_or_else(|| "unknown".to_owned());
+            let entry = groups.entry((c.tenant_id.clone(), country)).or_default();
+            entry.0 += 1;
+            if let Some(v) = &c.visitor_id {
+                entry.1.insert(v);
+            }
+        }
+    }
+    let mut rows: Vec<(String, Reverse<usize>, String, usize)> = groups
+        .into_iter()
+        .map(|((t, c), (n, visitors))| (t, Reverse(n), c, visitors.len()))
+        .collect();
+    rows.sort();
+    rows.into_iter()
+        .map(|(t, n, c, v)| vec![t, c, n.0.to_string(), v.to_string()])
+        .collect()
+}
+
+/// The expected rows of a documented query, `now` being the second the query ran.
+fn expected(name: &str, snap: &Snapshot, now: i64) -> anyhow::Result<Rows> {
+    Ok(match name {
+        "clicks_per_minute" => click_rows(snap, minute, minute(now - 3600), fmt_time),
+        "clicks_per_hour" => click_rows(snap, hour, hour(now - 86_400), fmt_time),
+        "clicks_per_day" => click_rows(snap, day, day(now) - 6, fmt_day),
+        "top_links_per_day" => top_links(snap, now),
+        "rank_history" => rank_history(snap, now),
+        "rank_gainers" => movers(snap, now, true),
+        "rank_losers" => movers(snap, now, false),
+        "rank_dropped_out" => dropped_out(snap, now),
+        "crawl_status_mix" => status_mix(snap, now),
+        "crawl_latency" => latency(snap, now),
+        "crawl_error_domains" => error_domains(snap, now),
+        "crawl_volume_per_day" => volume_per_day(snap, now),
+        "clicks_by_country" => clicks_by_country(snap, now),
+        other => bail!("docs/analytics.md has query {other}, which this test has no oracle for"),
+    })
+}
+
+/// Equal cell by cell; cells that are not equal as text must both be numbers within 1e-9 relative
+/// (ClickHouse and Rust may print the same Float64 differently).
+fn same_rows(expected: &Rows, actual: &Rows) -> Option<String> {
+    if expected.len() != actual.len() {
+        return Some(format!(
+            "expected {} rows, got {}; first expected {:?}, got {:?}",
+            expected.len(),
+            actual.len(),
+            expected.iter().take(3).collect::<Vec<_>>(),
+            actual.iter().take(3).collect::<Vec<_>>()
+        ));
+    }
+    let same_cell = |e: &String, a: &String| {
+        e == a
+            || matches!((e.parse::<f64>(), a.parse::<f64>()),
+                (Ok(x), Ok(y)) if (x - y).abs() <= 1e-9 * x.abs().max(y.abs()))
+    };
+    expected
+        .iter()
+        .zip(actual)
+        .enumerate()
+        .find(|(_, (e, a))| {
+            e.len() != a.len() || !e.iter().zip(a.iter()).all(|(x, y)| same_cell(x, y))
+        })
+        .map(|(i, (e, a))| format!("row {i}: expected {e:?}, got {a:?}"))
+}
+
+/// Runs a query within one wall-clock minute (the finest bucket a query depends on) and returns its
+/// rows and the second it started.
+async fn run_stable(db: &TestDb, sql: &str) -> anyhow::Result<(Rows, i64)> {
+    for _ in 0..5 {
+        let before = Utc::now().timestamp();
+        let rows = db.rows(sql).await?;
+        if minute(before) == minute(Utc::now().timestamp()) {
+            return Ok((rows, before));
+        }
+    }
+    bail!("could not run the query within one minute")
+}
+
+async fn check_all(
+    db: &TestDb,
+    queries: &[(String, String)],
+    snap: &Snapshot,
+    stage: &str,
+) -> anyhow::Result<()> {
+    let mut failures = Vec::new();
+    for (name, sql) in queries {
+        let (rows, now) = run_stable(db, sql).await?;
+        let want = expected(name, snap, now)?;
+        ensure!(
+            !want.is_empty(),
+            "{name}: the dataset leaves this query empty"
+        );
+        if let Some(problem) = same_rows(&want, &rows) {
+            failures.push(format!("{name}: {problem}"));
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{stage}:\n{}", failures.join("\n"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_queries_match_an_independent_computation() -> anyhow::Result<()> {
+    let queries = documented_queries()?;
+    let names: BTreeSet<&str> = queries.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.len(), queries.len(), "duplicate query names");
+    assert_eq!(
+        names,
+        BTreeSet::from(ORACLES),
+        "documented queries and oracles differ"
+    );
+
+    let db = TestDb::new("analytics").await?;
+    // Keep every duplicate delivery a separate row while the queries run.
+    db.merges("STOP").await?;
+    let now = Utc::now();
+    let events = events(&db.name, now)?;
+    let delivered = load(&db.sink, &events).await?;
+    assert!(
+        delivered > events.len() + 500,
+        "too few duplicate deliveries"
+    );
+    for table in [
+        "rank_events",
+        "crawl_events",
+        "click_events",
+        "crawl_fetches",
+    ] {
+        let counts = db
+            .rows(&format!("SELECT count(), uniqExact(event_id) FROM {table}"))
+            .await?;
+        let (rows, distinct): (u64, u64) = (counts[0][0].parse()?, counts[0][1].parse()?);
+        assert!(
+            rows > distinct,
+            "{table}: duplicates were collapsed already"
+        );
+    }
+    let snap = Expected::from_events(&events);
+    check_all(&db, &queries, &snap, "before merges").await?;
+
+    // An interrupted migration is applied again: its backfill re-inserts every event into every rollup.
+    let rollups = MIGRATIONS
+        .iter()
+        .find(|m| m.version == ROLLUPS)
+        .context("no rollup migration")?;
+    for statement in statements(rollups.base) {
+        db.execute(&statement).await?;
+    }
+    check_all(&db, &queries, &snap, "after the backfill ran again").await?;
+
+    db.merges("START").await?;
+    for table in db.merge_tree_tables().await? {
+        db.execute(&format!("OPTIMIZE TABLE {table} FINAL")).await?;
+    }
+    check_all(&db, &queries, &snap, "after merges").await?;
+    db.drop().await
+}
+
+#[derive(Row, Deserialize)]
+struct Partition {
+    table: String,
+    partition: String,
+}
+
+/// Active (table, partition) pairs of the given tables.
+async fn partitions(db: &TestDb, tables: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let parts: Vec<Partition> = db
+        .client()
+        .query(
+            "SELECT table, partition FROM system.parts WHERE database = ? AND active \
+             GROUP BY table, partition ORDER BY table, partition",
+        )
+        .bind(db.name.as_str())
+        .fetch_all()
+        .await?;
+    Ok(parts
+        .into_iter()
+        .filter(|p| tables.contains(&p.table))
+        .map(|p| (p.table, p.partition))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_exactly_the_expired_months() -> anyhow::Result<()> {
+    let db = TestDb::new("analytics_retention").await?;
+    let at = |s: &str| DateTime::parse_from_rfc3339(s).map(|t| t.to_utc());
+    let mut batch = PartitionBatch::new("retention", 0, None);
+    let times = [
+        "2025-12-15T10:00:00Z",
+        "2026-04-30T23:59:59.999999Z",
+        "2026-05-01T00:00:00Z",
+        "2026-11-20T08:30:00Z",
+    ];
+    for (i, t) in times.iter().enumerate() {
+        let t = at(t)?;
+        let base = i64::try_from(i)? * 3;
+        batch.add(rank(&format!("r{i}"), t, "kw", Some(3)), base);
+        batch.add(
+            crawl(&format!("w{i}"), t, "https://a.example/", 200),
+            base + 1,
+        );
+        batch.add(click(&format!("c{i}"), t, Some("v")), base + 2);
+    }
+    db.sink.write(&batch).await?;
+    let tables: Vec<String> = db
+        .rows(
+            "SELECT name FROM system.tables WHERE database = currentDatabase() \
+             AND partition_key LIKE 'toYYYYMM(%' ORDER BY name",
+        )
+        .await?
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(tables.len(), 9, "{tables:?}");
+
+    let today = NaiveDate::from_ymd_opt(2026, 11, 24).context("date")?;
+    assert!(db.sink.apply_retention_at(0, today).await.is_err());
+    let version = db.sink.server_version().await?;
+
+    // Six months before 24 Nov 2026 is 24 May 2026: April and older hold only expired rows; May stays.
+    let report = db.sink.apply_retention_at(6, today).await?;
+    assert_eq!(report.cutoff, 202605);
+    let mut want: Vec<DroppedPartition> = Vec::new();
+    let mut kept = Vec::new();
+    for table in &tables {
+        for p in ["202512", "202604"] {
+            want.push(DroppedPartition {
+                table: table.clone(),
+                partition: p.to_owned(),
+            });
+        }
+        kept.extend(["202605", "202611"].map(|p| (table.clone(), p.to_owned())));
+    }
+    want.sort();
+    assert_eq!(report.dropped, want);
+    assert_eq!(partitions(&db, &tables).await?, kept);
+    let clicks = db
+        .rows("SELECT uniqExactMerge(clicks_state) FROM click_day")
+        .await?;
+    assert_eq!(clicks, vec![vec!["2".to_owned()]]);
+    if version.is_modern() {
+        assert_eq!(report.ttl_set, tables);
+    } else {
+        assert!(
+            report.ttl_set.is_empty(),
+            "{}: no TTL on this server",
+            version.text
+        );
+    }
+
+    // Idempotent: nothing left to drop, the TTL is in place.
+    let again = db.sink.apply_retention_at(6, today).await?;
+    assert!(
+        again.dropped.is_empty() && again.ttl_set.is_empty(),
+        "{again:?}"
+    );
+    assert_eq!(partitions(&db, &tables).await?, kept);
+    db.drop().await
+}
