@@ -13,9 +13,9 @@
 //!    most of the time (flushes also never overlap: the loop starts one only when the last finished).
 //! 4. Hysteresis: changes under `deadband` (relative) are ignored unless they reach a bound; rises
 //!    apply at once (a backlog needs throughput now), falls at most halve the interval per step (no
-//!    oscillation as lag drains) — except that once the raw lag is at or below `lag_low` (everything
-//!    written has been read) the interval drops to its target at once: holding a drained buffer longer
-//!    only delays it.
+//!    oscillation as lag drains) — except that once the raw (unsmoothed) lag is at or below `lag_low`
+//!    (everything written has been read) the interval drops to the minimum (or the flush-cost floor)
+//!    at once: holding a drained buffer longer only delays it.
 //!
 //! The controller is a pure state machine over its inputs — no clock, no I/O — so tests drive it with
 //! series of observations.
@@ -99,6 +99,10 @@ impl FlushController {
         } else {
             (smoothed.ln() - c.lag_low.ln()) / (c.lag_high.ln() - c.lag_low.ln())
         };
+        // Caught up on fetching (the raw lag, not the smoothed one): what is buffered is all there is,
+        // and holding it longer only delays it.
+        let caught_up = lag <= c.lag_low;
+        let position = if caught_up { 0.0 } else { position };
         let target = (min + (max - min) * position)
             .max(c.flush_cost_factor * last_flush.as_secs_f64())
             .clamp(min, max);
@@ -107,9 +111,7 @@ impl FlushController {
         // Inside the deadband nothing moves — except onto a bound, so that a drained backlog ends at
         // exactly `min` and a large one at exactly `max`.
         let at_bound = target <= min || target >= max;
-        let next = if lag <= c.lag_low {
-            // Caught up on fetching (the raw lag, not the smoothed one): what is buffered is all there
-            // is, and holding it longer only delays it.
+        let next = if caught_up {
             target
         } else if (target - current).abs() <= c.deadband * current && !at_bound {
             current

@@ -446,6 +446,13 @@ impl Partitions {
         let lost = consumer.assignment_lost();
         for key in &revoked {
             state.dedup.remove(key);
+            // The lag gauges describe owned partitions only: another instance reports these now.
+            let labels = [
+                ("topic", self.topics.name(key.0).to_owned()),
+                ("partition", key.1.to_string()),
+            ];
+            metrics::gauge!(FETCH_LAG, &labels).set(0.0);
+            metrics::gauge!(CONSUMER_LAG, &labels).set(0.0);
         }
         let batches: Vec<PartitionBatch> = revoked
             .iter()
