@@ -47,8 +47,12 @@ produce: up build
 run: up build
 	@RATE=$(RATE) DURATION=$(DURATION) bash infra/demo.sh
 
-test: up test-chdb
+test: up test-chdb check-monitoring
 	$(CARGO) test --workspace --all-targets
+
+# promtool checks of the alert rules (with unit tests), the scrape config and the dashboard's PromQL.
+check-monitoring:
+	@bash infra/prometheus/check.sh
 
 test-chdb:
 	@bash clickhouse/test-chdb.sh

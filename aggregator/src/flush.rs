@@ -1,7 +1,7 @@
 //! One flush: a set of partition batches goes to the sinks, and one [`FlushOutcome`] per partition comes
-//! back. For each partition, in this order: refused records go to the dead-letter topic, ClickHouse gets
-//! the raw events (idempotent, so writing them before the commit point is safe), then PostgreSQL commits
-//! aggregates, dedup window and offset together. Partitions
+//! back. First ClickHouse gets the raw events of all the batches, one INSERT per table (idempotent, so
+//! writing them before the commit point is safe); then for each partition, concurrently: refused records
+//! go to the dead-letter topic, and PostgreSQL commits aggregates, dedup window and offset together. Partitions
 //! are flushed concurrently, each in its own transaction. Transient sink errors are retried with
 //! exponential backoff and full jitter until they succeed or the flush is aborted; a permanent error ends
 //! that partition's flush with [`FlushOutcome::Failed`].
@@ -112,6 +112,39 @@ impl Flusher {
         batches: Vec<PartitionBatch>,
         abort: watch::Receiver<bool>,
     ) -> Vec<FlushOutcome> {
+        // ClickHouse first, for every partition at once: one INSERT per table makes fewer, larger
+        // blocks (fewer parts, one pass through the rollup views). It is idempotent, so writing before
+        // the per-partition commits below is safe.
+        if let (Some(ch), false) = (&self.sinks.clickhouse, self.noop) {
+            let with_events: Vec<&PartitionBatch> =
+                batches.iter().filter(|b| b.events() > 0).collect();
+            if !with_events.is_empty() {
+                let result = self
+                    .retrying("clickhouse", abort.clone(), || ch.write_all(&with_events))
+                    .await;
+                let failed = match result {
+                    Ok(Some(_rows)) => None,
+                    Ok(None) => Some(None),
+                    Err(e) => Some(Some(e.to_string())),
+                };
+                if let Some(error) = failed {
+                    return batches
+                        .iter()
+                        .map(|b| {
+                            let (topic, partition) = (b.topic.clone(), b.partition);
+                            match &error {
+                                None => FlushOutcome::Aborted { topic, partition },
+                                Some(error) => FlushOutcome::Failed {
+                                    topic,
+                                    partition,
+                                    error: error.clone(),
+                                },
+                            }
+                        })
+                        .collect();
+                }
+            }
+        }
         let mut tasks = JoinSet::new();
         let mut outcomes = Vec::with_capacity(batches.len());
         for batch in batches {
@@ -157,24 +190,6 @@ impl Flusher {
                         topic,
                         partition,
                         error: e.to_string(),
-                    }
-                }
-            }
-        }
-        if let Some(ch) = &self.sinks.clickhouse {
-            if batch.events() > 0 {
-                let result = self
-                    .retrying("clickhouse", abort.clone(), || ch.write(batch))
-                    .await;
-                match result {
-                    Ok(Some(_rows)) => {}
-                    Ok(None) => return FlushOutcome::Aborted { topic, partition },
-                    Err(e) => {
-                        return FlushOutcome::Failed {
-                            topic,
-                            partition,
-                            error: e.to_string(),
-                        }
                     }
                 }
             }

@@ -360,6 +360,7 @@ impl PollLoop {
                 .poll_flush(&self.consumer, &mut state, Duration::ZERO)?;
             let buffered = state.buffered_bytes();
             let keys = state.buffered_keys();
+            // Sampled before a flush may empty the batches, like bytes and keys.
             let over_budget = buffered >= self.max_buffered_bytes || keys >= self.max_buffered_keys;
             // Due by the controller's interval; or early, when over budget; or when there is nothing
             // left to read (idle) and the minimum interval has passed: a drained buffer waits no longer.

@@ -1,6 +1,9 @@
 //! Names of the metrics the ingest service records, in one place. Labels are bounded: `topic`,
 //! `partition`, `kind`, `reason`, `outcome` — never event ids or URLs. Hot-loop counts are accumulated
-//! locally and published once per loop tick, not per event.
+//! locally and published once per loop tick, not per event. [`register`] describes every family and
+//! creates the known series at zero at start-up.
+
+use sluice_schemas::{EventKind, RejectReason};
 
 /// Counter: records read from Kafka. Labels: `kind`.
 pub const RECORDS_CONSUMED: &str = "sluice_ingest_records_consumed_total";
@@ -37,3 +40,171 @@ pub const CONSUMER_LAG: &str = "sluice_consumer_lag_records";
 pub const BUFFERED_KEYS: &str = "sluice_buffered_keys";
 /// Gauge: 1 when the process is ready (joined its group, both sinks reachable), else 0.
 pub const READY: &str = "sluice_ready";
+
+/// Describes every family the ingest process exports (the `# HELP` lines) and creates, at zero, the
+/// series whose label values are known up front: the counters of the configured kinds, every flush
+/// outcome, every sink's errors and retries, every reject and dead-letter reason, the paused gauge and
+/// both histograms. So each family is exported from start-up on, before its first event. That matters
+/// to alerting: a counter born at 1 has no earlier sample, so `increase()` misses its first event, and
+/// a series that does not exist makes `rate(...) == 0` return nothing instead of firing. Call once,
+/// after the recorder is installed.
+pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    use sluice_aggregator::metrics as sink;
+
+    describe_counter!(
+        RECORDS_CONSUMED,
+        Unit::Count,
+        "Records read from Kafka, by kind."
+    );
+    describe_counter!(
+        EVENTS_AGGREGATED,
+        Unit::Count,
+        "Events accepted into an aggregate, by kind."
+    );
+    describe_counter!(
+        DUPLICATES,
+        Unit::Count,
+        "Re-deliveries dropped by the dedup window, by kind."
+    );
+    describe_counter!(
+        RECORDS_REJECTED,
+        Unit::Count,
+        "Records refused by decoding or validation, by kind and reason."
+    );
+    describe_counter!(
+        FLUSHES,
+        Unit::Count,
+        "Partition flushes by outcome (committed, fenced, aborted, failed)."
+    );
+    describe_histogram!(
+        FLUSH_SECONDS,
+        Unit::Seconds,
+        "Seconds from the start of a flush to its last partition's outcome."
+    );
+    describe_gauge!(
+        FLUSH_INTERVAL_SECONDS,
+        Unit::Seconds,
+        "The flush interval the lag-adaptive controller currently uses."
+    );
+    describe_gauge!(
+        BUFFERED_BYTES,
+        Unit::Bytes,
+        "Bytes held in partition batches."
+    );
+    describe_gauge!(
+        BUFFERED_EVENTS,
+        Unit::Count,
+        "Events held in partition batches."
+    );
+    describe_gauge!(
+        BUFFERED_KEYS,
+        Unit::Count,
+        "Aggregate rows held in partition batches."
+    );
+    describe_gauge!(DEDUP_KEYS, Unit::Count, "Keys held in the dedup windows.");
+    describe_gauge!(
+        PAUSED,
+        Unit::Count,
+        "1 while fetching is paused for the memory budget, else 0."
+    );
+    describe_counter!(
+        REBALANCES,
+        Unit::Count,
+        "Rebalance events (assign, revoke)."
+    );
+    describe_gauge!(
+        ASSIGNED_PARTITIONS,
+        Unit::Count,
+        "Partitions currently assigned."
+    );
+    describe_gauge!(
+        FETCH_LAG,
+        Unit::Count,
+        "Records written but not yet read, per assigned partition."
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        Unit::Count,
+        "Records written but not yet durably processed (high watermark - committed offset), per assigned partition."
+    );
+    describe_gauge!(
+        READY,
+        Unit::Count,
+        "1 when ready (joined the group, sinks reachable, not stopping), else 0."
+    );
+    describe_histogram!(
+        sink::SINK_WRITE_SECONDS,
+        Unit::Seconds,
+        "Seconds one sink took to write one partition batch, by sink."
+    );
+    describe_counter!(
+        sink::SINK_ROWS,
+        Unit::Count,
+        "Rows written, by sink and table."
+    );
+    describe_counter!(
+        sink::SINK_ERRORS,
+        Unit::Count,
+        "Failed sink attempts, by sink and error_type (transient, permanent, fenced)."
+    );
+    describe_counter!(
+        sink::SINK_RETRIES,
+        Unit::Count,
+        "Retries of transient sink errors, by sink."
+    );
+    describe_counter!(
+        sink::DEAD_LETTERS,
+        Unit::Count,
+        "Records published to the dead-letter topic, by reason."
+    );
+
+    for &kind in kinds {
+        let k = kind.as_str();
+        metrics::counter!(RECORDS_CONSUMED, "kind" => k).increment(0);
+        metrics::counter!(EVENTS_AGGREGATED, "kind" => k).increment(0);
+        metrics::counter!(DUPLICATES, "kind" => k).increment(0);
+        for reason in RejectReason::ALL {
+            metrics::counter!(RECORDS_REJECTED, "kind" => k, "reason" => reason.as_str())
+                .increment(0);
+        }
+        let (pg_table, ch_table) = match kind {
+            EventKind::Rank => ("rank_daily", "rank_events"),
+            EventKind::Crawl => ("crawl_hourly", "crawl_events"),
+            EventKind::Click => ("click_daily", "click_events"),
+        };
+        metrics::counter!(sink::SINK_ROWS, "sink" => "postgres", "table" => pg_table).increment(0);
+        if clickhouse {
+            metrics::counter!(sink::SINK_ROWS, "sink" => "clickhouse", "table" => ch_table)
+                .increment(0);
+        }
+    }
+    for outcome in ["committed", "fenced", "aborted", "failed"] {
+        metrics::counter!(FLUSHES, "outcome" => outcome).increment(0);
+    }
+    for kind in ["assign", "revoke"] {
+        metrics::counter!(REBALANCES, "kind" => kind).increment(0);
+    }
+    let mut sinks = vec!["postgres"];
+    sinks.extend(clickhouse.then_some("clickhouse"));
+    sinks.extend(dead_letters.then_some("dead_letter"));
+    for s in &sinks {
+        for error_type in ["transient", "permanent"] {
+            metrics::counter!(sink::SINK_ERRORS, "sink" => *s, "error_type" => error_type)
+                .increment(0);
+        }
+        metrics::counter!(sink::SINK_RETRIES, "sink" => *s).increment(0);
+        // Registered without a sample: exported with zero counts.
+        let _ = metrics::histogram!(sink::SINK_WRITE_SECONDS, "sink" => *s);
+    }
+    metrics::counter!(sink::SINK_ERRORS, "sink" => "postgres", "error_type" => "fenced")
+        .increment(0);
+    if dead_letters {
+        for reason in RejectReason::ALL {
+            metrics::counter!(sink::DEAD_LETTERS, "reason" => reason.as_str()).increment(0);
+        }
+    }
+    let _ = metrics::histogram!(FLUSH_SECONDS);
+    metrics::gauge!(PAUSED).set(0.0);
+    metrics::gauge!(READY).set(0.0);
+}

@@ -12,8 +12,10 @@
 //! - [`producer`]: [`EventProducer`], [`ProduceError`], [`DeliveryStats`].
 //! - [`synth`]: [`Synth`], [`SynthConfig`], [`Mix`], the [`Zipf`] sampler.
 //! - [`ndjson`]: [`to_ndjson`] and [`parse_ndjson`].
+//! - [`metrics`]: names of the metrics the producer records (delivery errors).
 
 pub mod config;
+pub mod metrics;
 pub mod ndjson;
 pub mod producer;
 pub mod synth;

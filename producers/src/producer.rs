@@ -3,7 +3,8 @@
 //! [`ENCODING_HEADER`] header naming that encoding. One idempotent librdkafka producer carries two
 //! paths: [`EventProducer::send`] awaits each record's delivery report, and [`EventProducer::enqueue`]
 //! hands records to librdkafka's queue without waiting (for high rates); delivery reports of both
-//! land in one callback that counts successes and failures ([`EventProducer::stats`]).
+//! land in one callback that counts successes and failures ([`EventProducer::stats`]; failures also
+//! as the `sluice_producer_delivery_errors_total{topic}` metric).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -18,6 +19,7 @@ use sluice_schemas::{encode, Encoding, Event, EventKind, ENCODING_HEADER};
 use tokio::sync::oneshot;
 
 use crate::config::ProducerConfig;
+use crate::metrics::DELIVERY_ERRORS;
 
 /// How long to wait for librdkafka's local queue to drain a little when it is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
@@ -112,6 +114,8 @@ impl ProducerContext for DeliveryContext {
             }
             Err((error, msg)) => {
                 let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+                // Failures only (never the success path); `topic` is one of the configured topics.
+                metrics::counter!(DELIVERY_ERRORS, "topic" => msg.topic().to_owned()).increment(1);
                 // The first failure is worth a warning; after that the counter tells the story.
                 if failed == 1 {
                     tracing::warn!(%error, topic = msg.topic(), "record delivery failed");

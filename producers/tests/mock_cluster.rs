@@ -329,6 +329,10 @@ async fn unreachable_cluster_counts_failures() {
         ..ProducerConfig::default()
     };
     cfg.extra.insert("message.timeout.ms".into(), "1500".into());
+    // The only test here that installs a recorder, and the only one whose deliveries fail.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("recorder");
     let producer = EventProducer::new(cfg).expect("producer");
     let (event, _) = fixed_events().remove(0);
     let err = producer
@@ -354,6 +358,13 @@ async fn unreachable_cluster_counts_failures() {
     );
     let last = producer.last_delivery_error().expect("a last error");
     assert!(last.contains("rank-events"), "{last}");
+    let exposition = recorder.render();
+    assert!(
+        exposition
+            .lines()
+            .any(|l| l == "sluice_producer_delivery_errors_total{topic=\"rank-events\"} 5"),
+        "{exposition}"
+    );
 }
 
 /// `send` and `send_raw` futures can be `tokio::spawn`ed.

@@ -6,5 +6,6 @@ mod analytics;
 mod e2e;
 mod exactness;
 mod flush_control;
+mod observability;
 mod postgres_schema;
 mod support;
