@@ -240,6 +240,10 @@ do_install() {
   command -v java >/dev/null 2>&1 || pkgs+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null 2>&1 || pkgs+=(maven)
   command -v curl >/dev/null 2>&1 || pkgs+=(curl)
+  # Build dependencies of the Rust workspace: librdkafka, sqlx and the ClickHouse client link the system
+  # OpenSSL for TLS (found through pkg-config).
+  dpkg -s libssl-dev >/dev/null 2>&1 || pkgs+=(libssl-dev)
+  command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
   if ((${#pkgs[@]})); then
     require_root
     apt_install "${pkgs[@]}"

@@ -8,4 +8,5 @@ mod exactness;
 mod flush_control;
 mod observability;
 mod postgres_schema;
+mod secrets;
 mod support;
