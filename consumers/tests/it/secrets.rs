@@ -59,7 +59,7 @@ async fn secrets_from_files_and_properties_never_reach_the_logs() -> anyhow::Res
         .assert_matches(&Expected::from_events(&events))
         .await?;
 
-    let log = std::fs::read_to_string(&ingest_log(&stack))?;
+    let log = std::fs::read_to_string(ingest_log(&stack))?;
     assert!(
         log.len() > 1000,
         "debug logging produced {} bytes",
