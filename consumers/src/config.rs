@@ -55,6 +55,9 @@ pub struct Config {
     pub postgres_password_file: Option<PathBuf>,
     pub postgres_max_connections: u32,
 
+    /// Merge the OLTP aggregates into PostgreSQL. `false` (with `clickhouse_enabled`) makes an OLAP-only
+    /// consumer group: PostgreSQL then keeps only its offsets and dedup window.
+    pub postgres_aggregates_enabled: bool,
     /// Write raw events to ClickHouse. `false` runs the PostgreSQL path alone.
     pub clickhouse_enabled: bool,
     pub clickhouse_url: String,
@@ -115,6 +118,7 @@ impl Default for Config {
             postgres_url: "postgres://sluice:sluice@127.0.0.1:5432/sluice".into(),
             postgres_password_file: None,
             postgres_max_connections: 8,
+            postgres_aggregates_enabled: true,
             clickhouse_enabled: true,
             clickhouse_url: "http://127.0.0.1:8123".into(),
             clickhouse_database: "sluice".into(),

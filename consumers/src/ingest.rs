@@ -40,12 +40,15 @@ const REJECT_LOGS_PER_SECOND: u32 = 20;
 
 /// Builds the sinks from the config.
 pub fn sinks(config: &Config) -> anyhow::Result<SinkSet> {
-    let postgres = PostgresSink::connect(
+    let mut postgres = PostgresSink::connect(
         &config.postgres_url,
         config.postgres_password()?.as_deref(),
         &config.group_id,
         config.postgres_max_connections,
     )?;
+    if !config.postgres_aggregates_enabled {
+        postgres = postgres.without_aggregates();
+    }
     let clickhouse = config
         .clickhouse_enabled
         .then(|| -> anyhow::Result<ClickHouseSink> {

@@ -40,8 +40,12 @@ impl Drop for Restore {
     }
 }
 
+/// The tests of this binary stop shared servers: one at a time.
+static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_outages_pause_and_recover_exactly() -> anyhow::Result<()> {
+    let _exclusive = EXCLUSIVE.lock().await;
     let _restore = Restore;
     let test = TestStack::new("outage", 3).await?;
     let budget: u64 = 4 * 1024 * 1024;
@@ -107,6 +111,76 @@ async fn sink_outages_pause_and_recover_exactly() -> anyhow::Result<()> {
         peak_rss < baseline + allowance,
         "rss grew from {baseline} to {peak_rss} bytes"
     );
+    test.assert_matches(&Expected::from_events(&events)).await?;
+    test.cleanup().await
+}
+
+/// Tiered ingestion: an OLTP group (PostgreSQL aggregates only) and an OLAP group (ClickHouse raw
+/// events; PostgreSQL keeps just its offsets) read the same topics. With ClickHouse down, the product
+/// aggregates keep arriving; when it returns, the OLAP group catches up; both end exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiered_groups_keep_postgres_fresh_while_clickhouse_is_down() -> anyhow::Result<()> {
+    let _exclusive = EXCLUSIVE.lock().await;
+    let _restore = Restore;
+    let test = TestStack::new("tiered", 3).await?;
+    let (oltp_group, olap_group) = (
+        format!("{}-oltp", test.group),
+        format!("{}-olap", test.group),
+    );
+    let oltp = test.spawn_ingest(
+        "oltp",
+        &[
+            ("SLUICE_GROUP_ID", &oltp_group),
+            ("SLUICE_CLICKHOUSE_ENABLED", "false"),
+        ],
+    )?;
+    let olap = test.spawn_ingest(
+        "olap",
+        &[
+            ("SLUICE_GROUP_ID", &olap_group),
+            ("SLUICE_POSTGRES_AGGREGATES_ENABLED", "false"),
+        ],
+    )?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack(&["stop", "clickhouse"])?;
+    let events = test
+        .start_traffic(TrafficShape {
+            seed: 61,
+            rate: 3000,
+            new_events: 15_000,
+            resends: (0, 1),
+        })?
+        .join()?;
+    let distinct = events
+        .iter()
+        .map(|e| e.event_id())
+        .collect::<std::collections::HashSet<_>>()
+        .len() as i64;
+    let published_at = Instant::now();
+    test.wait_group_caught_up(&oltp_group, Duration::from_secs(60))
+        .await?;
+    let fresh_after = published_at.elapsed();
+    assert_eq!(
+        test.events_in_postgres().await?,
+        distinct,
+        "aggregates complete while ClickHouse is down"
+    );
+    let high = sluice_loadtest::kafka::high_watermarks(&test.brokers, &test.topic_names())?;
+    let olap_stored = sluice_loadtest::kafka::stored_offsets(&test.pg, &olap_group).await?;
+    assert!(
+        sluice_loadtest::kafka::lag(&high, &olap_stored) > 0,
+        "the OLAP group cannot have finished without ClickHouse"
+    );
+    println!(
+        "postgres aggregates complete {:.2} s after the last event was published, ClickHouse down",
+        fresh_after.as_secs_f64()
+    );
+    stack(&["start", "clickhouse"])?;
+    test.wait_group_caught_up(&olap_group, Duration::from_secs(180))
+        .await?;
+    for member in [oltp, olap] {
+        assert!(member.terminate(Duration::from_secs(30))?.success());
+    }
     test.assert_matches(&Expected::from_events(&events)).await?;
     test.cleanup().await
 }

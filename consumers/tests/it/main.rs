@@ -8,5 +8,6 @@ mod exactness;
 mod flush_control;
 mod observability;
 mod postgres_schema;
+mod scale_out;
 mod secrets;
 mod support;

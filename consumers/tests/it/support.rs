@@ -201,6 +201,37 @@ impl TestStack {
         .map(|_| ())
     }
 
+    /// Waits until the given consumer group has durably processed everything in this test's topics.
+    #[allow(dead_code)] // used by tests/outage.rs, which shares this module
+    pub(crate) async fn wait_group_caught_up(
+        &self,
+        group: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        sluice_loadtest::kafka::wait_caught_up(
+            &self.brokers,
+            &self.pg,
+            group,
+            &self.topic_names(),
+            timeout,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Events counted in the PostgreSQL aggregates: sum(clicks) + sum(checks) + sum(pages).
+    #[allow(dead_code)] // used by tests/outage.rs, which shares this module
+    pub(crate) async fn events_in_postgres(&self) -> anyhow::Result<i64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT ((SELECT coalesce(sum(clicks), 0) FROM click_daily)
+                   + (SELECT coalesce(sum(checks), 0) FROM rank_daily)
+                   + (SELECT coalesce(sum(pages), 0) FROM crawl_hourly))::bigint",
+        )
+        .fetch_one(&self.pg)
+        .await?;
+        Ok(n)
+    }
+
     /// Reads both databases and demands exact equality with the expected snapshot.
     pub(crate) async fn assert_matches(&self, expected: &Snapshot) -> anyhow::Result<()> {
         let actual = Actual::read(&self.pg, &self.ch).await?;

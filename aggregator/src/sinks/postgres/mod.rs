@@ -47,6 +47,9 @@ pub struct Stored {
 pub struct PostgresSink {
     pool: PgPool,
     group: String,
+    /// Merge aggregates at commit. Off for an OLAP-only consumer group, which still keeps its offsets
+    /// and dedup window here (tiered ingestion: docs/operations.md).
+    aggregates: bool,
 }
 
 impl PostgresSink {
@@ -73,7 +76,14 @@ impl PostgresSink {
         Ok(PostgresSink {
             pool,
             group: group.to_owned(),
+            aggregates: true,
         })
+    }
+
+    /// Keeps offsets (and the dedup window) only, without merging aggregates.
+    pub fn without_aggregates(mut self) -> Self {
+        self.aggregates = false;
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -157,9 +167,11 @@ impl PostgresSink {
             return Ok(Commit::Fenced { stored });
         }
         dedup::persist(&mut tx, &self.group, batch, end).await?;
-        upsert_clicks(&mut tx, batch).await?;
-        upsert_ranks(&mut tx, batch).await?;
-        upsert_crawls(&mut tx, batch).await?;
+        if self.aggregates {
+            upsert_clicks(&mut tx, batch).await?;
+            upsert_ranks(&mut tx, batch).await?;
+            upsert_crawls(&mut tx, batch).await?;
+        }
         tx.commit().await.map_err(classify)?;
         Ok(Commit::Committed { next_offset: end })
     }
