@@ -45,6 +45,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'say "interrupted: stopping"; exit 130' INT TERM
 
+# Topics and a consumer group of this run's own, so the check at the end counts exactly this run's events
+# (the databases are the shared local ones).
+run_id="demo-$(date +%s)"
+export SLUICE_RANK_TOPIC="$run_id-rank-events" SLUICE_CRAWL_TOPIC="$run_id-crawl-events"
+export SLUICE_CLICK_TOPIC="$run_id-click-events" SLUICE_GROUP_ID="sluice-$run_id"
+say "creating topics $run_id-{rank,crawl,click}-events (6 partitions each)"
+"$BIN/sluice-ingest" provision --partitions 6 >"$DEMO/provision.log" 2>&1 || { cat "$DEMO/provision.log"; exit 1; }
+
 say "migrating PostgreSQL and ClickHouse"
 "$BIN/sluice-ingest" migrate 2>"$DEMO/migrate.log" || { cat "$DEMO/migrate.log"; exit 1; }
 base_pg=$(pg_events)
@@ -59,7 +67,6 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
-run_id="demo-$(date +%s)"
 say "publishing synthetic traffic: $RATE events/s for ${DURATION}s (run id $run_id; log: $DEMO/producer.log)"
 "$BIN/sluice-produce" synthetic --rate "$RATE" --duration "${DURATION}s" --run-id "$run_id" \
   >"$DEMO/producer.json" 2>"$DEMO/producer.log" &
@@ -106,7 +113,7 @@ say "sample analyst query (ClickHouse): crawl health per domain, last 24 h"
 ch "SELECT domain, count() AS pages, countIf(status_code >= 500) AS errors_5xx,
        round(avg(fetch_ms)) AS avg_fetch_ms, quantile(0.95)(fetch_ms) AS p95_fetch_ms
     FROM crawl_events FINAL WHERE occurred_at > now() - 86400
-    GROUP BY domain ORDER BY pages DESC LIMIT 5 FORMAT PrettyCompactMonoBlock"
+    GROUP BY domain ORDER BY pages DESC LIMIT 5 FORMAT PrettyCompactNoEscapes"
 
 say "stopping sluice-ingest (SIGTERM: stop fetching, flush, commit)"
 kill -TERM "$INGEST_PID"

@@ -12,6 +12,7 @@
 //! - [`ingest`]: the poll loop (one thread), flush scheduling, shutdown.
 //! - [`partitions`]: per-partition state shared with the rebalance callback, and outcome handling.
 //! - [`dead_letters`]: listing and re-publishing the dead-letter topic.
+//! - [`provision`]: topic creation through the admin API.
 //! - [`telemetry`]: tracing and the Prometheus exporter.
 //! - [`metrics`]: the metric names this crate records.
 
@@ -20,6 +21,7 @@ pub mod dead_letters;
 pub mod ingest;
 pub mod metrics;
 pub mod partitions;
+pub mod provision;
 pub mod telemetry;
 
 pub use config::Config;

@@ -32,6 +32,21 @@ enum Command {
     Migrate,
     /// Print the effective config (secrets redacted), then exit.
     Config,
+    /// Create the configured event topics and the dead-letter topic (existing ones are left alone).
+    Provision {
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        #[arg(long, default_value_t = 1)]
+        replication: i32,
+        /// Retention of the event topics, in hours.
+        #[arg(long, default_value_t = 168)]
+        retention_hours: u64,
+        #[arg(long, default_value_t = 3)]
+        dead_letter_partitions: i32,
+        /// Retention of the dead-letter topic, in hours.
+        #[arg(long, default_value_t = 720)]
+        dead_letter_retention_hours: u64,
+    },
     /// Drop ClickHouse data older than N months (whole monthly partitions; also sets a TTL on servers
     /// that support it).
     Retention {
@@ -93,6 +108,25 @@ async fn async_main(command: Command, config: Config) -> anyhow::Result<()> {
             let sinks = ingest::sinks(&config)?;
             ingest::migrate(&sinks, Duration::from_secs(60)).await?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Provision {
+            partitions,
+            replication,
+            retention_hours,
+            dead_letter_partitions,
+            dead_letter_retention_hours,
+        } => {
+            let spec = sluice_consumers::provision::TopicSpec {
+                partitions,
+                replication,
+                retention: Duration::from_secs(retention_hours * 3600),
+                dead_letter_partitions,
+                dead_letter_retention: Duration::from_secs(dead_letter_retention_hours * 3600),
+            };
+            for line in sluice_consumers::provision::provision(&config, spec).await? {
+                println!("{line}");
+            }
             Ok(())
         }
         Command::Retention { months } => {
