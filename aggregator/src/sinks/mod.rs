@@ -17,6 +17,15 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// A transient or permanent error of `sink`.
+    pub fn new(sink: &'static str, transient: bool, message: String) -> Self {
+        if transient {
+            SinkError::Transient { sink, message }
+        } else {
+            SinkError::Permanent { sink, message }
+        }
+    }
+
     pub fn is_transient(&self) -> bool {
         matches!(self, SinkError::Transient { .. })
     }

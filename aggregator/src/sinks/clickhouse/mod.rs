@@ -682,18 +682,7 @@ fn classify(e: clickhouse::error::Error) -> SinkError {
         .any(|c| msg.contains(c)),
         _ => false,
     };
-    let message = super::postgres::redact(&e.to_string());
-    if transient {
-        SinkError::Transient {
-            sink: SINK,
-            message,
-        }
-    } else {
-        SinkError::Permanent {
-            sink: SINK,
-            message,
-        }
-    }
+    SinkError::new(SINK, transient, super::postgres::redact(&e.to_string()))
 }
 
 #[cfg(test)]

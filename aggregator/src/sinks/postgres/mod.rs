@@ -408,18 +408,7 @@ pub(crate) fn classify(e: sqlx::Error) -> SinkError {
         }),
         _ => false,
     };
-    let message = redact(&e.to_string());
-    if transient {
-        SinkError::Transient {
-            sink: SINK,
-            message,
-        }
-    } else {
-        SinkError::Permanent {
-            sink: SINK,
-            message,
-        }
-    }
+    SinkError::new(SINK, transient, redact(&e.to_string()))
 }
 
 /// Masks anything that looks like a password in a connection string inside an error message.
