@@ -5,9 +5,12 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RATE ?= 5000
 DURATION ?= 60
+MIX ?= rank=2,crawl=1,click=7
+GENERATORS ?= 2
+PARTITIONS ?= 6
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help up down status install build migrate ingest produce run test test-chdb test-unit lint fmt clean-state bench-pg-read
+.PHONY: help up down status install build migrate ingest produce run test test-chdb test-unit lint fmt clean-state bench-pg-read load load-100k validate-deploy check-monitoring
 
 help:
 	@echo "make run       bring up the stack, build, run ingest + a demo producer for DURATION s (default 60), report"
@@ -18,6 +21,8 @@ help:
 	@echo "make migrate   apply PostgreSQL and ClickHouse migrations"
 	@echo "make lint      cargo fmt --check and clippy -D warnings"
 	@echo "make test-chdb the ClickHouse schema + analyst queries on ClickHouse 26.x (chdb-core)"
+	@echo "make load RATE=… DURATION=… MIX=… GENERATORS=… PARTITIONS=…   a load run with a report in results/"
+	@echo "make load-100k [DURATION=60]   100,000 events/s with the R0/R1/R2 baselines (docs/BENCHMARKS.md)"
 	@echo "make bench-pg-read [BENCH_ARGS=…]   product-read latency at 12M aggregate rows (builds the dataset once)"
 
 up:
@@ -62,6 +67,16 @@ bench-pg-read: up
 	$(CARGO) build --release -p sluice-loadtest --bin pg-read-bench
 	@eval "$$(bash infra/stack.sh env)" && ./target/release/pg-read-bench $(BENCH_ARGS)
 
+# Load runs (docs/BENCHMARKS.md): own topics and databases, report in results/<timestamp>/.
+# LOAD_ARGS passes more flags to `sluice-load run` (e.g. LOAD_ARGS="--verify totals --keep").
+load: up build
+	@eval "$$(bash infra/stack.sh env)" && ./target/release/sluice-load run --rate $(RATE) --duration $(DURATION) \
+	  --mix $(MIX) --generators $(GENERATORS) --partitions $(PARTITIONS) $(LOAD_ARGS)
+
+load-100k: up build
+	@eval "$$(bash infra/stack.sh env)" && ./target/release/sluice-load run --rate 100000 --duration $(DURATION) \
+	  --mix $(MIX) --generators $(GENERATORS) --partitions $(PARTITIONS) --baselines $(LOAD_ARGS)
+
 test-unit:
 	$(CARGO) test --workspace --lib --bins
 
@@ -74,3 +89,8 @@ fmt:
 
 clean-state: down
 	rm -rf .state
+
+# Offline checks of the Dockerfile, compose file, Kubernetes manifests and Prometheus rules (see
+# docs/operations.md: nothing is built or started — no Docker engine or cluster here).
+validate-deploy:
+	@bash infra/validate.sh

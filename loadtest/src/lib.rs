@@ -4,6 +4,10 @@
 //! published it computes, with its own straightforward code (no aggregator code is shared), what every
 //! PostgreSQL aggregate row and every ClickHouse raw row must be, and compares that with what the
 //! databases hold. End-to-end tests and load runs both end with it.
+//!
+//! [`load`] is the load-run driver behind the `sluice-load` binary: isolated topics and databases,
+//! generator processes, baselines, latency sampling, per-process CPU and memory, and a report.
 
 pub mod kafka;
+pub mod load;
 pub mod verify;
