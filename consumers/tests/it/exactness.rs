@@ -44,12 +44,7 @@ async fn duplicate_storm_counts_each_event_once() -> anyhow::Result<()> {
         metric_value(&metrics, "sluice_ingest_duplicates_total", &[]),
         dropped
     );
-    let status = ingest.terminate(Duration::from_secs(30))?;
-    assert!(status.success());
-    stack
-        .assert_matches(&Expected::from_events(&events))
-        .await?;
-    stack.cleanup().await
+    stack.finish(vec![ingest], &events).await
 }
 
 /// SIGKILL at random moments, three times, restarting each time, while traffic (with re-sends) flows.
@@ -73,12 +68,7 @@ async fn crashes_lose_nothing_and_count_nothing_twice() -> anyhow::Result<()> {
     }
     let events = traffic.join()?;
     stack.wait_caught_up(Duration::from_secs(180)).await?;
-    let status = ingest.terminate(Duration::from_secs(30))?;
-    assert!(status.success());
-    stack
-        .assert_matches(&Expected::from_events(&events))
-        .await?;
-    stack.cleanup().await
+    stack.finish(vec![ingest], &events).await
 }
 
 /// Three members of one group join and leave (gracefully and not) while traffic flows.
@@ -108,13 +98,7 @@ async fn rebalances_lose_nothing_and_count_nothing_twice() -> anyhow::Result<()>
     b.crash()?; // leaves without a goodbye: its partitions move after the session times out
     let events = traffic.join()?;
     stack.wait_caught_up(Duration::from_secs(180)).await?;
-    for member in [c, a2] {
-        assert!(member.terminate(Duration::from_secs(30))?.success());
-    }
-    stack
-        .assert_matches(&Expected::from_events(&events))
-        .await?;
-    stack.cleanup().await
+    stack.finish(vec![c, a2], &events).await
 }
 
 /// Resetting the group's Kafka offsets to the beginning changes nothing (the stored offsets rule), and

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use sluice_loadtest::verify::{diff, Actual, Snapshot};
+use sluice_loadtest::verify::{diff, Actual, Expected, Snapshot};
 use sluice_producers::synth::{Synth, SynthConfig};
 use sluice_producers::{EventProducer, ProducerConfig};
 use sluice_schemas::{Encoding, Event, EventKind};
@@ -243,6 +243,17 @@ impl TestStack {
             );
         }
         Ok(())
+    }
+
+    /// The usual ending: SIGTERM every member (each must exit 0), exact equality with the events, then
+    /// cleanup.
+    pub(crate) async fn finish(self, members: Vec<Ingest>, events: &[Event]) -> anyhow::Result<()> {
+        for member in members {
+            let status = member.terminate(Duration::from_secs(30))?;
+            anyhow::ensure!(status.success(), "ingest exit status {status}");
+        }
+        self.assert_matches(&Expected::from_events(events)).await?;
+        self.cleanup().await
     }
 
     /// Drops this test's topics and databases (called at the end of a passing test; a failing test

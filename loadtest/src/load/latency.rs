@@ -263,7 +263,8 @@ impl Search {
 /// Most lookup rounds per poll (each one statement per kind); a search needs about 2·log2(pending).
 const MAX_ROUNDS: usize = 32;
 
-/// Stamps samples whose raw row has appeared in ClickHouse, every `every`, until `stop`. Per
+/// Stamps samples whose raw row has appeared in ClickHouse, every `every` (or, when lookups get slow,
+/// every 10 × their duration, so that they take at most 10 % of the time), until `stop`. Per
 /// partition, one lookup of the oldest pending sample answers "did anything new arrive?"; when it
 /// did, a galloping then binary search over the partition's pending samples (a few more rounds, all
 /// partitions in the same statements) finds how far, and every sample up to there is stamped.
@@ -273,10 +274,11 @@ pub async fn poll_clickhouse(
     every: Duration,
     stop: Arc<AtomicBool>,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pause = every;
     while !stop.load(Ordering::Relaxed) {
-        tick.tick().await;
+        tokio::time::sleep(pause).await;
+        let poll_started = std::time::Instant::now();
+        let mut lookup_time = Duration::ZERO;
         let mut by_partition: BTreeMap<(EventKind, i32), Vec<Sample>> = BTreeMap::new();
         for t in tracker.lock().iter().filter(|t| t.ch_us.is_none()) {
             by_partition
@@ -294,26 +296,29 @@ pub async fn poll_clickhouse(
             if probes.is_empty() {
                 break;
             }
-            let mut found = std::collections::HashSet::new();
-            for kind in EventKind::ALL {
-                let of_kind: Vec<&Sample> = probes
-                    .iter()
-                    .map(|&(i, p)| &searches[i].samples[p])
-                    .filter(|s| s.kind == kind)
-                    .collect();
-                if of_kind.is_empty() {
-                    continue;
+            // One statement per round: the kinds' lookups joined with UNION ALL.
+            let statements: Vec<String> = EventKind::ALL
+                .iter()
+                .filter_map(|&kind| {
+                    let of_kind: Vec<&Sample> = probes
+                        .iter()
+                        .map(|&(i, p)| &searches[i].samples[p])
+                        .filter(|s| s.kind == kind)
+                        .collect();
+                    (!of_kind.is_empty()).then(|| lookup_sql(kind, &of_kind))
+                })
+                .collect();
+            let started = std::time::Instant::now();
+            let result = ch.query(&statements.join(" UNION ALL ")).fetch_all().await;
+            lookup_time += started.elapsed();
+            tracker.add_cost(false, started.elapsed().as_secs_f64());
+            let found: std::collections::HashSet<String> = match result {
+                Ok(rows) => rows.into_iter().map(|f: Found| f.event_id).collect(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "latency poll of clickhouse failed");
+                    break;
                 }
-                let started = std::time::Instant::now();
-                let result = ch.query(&lookup_sql(kind, &of_kind)).fetch_all().await;
-                tracker.add_cost(false, started.elapsed().as_secs_f64());
-                match result {
-                    Ok(rows) => found.extend(rows.into_iter().map(|f: Found| f.event_id)),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "latency poll of clickhouse failed");
-                    }
-                }
-            }
+            };
             let at = now_us();
             let mut known = vec![0usize; searches.len()];
             for &(i, p) in &probes {
@@ -333,8 +338,16 @@ pub async fn poll_clickhouse(
                 }
             }
         }
+        // The lookups run on the database being measured: keep them under 1/DUTY of the time.
+        pause = every
+            .max(lookup_time * DUTY)
+            .saturating_sub(poll_started.elapsed())
+            .max(Duration::from_millis(10));
     }
 }
+
+/// The ClickHouse poller waits at least this many times its last poll's lookup time.
+const DUTY: u32 = 10;
 
 #[cfg(test)]
 mod tests {

@@ -365,7 +365,7 @@ impl Report {
              **PostgreSQL**: an event's aggregates become visible in the transaction that moves its partition's \
              `sluice_offsets.next_offset` past its offset, so a poller reads the group's stored offsets every {} ms and \
              stamps every sample its partition has passed. **ClickHouse**: every \
-             {} ms a poller looks up the oldest pending sample of each partition by the raw table's full sort key \
+             {} ms (or 10 × the last poll's lookup time, if longer: at most 10 % busy) a poller looks up the oldest pending sample of each partition by the raw table's full sort key \
              (`(tenant_id, …, occurred_at, event_id) IN (…)`, so the primary index is used); a partition's rows reach \
              ClickHouse in offset order, so when it is visible a galloping then binary search over that partition's \
              pending samples (a few more lookups) finds how far visibility reaches, and stamps all of them. \
