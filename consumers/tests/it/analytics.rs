@@ -21,8 +21,10 @@ use sluice_aggregator::sinks::clickhouse::{
 };
 use sluice_aggregator::PartitionBatch;
 use sluice_loadtest::verify::{Expected, Snapshot};
+
+use crate::support::corner::{click, crawl, rank};
 use sluice_producers::synth::{Mix, Synth, SynthConfig};
-use sluice_schemas::{ClickEvent, CrawlEvent, Event, RankEvent};
+use sluice_schemas::Event;
 
 use crate::support::env_or;
 
@@ -172,51 +174,6 @@ fn documented_queries() -> anyhow::Result<Vec<(String, String)>> {
 
 // ---------------------------------------------------------------------------------------------------
 // The dataset.
-
-fn rank(id: &str, at: DateTime<Utc>, keyword: &str, position: Option<i32>) -> Event {
-    Event::Rank(RankEvent {
-        schema_version: 1,
-        event_id: id.into(),
-        tenant_id: "corner".into(),
-        occurred_at: at,
-        campaign_id: "edge".into(),
-        keyword: keyword.into(),
-        geo: "gb".into(),
-        engine: "bing".into(),
-        device: "desktop".into(),
-        url: None,
-        position,
-    })
-}
-
-fn crawl(id: &str, at: DateTime<Utc>, url: &str, status_code: i32) -> Event {
-    Event::Crawl(CrawlEvent {
-        schema_version: 1,
-        event_id: id.into(),
-        tenant_id: "corner".into(),
-        occurred_at: at,
-        campaign_id: "edge".into(),
-        url: url.into(),
-        status_code,
-        fetch_ms: 70,
-        bytes: 1100,
-        content_hash: None,
-    })
-}
-
-fn click(id: &str, at: DateTime<Utc>, visitor: Option<&str>) -> Event {
-    Event::Click(ClickEvent {
-        schema_version: 1,
-        event_id: id.into(),
-        tenant_id: "corner".into(),
-        occurred_at: at,
-        short_code: "edge".into(),
-        referrer: None,
-        country: None,
-        user_agent: None,
-        visitor_id: visitor.map(str::to_owned),
-    })
-}
 
 /// Ties and boundaries the synthetic traffic is unlikely to hit.
 fn corner_cases(now: DateTime<Utc>) -> Vec<Event> {

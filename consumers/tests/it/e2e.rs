@@ -9,74 +9,57 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use sluice_loadtest::verify::Expected;
 use sluice_producers::synth::{Synth, SynthConfig};
-use sluice_schemas::{
-    encode, ClickEvent, CrawlEvent, Encoding, Event, EventKind, RankEvent, ENCODING_HEADER,
-};
+use sluice_schemas::{encode, Encoding, Event, EventKind, ENCODING_HEADER};
 
+use crate::support::corner::{click, crawl, rank};
 use crate::support::{metric_value, TestStack};
 
 /// Hand-written corner cases on top of the synthetic traffic.
 fn corner_cases(now: DateTime<Utc>) -> Vec<Event> {
     let day_start = now.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc() - TimeDelta::days(1);
-    let rank = |id: &str, at: DateTime<Utc>, position: Option<i32>| {
-        Event::Rank(RankEvent {
-            schema_version: 1,
-            event_id: id.into(),
-            tenant_id: "corner".into(),
-            occurred_at: at,
-            campaign_id: "edge".into(),
-            keyword: "tie keyword".into(),
-            geo: "gb".into(),
-            engine: "google".into(),
-            device: "desktop".into(),
-            url: None,
-            position,
-        })
-    };
-    let crawl = |id: &str, at: DateTime<Utc>, url: &str, status: i32| {
-        Event::Crawl(CrawlEvent {
-            schema_version: 1,
-            event_id: id.into(),
-            tenant_id: "corner".into(),
-            occurred_at: at,
-            campaign_id: "edge".into(),
-            url: url.into(),
-            status_code: status,
-            fetch_ms: 7,
-            bytes: 11,
-            content_hash: None,
-        })
-    };
-    let click = |id: &str, at: DateTime<Utc>| {
-        Event::Click(ClickEvent {
-            schema_version: 1,
-            event_id: id.into(),
-            tenant_id: "corner".into(),
-            occurred_at: at,
-            short_code: "edge".into(),
-            referrer: None,
-            country: None,
-            user_agent: None,
-            visitor_id: None,
-        })
-    };
     vec![
         // Same instant: the greater event_id is "last".
-        rank("tie-a", day_start + TimeDelta::hours(5), Some(9)),
-        rank("tie-b", day_start + TimeDelta::hours(5), Some(2)),
+        rank(
+            "tie-a",
+            day_start + TimeDelta::hours(5),
+            "tie keyword",
+            Some(9),
+        ),
+        rank(
+            "tie-b",
+            day_start + TimeDelta::hours(5),
+            "tie keyword",
+            Some(2),
+        ),
         // A day whose only checks did not rank.
-        rank("unranked-1", day_start - TimeDelta::hours(3), None),
-        rank("unranked-2", day_start - TimeDelta::hours(2), None),
+        rank(
+            "unranked-1",
+            day_start - TimeDelta::hours(3),
+            "tie keyword",
+            None,
+        ),
+        rank(
+            "unranked-2",
+            day_start - TimeDelta::hours(2),
+            "tie keyword",
+            None,
+        ),
         // Last check of a day unranked although earlier ones ranked.
-        rank("late-1", day_start + TimeDelta::hours(20), Some(1)),
+        rank(
+            "late-1",
+            day_start + TimeDelta::hours(20),
+            "tie keyword",
+            Some(1),
+        ),
         rank(
             "late-2",
             day_start + TimeDelta::hours(23) + TimeDelta::minutes(59),
+            "tie keyword",
             None,
         ),
         // Day and hour boundaries, micro-second precision.
-        click("edge-1", day_start - TimeDelta::microseconds(1)),
-        click("edge-2", day_start),
+        click("edge-1", day_start - TimeDelta::microseconds(1), None),
+        click("edge-2", day_start, None),
         crawl(
             "crawl-1xx",
             day_start + TimeDelta::minutes(59),

@@ -526,3 +526,55 @@ impl TestStack {
         Ok(Traffic { thread })
     }
 }
+
+/// Hand-written corner-case events (tenant `corner`, entity `edge`), shared by the tests that add them
+/// to synthetic traffic.
+pub(crate) mod corner {
+    use chrono::{DateTime, Utc};
+    use sluice_schemas::{ClickEvent, CrawlEvent, Event, RankEvent};
+
+    pub(crate) fn rank(id: &str, at: DateTime<Utc>, keyword: &str, position: Option<i32>) -> Event {
+        Event::Rank(RankEvent {
+            schema_version: 1,
+            event_id: id.into(),
+            tenant_id: "corner".into(),
+            occurred_at: at,
+            campaign_id: "edge".into(),
+            keyword: keyword.into(),
+            geo: "gb".into(),
+            engine: "bing".into(),
+            device: "desktop".into(),
+            url: None,
+            position,
+        })
+    }
+
+    pub(crate) fn crawl(id: &str, at: DateTime<Utc>, url: &str, status_code: i32) -> Event {
+        Event::Crawl(CrawlEvent {
+            schema_version: 1,
+            event_id: id.into(),
+            tenant_id: "corner".into(),
+            occurred_at: at,
+            campaign_id: "edge".into(),
+            url: url.into(),
+            status_code,
+            fetch_ms: 70,
+            bytes: 1100,
+            content_hash: None,
+        })
+    }
+
+    pub(crate) fn click(id: &str, at: DateTime<Utc>, visitor: Option<&str>) -> Event {
+        Event::Click(ClickEvent {
+            schema_version: 1,
+            event_id: id.into(),
+            tenant_id: "corner".into(),
+            occurred_at: at,
+            short_code: "edge".into(),
+            referrer: None,
+            country: None,
+            user_agent: None,
+            visitor_id: visitor.map(str::to_owned),
+        })
+    }
+}
