@@ -345,13 +345,16 @@ impl PollLoop {
             self.partitions.health.beat();
             let mut timeout = Duration::from_millis(100);
             let mut idle = false;
+            // One clock read per turn for the timestamp-window check (at most ~100 ms stale against
+            // a window of an hour ahead and a year back), not one per record.
+            let now = chrono::Utc::now();
             for _ in 0..RECORDS_PER_TURN {
                 match self.consumer.poll(timeout) {
                     None => {
                         idle = true;
                         break;
                     }
-                    Some(Ok(message)) => self.handle(&message, &mut counts),
+                    Some(Ok(message)) => self.handle(&message, now, &mut counts),
                     Some(Err(e)) => tracing::warn!(error = %e, "kafka consume error"),
                 }
                 timeout = Duration::ZERO;
@@ -425,7 +428,12 @@ impl PollLoop {
         self.shutdown()
     }
 
-    fn handle(&self, message: &BorrowedMessage<'_>, counts: &mut Counts) {
+    fn handle(
+        &self,
+        message: &BorrowedMessage<'_>,
+        now: chrono::DateTime<chrono::Utc>,
+        counts: &mut Counts,
+    ) {
         let Some(topic) = self.partitions.topics.index(message.topic()) else {
             return;
         };
@@ -438,7 +446,7 @@ impl PollLoop {
         });
         let payload = message.payload().unwrap_or_default();
         let decoded = Encoding::from_header(header)
-            .and_then(|encoding| decode(kind, encoding, payload, &self.limits, chrono::Utc::now()));
+            .and_then(|encoding| decode(kind, encoding, payload, &self.limits, now));
         let offset = message.offset();
         counts.consumed[kind_slot(kind)] += 1;
         let mut guard = self.partitions.lock();
