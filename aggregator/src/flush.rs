@@ -52,7 +52,6 @@ pub enum FlushOutcome {
         topic: String,
         partition: i32,
         next_offset: i64,
-        events: usize,
     },
     /// Another consumer moved the partition's stored offset: nothing was committed by this batch.
     Fenced {
@@ -175,7 +174,6 @@ impl Flusher {
         if self.noop {
             return FlushOutcome::Committed {
                 next_offset: batch.end_offset.or(batch.expected_offset).unwrap_or(0),
-                events: batch.events(),
                 topic,
                 partition,
             };
@@ -200,7 +198,6 @@ impl Flusher {
                 topic,
                 partition,
                 next_offset,
-                events: batch.events(),
             },
             Ok(Some(Commit::Fenced { stored })) => {
                 metrics::counter!(SINK_ERRORS, "sink" => "postgres", "error_type" => "fenced")

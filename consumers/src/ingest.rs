@@ -522,7 +522,7 @@ impl PollLoop {
 
     /// Final flush within the shutdown deadline.
     fn shutdown(self) -> anyhow::Result<()> {
-        self.partitions.stopping.store(true, Ordering::SeqCst);
+        // Not ready any more, and stored-state reads stop retrying forever.
         self.partitions
             .health
             .stopping

@@ -11,7 +11,7 @@
 //!   the drain timeout; whatever does not make it is simply not committed and the next owner replays it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -112,8 +112,6 @@ pub struct Partitions {
     start_from: StartFrom,
     drain_timeout: Duration,
     dedup_window_ms: Option<i64>,
-    /// Set when the process is shutting down: stop retrying offset loads.
-    pub stopping: AtomicBool,
     /// Total fetch lag of the assigned partitions, from the last statistics callback.
     pub fetch_lag: AtomicU64,
     /// Duration of the last completed flush, in microseconds.
@@ -148,7 +146,6 @@ impl Partitions {
             start_from,
             drain_timeout,
             dedup_window_ms,
-            stopping: AtomicBool::new(false),
             fetch_lag: AtomicU64::new(0),
             last_flush_micros: AtomicU64::new(0),
             health: Arc::new(Health::default()),
@@ -260,7 +257,6 @@ impl Partitions {
                     topic,
                     partition,
                     next_offset,
-                    ..
                 } => {
                     if let Err(e) =
                         commit.add_partition_offset(&topic, partition, Offset::Offset(next_offset))
@@ -415,7 +411,7 @@ impl Partitions {
         loop {
             match self.handle.block_on(op()) {
                 Ok(value) => return Some(value),
-                Err(e) if !self.stopping.load(Ordering::Relaxed) => {
+                Err(e) if !self.health.stopping.load(Ordering::Relaxed) => {
                     tracing::warn!(%topic, error = %e, "cannot read stored state, retrying");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
