@@ -38,7 +38,17 @@ async fn interval_rises_with_a_backlog_and_returns_to_the_minimum() -> anyhow::R
     assert!(ingest.terminate(Duration::from_secs(30))?.success());
 
     let started = Instant::now();
-    let ingest = adaptive.spawn_ingest("adaptive", &[("SLUICE_FLUSH_INTERVAL_MS", "1000")])?;
+    // Lag bounds scaled to this backlog (the defaults, 10k–1M records, suit 100k events/s): with the
+    // whole suite running on two cores, a 200k backlog may be mostly read before the first statistics
+    // tick, and the test must still see the controller react.
+    let ingest = adaptive.spawn_ingest(
+        "adaptive",
+        &[
+            ("SLUICE_FLUSH_INTERVAL_MS", "1000"),
+            ("SLUICE_FLUSH_LAG_LOW", "1000"),
+            ("SLUICE_FLUSH_LAG_HIGH", "100000"),
+        ],
+    )?;
     let mut peak_interval = 0.0f64;
     let mut drained = None;
     let deadline = Instant::now() + Duration::from_secs(300);
