@@ -22,11 +22,25 @@ pub const ENTRY_BYTES: usize = 24;
 
 /// Hashes an event's idempotency key. `0xFF` never occurs in UTF-8, so it separates the parts
 /// unambiguously.
+///
+/// Keys are persisted (`sluice_dedup`), so this function must never change its output. Short keys (all
+/// real ones) are hashed in one shot from a stack buffer — the streaming hasher's set-up cost was most
+/// of a key's time — and long ones by streaming the same bytes, which gives the same hash.
 pub fn event_key(tenant_id: &str, event_id: &str) -> EventKey {
+    const STACK: usize = 256;
+    let (t, e) = (tenant_id.as_bytes(), event_id.as_bytes());
+    let len = t.len() + 1 + e.len();
+    if len <= STACK {
+        let mut buf = [0u8; STACK];
+        buf[..t.len()].copy_from_slice(t);
+        buf[t.len()] = 0xFF;
+        buf[t.len() + 1..len].copy_from_slice(e);
+        return xxhash_rust::xxh3::xxh3_128(&buf[..len]);
+    }
     let mut h = xxhash_rust::xxh3::Xxh3Default::new();
-    h.update(tenant_id.as_bytes());
+    h.update(t);
     h.update(&[0xFF]);
-    h.update(event_id.as_bytes());
+    h.update(e);
     h.digest128()
 }
 
@@ -144,6 +158,29 @@ pub fn decode_entries(bytes: &[u8]) -> impl Iterator<Item = (EventKey, i64)> + '
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_shot_and_streaming_keys_agree() {
+        // The stored format: xxh3-128 of tenant ‖ 0xFF ‖ event id, as a streaming hasher computes it.
+        fn streamed(t: &str, e: &str) -> EventKey {
+            let mut h = xxhash_rust::xxh3::Xxh3Default::new();
+            h.update(t.as_bytes());
+            h.update(&[0xFF]);
+            h.update(e.as_bytes());
+            h.digest128()
+        }
+        let long_id = "x".repeat(300);
+        for (t, e) in [
+            ("t", "e"),
+            ("tenant-00042", "load-20261124103004-g1-123456"),
+            ("", ""),
+            ("t", long_id.as_str()),
+            ("t", &long_id[..254]),
+            ("t", &long_id[..255]),
+        ] {
+            assert_eq!(event_key(t, e), streamed(t, e), "{t:?} / {} bytes", e.len());
+        }
+    }
 
     #[test]
     fn keys_separate_tenant_and_id() {

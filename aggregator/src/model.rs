@@ -99,6 +99,97 @@ pub struct CrawlHourlyKey {
     pub hour: DateTime<Utc>,
 }
 
+/// Borrowed views of the aggregate keys, for looking a row up without cloning its strings: a batch
+/// clones a key only when its row is new. Each view hashes exactly as its owned key does (same fields,
+/// same order, `&str` hashes as `String`), which `borrowed_keys_hash_and_compare_like_owned` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ClickDailyKeyRef<'a> {
+    pub tenant_id: &'a str,
+    pub short_code: &'a str,
+    pub day: NaiveDate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct RankDailyKeyRef<'a> {
+    pub tenant_id: &'a str,
+    pub campaign_id: &'a str,
+    pub keyword: &'a str,
+    pub geo: &'a str,
+    pub engine: &'a str,
+    pub device: &'a str,
+    pub day: NaiveDate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct CrawlHourlyKeyRef<'a> {
+    pub tenant_id: &'a str,
+    pub campaign_id: &'a str,
+    pub domain: &'a str,
+    pub hour: DateTime<Utc>,
+}
+
+impl hashbrown::Equivalent<ClickDailyKey> for ClickDailyKeyRef<'_> {
+    fn equivalent(&self, k: &ClickDailyKey) -> bool {
+        self.day == k.day && self.tenant_id == k.tenant_id && self.short_code == k.short_code
+    }
+}
+
+impl From<&ClickDailyKeyRef<'_>> for ClickDailyKey {
+    fn from(k: &ClickDailyKeyRef<'_>) -> Self {
+        ClickDailyKey {
+            tenant_id: k.tenant_id.to_owned(),
+            short_code: k.short_code.to_owned(),
+            day: k.day,
+        }
+    }
+}
+
+impl hashbrown::Equivalent<RankDailyKey> for RankDailyKeyRef<'_> {
+    fn equivalent(&self, k: &RankDailyKey) -> bool {
+        self.day == k.day
+            && self.tenant_id == k.tenant_id
+            && self.campaign_id == k.campaign_id
+            && self.keyword == k.keyword
+            && self.geo == k.geo
+            && self.engine == k.engine
+            && self.device == k.device
+    }
+}
+
+impl From<&RankDailyKeyRef<'_>> for RankDailyKey {
+    fn from(k: &RankDailyKeyRef<'_>) -> Self {
+        RankDailyKey {
+            tenant_id: k.tenant_id.to_owned(),
+            campaign_id: k.campaign_id.to_owned(),
+            keyword: k.keyword.to_owned(),
+            geo: k.geo.to_owned(),
+            engine: k.engine.to_owned(),
+            device: k.device.to_owned(),
+            day: k.day,
+        }
+    }
+}
+
+impl hashbrown::Equivalent<CrawlHourlyKey> for CrawlHourlyKeyRef<'_> {
+    fn equivalent(&self, k: &CrawlHourlyKey) -> bool {
+        self.hour == k.hour
+            && self.tenant_id == k.tenant_id
+            && self.campaign_id == k.campaign_id
+            && self.domain == k.domain
+    }
+}
+
+impl From<&CrawlHourlyKeyRef<'_>> for CrawlHourlyKey {
+    fn from(k: &CrawlHourlyKeyRef<'_>) -> Self {
+        CrawlHourlyKey {
+            tenant_id: k.tenant_id.to_owned(),
+            campaign_id: k.campaign_id.to_owned(),
+            domain: k.domain.to_owned(),
+            hour: k.hour,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CrawlHourly {
     pub pages: i64,
@@ -160,6 +251,82 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn borrowed_keys_hash_and_compare_like_owned() {
+        use std::hash::BuildHasher;
+        let state = hashbrown::DefaultHashBuilder::default();
+        let day = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+        let click = ClickDailyKey {
+            tenant_id: "t1".into(),
+            short_code: "abc".into(),
+            day,
+        };
+        let click_ref = ClickDailyKeyRef {
+            tenant_id: "t1",
+            short_code: "abc",
+            day,
+        };
+        assert_eq!(state.hash_one(&click), state.hash_one(click_ref));
+        assert!(hashbrown::Equivalent::equivalent(&click_ref, &click));
+        assert_eq!(ClickDailyKey::from(&click_ref), click);
+        // Moving a byte between fields changes both the hash input and the equality.
+        let shifted = ClickDailyKeyRef {
+            tenant_id: "t1a",
+            short_code: "bc",
+            day,
+        };
+        assert!(!hashbrown::Equivalent::equivalent(&shifted, &click));
+
+        let rank = RankDailyKey {
+            tenant_id: "t".into(),
+            campaign_id: "c".into(),
+            keyword: "k w".into(),
+            geo: "us".into(),
+            engine: "google".into(),
+            device: "mobile".into(),
+            day,
+        };
+        let rank_ref = RankDailyKeyRef {
+            tenant_id: "t",
+            campaign_id: "c",
+            keyword: "k w",
+            geo: "us",
+            engine: "google",
+            device: "mobile",
+            day,
+        };
+        assert_eq!(state.hash_one(&rank), state.hash_one(rank_ref));
+        assert!(hashbrown::Equivalent::equivalent(&rank_ref, &rank));
+        assert_eq!(RankDailyKey::from(&rank_ref), rank);
+        let other_device = RankDailyKeyRef {
+            device: "desktop",
+            ..rank_ref
+        };
+        assert!(!hashbrown::Equivalent::equivalent(&other_device, &rank));
+
+        let hour = t("2026-11-24T10:00:00Z");
+        let crawl = CrawlHourlyKey {
+            tenant_id: "t".into(),
+            campaign_id: "c".into(),
+            domain: "example.com".into(),
+            hour,
+        };
+        let crawl_ref = CrawlHourlyKeyRef {
+            tenant_id: "t",
+            campaign_id: "c",
+            domain: "example.com",
+            hour,
+        };
+        assert_eq!(state.hash_one(&crawl), state.hash_one(crawl_ref));
+        assert!(hashbrown::Equivalent::equivalent(&crawl_ref, &crawl));
+        assert_eq!(CrawlHourlyKey::from(&crawl_ref), crawl);
+        let next_hour = CrawlHourlyKeyRef {
+            hour: t("2026-11-24T11:00:00Z"),
+            ..crawl_ref
+        };
+        assert!(!hashbrown::Equivalent::equivalent(&next_hour, &crawl));
     }
 
     #[test]

@@ -10,6 +10,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_consumers::{config::Config, ingest, telemetry};
 
+/// mimalloc instead of glibc malloc: the poll thread allocates every decoded event's strings and the
+/// flush frees them by the million; glibc's free-list upkeep (`malloc_consolidate`, `unlink_chunk`) was
+/// about 15 % of ingest CPU in the load-run profile (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sluice-ingest",
