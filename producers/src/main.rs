@@ -165,22 +165,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let producer =
         Arc::new(EventProducer::new(config).context("cannot create the kafka producer")?);
 
-    // Ctrl-C stops producing; what was queued is still flushed.
+    // SIGINT (Ctrl-C) or SIGTERM (`kill`, a container stop) stops producing; what was queued is still
+    // flushed and the summary printed.
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot install the SIGTERM handler")?;
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!(
-                    "interrupted, stopping and flushing (interrupt again to quit at once)"
-                );
-                stop.store(true, Ordering::Relaxed);
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
             }
-            // A second interrupt (e.g. while blocked reading a terminal) quits without flushing.
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("error: interrupted twice, quitting without flushing");
-                std::process::exit(130);
+            tracing::info!("stop signal: stopping and flushing (a second signal quits at once)");
+            stop.store(true, Ordering::Relaxed);
+            // A second signal (e.g. while blocked reading a terminal) quits without flushing.
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
             }
+            eprintln!("error: second stop signal, quitting without flushing");
+            std::process::exit(130);
         });
     }
 
