@@ -219,7 +219,7 @@ elif mode == "compose":
     timeout = int(env.get("SLUICE_SHUTDOWN_TIMEOUT_MS", 20000)) / 1000
     grace = src["services"]["ingest"].get("stop_grace_period", "10s")
     if int(grace.rstrip("s")) < 2 * timeout + 5: bad(f"ingest: stop_grace_period {grace} < 2 x shutdown timeout + 5 s")
-    if svcs["producer"].get("stop_signal") != "SIGINT": bad("producer: stop_signal must be SIGINT (sluice-produce ignores SIGTERM)")
+    if svcs["producer"].get("stop_signal", "SIGTERM") not in ("SIGTERM", "SIGINT"): bad("producer: stop_signal must be SIGTERM or SIGINT (what sluice-produce handles)")
     base = os.path.dirname(args[1])
     for name in ("prometheus", "grafana"):
         for v in svcs[name].get("volumes", []):
