@@ -128,8 +128,10 @@ pub struct ProducerSettings {
     /// Record value encoding: json or bincode.
     #[arg(long, default_value = "json")]
     pub encoding: Encoding,
-    /// librdkafka linger.ms.
-    #[arg(long, default_value_t = 5)]
+    /// librdkafka linger.ms. 50 rather than librdkafka's 5: at 50k events/s per generator the broker's
+    /// CPU per event halved (16.8 → 8.8 CPU-s for 6 M events) with fewer, larger produce requests, and 50 ms
+    /// is small beside the seconds between flushes.
+    #[arg(long, default_value_t = 50)]
     pub linger_ms: u32,
     /// librdkafka batch.size (bytes).
     #[arg(long, default_value_t = 1_000_000)]
