@@ -22,13 +22,13 @@ use sluice_aggregator::flush::RetryPolicy;
 use sluice_aggregator::sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
 use sluice_aggregator::sinks::dead_letter::{DeadLetter, DeadLetterSink};
 use sluice_aggregator::sinks::postgres::{PostgresSink, PARTITION_MONTHS_AHEAD};
-use sluice_aggregator::{Flusher, SinkSet};
+use sluice_aggregator::{Flusher, Offered, SinkSet};
 use sluice_schemas::{decode, Encoding, EventKind, Limits, RejectReason, ENCODING_HEADER};
 
 use crate::config::{is_secret_key, Config, StartFrom};
 use crate::metrics::{
     BUFFERED_BYTES, BUFFERED_EVENTS, BUFFERED_KEYS, DEDUP_KEYS, DUPLICATES, EVENTS_AGGREGATED,
-    FLUSH_INTERVAL_SECONDS, PAUSED, READY, RECORDS_CONSUMED, RECORDS_REJECTED,
+    FLUSH_INTERVAL_SECONDS, PAUSED, READY, RECORDS_CONSUMED, RECORDS_REJECTED, RECORDS_REPLAYED,
 };
 use crate::partitions::{IngestContext, Partitions, Topics};
 use crate::telemetry::{self, Health};
@@ -291,6 +291,7 @@ struct Counts {
     consumed: [u64; 3],
     aggregated: [u64; 3],
     duplicates: [u64; 3],
+    replayed: [u64; 3],
     rejected: HashMap<(EventKind, RejectReason), u64>,
     reject_logs_left: u32,
     reject_logs_suppressed: u64,
@@ -320,6 +321,10 @@ impl Counts {
                 metrics::counter!(DUPLICATES, "kind" => kind.as_str())
                     .increment(self.duplicates[i]);
             }
+            if self.replayed[i] > 0 {
+                metrics::counter!(RECORDS_REPLAYED, "kind" => kind.as_str())
+                    .increment(self.replayed[i]);
+            }
         }
         for ((kind, reason), n) in self.rejected.drain() {
             metrics::counter!(RECORDS_REJECTED, "kind" => kind.as_str(), "reason" => reason.as_str()).increment(n);
@@ -327,6 +332,7 @@ impl Counts {
         self.consumed = [0; 3];
         self.aggregated = [0; 3];
         self.duplicates = [0; 3];
+        self.replayed = [0; 3];
     }
 }
 
@@ -463,11 +469,17 @@ impl PollLoop {
                     .timestamp()
                     .to_millis()
                     .unwrap_or_else(|| event.occurred_at().timestamp_millis());
-                if batch.offer(event, offset, ts, state.dedup.get_mut(&key)) {
-                    counts.aggregated[kind_slot(kind)] += 1;
-                } else {
-                    counts.duplicates[kind_slot(kind)] += 1;
+                let slot = kind_slot(kind);
+                match batch.offer(event, offset, ts, state.dedup.get_mut(&key)) {
+                    Offered::Added => counts.aggregated[slot] += 1,
+                    Offered::Duplicate => counts.duplicates[slot] += 1,
+                    Offered::Replayed => counts.replayed[slot] += 1,
                 }
+            }
+            // Below a replay fence: rejected, counted, logged and dead-lettered the first time.
+            Err(_) if batch.replaying(offset) => {
+                batch.reject(offset, None);
+                counts.replayed[kind_slot(kind)] += 1;
             }
             Err(rejection) => {
                 let letter = self.dead_letters.then(|| DeadLetter {
