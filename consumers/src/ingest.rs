@@ -103,12 +103,36 @@ pub async fn migrate(sinks: &SinkSet, patience: Duration) -> anyhow::Result<()> 
     }
 }
 
+/// For a process that does not migrate (`migrate_on_start = false`, e.g. logged in as a member of
+/// `sluice_writer`): waits up to `patience` for PostgreSQL, then fails with a clear message when the
+/// schema lacks a migration this build needs, instead of failing later at the first commit.
+pub async fn check_schema(postgres: &PostgresSink, patience: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match postgres.missing_migrations().await {
+            Ok(missing) if missing.is_empty() => return Ok(()),
+            Ok(missing) => anyhow::bail!(
+                "the PostgreSQL schema lacks migrations {missing:?} that this build needs and \
+                 migrate_on_start is false: run `sluice-ingest migrate` as the tables' owner first"
+            ),
+            Err(e) if e.is_transient() && Instant::now() < deadline => {
+                tracing::warn!(error = %e, "schema check waiting for the database");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e).context("cannot check the PostgreSQL schema version"),
+        }
+    }
+}
+
 /// Every hour, creates the monthly PostgreSQL partitions ahead of need (a failure only warns: the
-/// default partition catches rows until the next try).
-fn spawn_partition_maintenance(postgres: PostgresSink) {
+/// default partition catches rows until the next try). `now`: also once right away (when start-up did
+/// not migrate, which does it too).
+fn spawn_partition_maintenance(postgres: PostgresSink, now: bool) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
-        tick.tick().await;
+        if !now {
+            tick.tick().await;
+        }
         loop {
             tick.tick().await;
             match postgres.ensure_partitions(PARTITION_MONTHS_AHEAD).await {
@@ -188,8 +212,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .collect();
     tracing::info!(brokers = %config.kafka_brokers, group = %config.group_id, ?props, "starting ingest");
     let sinks = sinks(&config)?;
-    if config.migrate_on_start && config.sinks_enabled {
-        migrate(&sinks, Duration::from_secs(60)).await?;
+    if config.sinks_enabled {
+        if config.migrate_on_start {
+            migrate(&sinks, Duration::from_secs(60)).await?;
+        } else {
+            check_schema(&sinks.postgres, Duration::from_secs(60)).await?;
+        }
     }
     let mut flusher = Flusher::new(sinks, RetryPolicy::default(), config.flush_concurrency);
     if !config.sinks_enabled {
@@ -225,7 +253,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         partitions.flusher().sinks().clone(),
         partitions.health.clone(),
     );
-    spawn_partition_maintenance(partitions.flusher().sinks().postgres.clone());
+    spawn_partition_maintenance(
+        partitions.flusher().sinks().postgres.clone(),
+        config.sinks_enabled && !config.migrate_on_start,
+    );
     let consumer: BaseConsumer<IngestContext> = consumer_config(&config)
         .create_with_context(IngestContext {
             partitions: partitions.clone(),

@@ -107,6 +107,32 @@ impl PostgresSink {
         })
     }
 
+    /// Versions of the embedded migrations the database has not applied, for a process that does not
+    /// migrate (`migrate_on_start = false`, e.g. logged in as a member of `sluice_writer`): it only reads
+    /// sqlx's `_sqlx_migrations`. Empty when the schema is current (or newer: expand-then-contract keeps
+    /// an older binary working against a newer schema).
+    pub async fn missing_migrations(&self) -> Result<Vec<i64>> {
+        let applied: Vec<(i64,)> =
+            match sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+            {
+                Ok(rows) => rows,
+                // Never migrated: the table does not exist yet.
+                Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => {
+                    Vec::new()
+                }
+                Err(e) => return Err(classify(e)),
+            };
+        let applied: std::collections::HashSet<i64> = applied.into_iter().map(|(v,)| v).collect();
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+
     /// A cheap round trip, for readiness.
     pub async fn ping(&self) -> Result<()> {
         let mut conn = self.pool.acquire().await.map_err(classify)?;
