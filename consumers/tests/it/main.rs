@@ -12,3 +12,4 @@ mod replay;
 mod scale_out;
 mod secrets;
 mod support;
+mod writer_role;
