@@ -223,6 +223,16 @@ pub async fn replay(config: &Config, request: &Request) -> anyhow::Result<Vec<St
         group,
         2,
     )?;
+    let missing = postgres
+        .missing_migrations()
+        .await
+        .context("cannot check the PostgreSQL schema version")?;
+    if !missing.is_empty() {
+        bail!(
+            "the PostgreSQL schema lacks migrations {missing:?} that this build needs: run \
+             `sluice-ingest migrate` as the tables' owner first"
+        );
+    }
     let stored = postgres
         .topic_offsets(topic)
         .await
