@@ -181,7 +181,8 @@ elif mode == "compose":
     src = yaml.safe_load(open(args[1]))
     ingest_keys, produce_keys = config_keys()
     svcs = cfg["services"]
-    for need in ("kafka", "kafka-init", "postgres", "clickhouse", "prometheus", "grafana", "ingest", "producer"):
+    for need in ("kafka", "kafka-init", "postgres", "postgres-roles", "clickhouse", "migrate", "prometheus", "grafana",
+                 "ingest", "producer"):
         if need not in svcs: bad(f"service {need} missing")
     for name, s in svcs.items():
         img = s.get("image", "")
@@ -192,26 +193,34 @@ elif mode == "compose":
         for k, v in (s.get("environment") or {}).items():
             if re.search(r"PASSWORD$", k) and v: bad(f"{name}: {k} set inline; use a *_FILE secret")
             if re.search(r"://[^/@:]+:[^/@]+@", str(v or "")): bad(f"{name}: {k} embeds a password in a URL")
-        long_running = name not in ("kafka-init", "producer")
+        long_running = name not in ("kafka-init", "postgres-roles", "migrate", "producer")
         hc = s.get("healthcheck") or {}
         if long_running and (hc.get("disable") or not hc.get("test")): bad(f"{name}: no healthcheck")
     deps = {n: s.get("depends_on", {}) for n, s in svcs.items()}
     want = {("kafka-init", "kafka"): "service_healthy",
             ("ingest", "kafka-init"): "service_completed_successfully",
             ("ingest", "postgres"): "service_healthy", ("ingest", "clickhouse"): "service_healthy",
+            ("postgres-roles", "postgres"): "service_healthy", ("migrate", "postgres-roles"): "service_completed_successfully",
+            ("migrate", "clickhouse"): "service_healthy", ("ingest", "migrate"): "service_completed_successfully",
             ("producer", "ingest"): "service_healthy", ("grafana", "prometheus"): "service_healthy"}
     for (a, b), cond in want.items():
         got = deps.get(a, {}).get(b, {}).get("condition")
         if got != cond: bad(f"{a} depends_on {b}: condition {got!r}, want {cond!r}")
     ing = svcs["ingest"]
     env = ing.get("environment") or {}
-    for k in env:
-        if k.startswith("SLUICE_") and k not in ingest_keys: bad(f"ingest: {k} is not a sluice-ingest setting (ignored!)")
+    # Ingest runs as the least-privilege writer login without migrating; `migrate` runs as the owner.
+    for svc, pg_secret in (("ingest", "postgres_ingest_password"), ("migrate", "postgres_password")):
+        senv = svcs[svc].get("environment") or {}
+        for k in senv:
+            if k.startswith("SLUICE_") and k not in ingest_keys: bad(f"{svc}: {k} is not a sluice-ingest setting (ignored!)")
+        secrets = {x["source"] for x in svcs[svc].get("secrets", [])}
+        for key, sec in (("SLUICE_POSTGRES_PASSWORD_FILE", pg_secret), ("SLUICE_CLICKHOUSE_PASSWORD_FILE", "clickhouse_password")):
+            if senv.get(key) != f"/run/secrets/{sec}" or sec not in secrets: bad(f"{svc}: {key} must be /run/secrets/{sec} from secret {sec}")
+    if str(env.get("SLUICE_MIGRATE_ON_START", "true")).lower() != "false": bad("ingest: SLUICE_MIGRATE_ON_START must be false (the writer may not run DDL)")
+    if "postgres_password" in {x["source"] for x in ing.get("secrets", [])}: bad("ingest: must not see the owner's password")
+    if svcs["migrate"].get("command") != ["migrate"]: bad("migrate: command must be [migrate]")
     for k in (svcs["producer"].get("environment") or {}):
         if k.startswith("SLUICE_") and k not in produce_keys: bad(f"producer: {k} is not read by sluice-produce")
-    secrets = {x["source"] for x in ing.get("secrets", [])}
-    for key, sec in (("SLUICE_POSTGRES_PASSWORD_FILE", "postgres_password"), ("SLUICE_CLICKHOUSE_PASSWORD_FILE", "clickhouse_password")):
-        if env.get(key) != f"/run/secrets/{sec}" or sec not in secrets: bad(f"ingest: {key} must be /run/secrets/{sec} from secret {sec}")
     for name, sec in cfg.get("secrets", {}).items():
         if "file" not in sec or "/secrets/" not in sec["file"]: bad(f"secret {name} is not a file under infra/compose/secrets/")
     if svcs["ingest"].get("environment", {}).get("SLUICE_METRICS_ADDR", "").split(":")[0] != "0.0.0.0":
@@ -288,6 +297,21 @@ elif mode == "k8s":
             if not ok: bad(f"{name}: {key}={path!r} is not a file on a mounted Secret volume")
         if spec.get("automountServiceAccountToken") is not False: bad(f"{name}: automountServiceAccountToken should be false")
         if "envFrom" not in c or c["envFrom"][0]["configMapRef"]["name"] != "sluice-ingest-config": bad(f"{name}: envFrom ConfigMap missing")
+        # Migrations as the owner in an init container; ingest as the writer, which may not run DDL.
+        inits = {i["name"]: i for i in spec.get("initContainers", [])}
+        mig = inits.get("migrate")
+        if not mig or mig.get("args") != ["migrate"]: bad(f"{name}: no init container `migrate` running `sluice-ingest migrate`")
+        else:
+            menv = {e["name"]: e for e in mig.get("env", [])}
+            ref = (menv.get("SLUICE_POSTGRES_URL", {}).get("valueFrom") or {}).get("configMapKeyRef", {})
+            if ref.get("key") != "POSTGRES_OWNER_URL" or "POSTGRES_OWNER_URL" not in cm: bad(f"{name}: migrate must connect with POSTGRES_OWNER_URL")
+            mmounts = {m["name"]: m["mountPath"] for m in mig.get("volumeMounts", [])}
+            path = menv.get("SLUICE_POSTGRES_PASSWORD_FILE", {}).get("value", "")
+            if not any(path.startswith(mp.rstrip("/") + "/") and "secret" in vols.get(vn, {}) for vn, mp in mmounts.items()):
+                bad(f"{name}: migrate's SLUICE_POSTGRES_PASSWORD_FILE is not on a mounted Secret volume")
+            if set(mmounts) & set(mounts): bad(f"{name}: the ingest container mounts the owner's credentials")
+        if cm.get("SLUICE_MIGRATE_ON_START") != "false" or env.get("SLUICE_MIGRATE_ON_START", {}).get("value", "false") != "false":
+            bad(f"{name}: SLUICE_MIGRATE_ON_START must be false (ingest runs as the writer; the init container migrates)")
     pdbs = {d["metadata"]["name"]: d for d in by.get("PodDisruptionBudget", [])}
     for name, d in deps.items():
         p = pdbs.get(name)

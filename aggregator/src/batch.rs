@@ -6,7 +6,12 @@
 //!
 //! A batch never mixes partitions: replaying a partition's offsets rebuilds batches whose union is the
 //! same set of events, and the stored-offset check makes sure each range is applied once.
+//!
+//! After an operator rewound the stored offset (`sluice-ingest replay`), records below the partition's
+//! replay fence (`replay_until`) were already applied once: they are kept for the ClickHouse raw tables
+//! only (idempotent there) and touch neither the aggregates, the dedup window nor the dead-letter topic.
 
+use hashbrown::hash_map::EntryRef;
 use hashbrown::HashMap;
 use sluice_schemas::{validate::crawl_domain, ClickEvent, CrawlEvent, Event, RankEvent};
 
@@ -34,6 +39,9 @@ pub struct PartitionBatch {
     pub expected_offset: Option<i64>,
     /// One past the last offset consumed into this batch; `None` while nothing was consumed.
     pub end_offset: Option<i64>,
+    /// The replay fence: records at offsets below it were applied to PostgreSQL before an operator
+    /// rewound the stored offset, so they only go to ClickHouse again. `None`: no replay in progress.
+    pub replay_until: Option<i64>,
     pub clicks: HashMap<ClickDailyKey, i64>,
     pub ranks: HashMap<RankDailyKey, RankDaily>,
     pub crawls: HashMap<CrawlHourlyKey, CrawlHourly>,
@@ -50,6 +58,8 @@ pub struct PartitionBatch {
     pub dead_letters: Vec<DeadLetter>,
     /// Records consumed (accepted and rejected).
     pub records: u64,
+    /// Records read below the replay fence (a subset of `records`).
+    pub replayed: u64,
     /// Bytes held (event structs, their strings, aggregate rows, dedup entries), for the memory budget:
     /// counted from the types' sizes and the strings' lengths; `tests/memory.rs` checks it against an
     /// allocator's count.
@@ -72,6 +82,17 @@ fn heap(s: &str) -> usize {
 /// Bytes of one map entry: the slot (key and value), its control byte, at hashbrown's 7/8 load.
 fn map_entry<K, V>() -> usize {
     (size_of::<(K, V)>() + 1) * 8 / 7
+}
+
+/// What [`PartitionBatch::offer`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// New: merged into the aggregates and kept for ClickHouse.
+    Added,
+    /// A re-delivery inside the dedup window: only the offset moved.
+    Duplicate,
+    /// Below the replay fence: kept for ClickHouse only (its aggregates were applied before the rewind).
+    Replayed,
 }
 
 impl PartitionBatch {
@@ -106,6 +127,7 @@ impl PartitionBatch {
             self.end_offset.or(self.expected_offset),
         );
         next.watermark_ms = self.watermark_ms;
+        next.replay_until = self.replay_until;
         next.rank_events.reserve(self.rank_events.len());
         next.crawl_events.reserve(self.crawl_events.len());
         next.click_events.reserve(self.click_events.len());
@@ -116,10 +138,26 @@ impl PartitionBatch {
         next
     }
 
+    /// Sets the replay fence (from the stored offset's `replay_until`).
+    pub fn with_replay_until(mut self, replay_until: Option<i64>) -> Self {
+        self.replay_until = replay_until;
+        self
+    }
+
+    /// True when the record at `offset` lies below the replay fence: it was applied before the rewind.
+    pub fn replaying(&self, offset: i64) -> bool {
+        self.replay_until.is_some_and(|fence| offset < fence)
+    }
+
     /// Counts a record that was rejected: it moves the offset, touches no aggregate, and is kept for the
-    /// dead-letter topic when one is configured.
+    /// dead-letter topic when one is configured — unless it lies below the replay fence, in which case it
+    /// was dead-lettered the first time it was read.
     pub fn reject(&mut self, offset: i64, dead_letter: Option<DeadLetter>) {
         self.advance(offset);
+        if self.replaying(offset) {
+            self.replayed += 1;
+            return;
+        }
         if let Some(letter) = dead_letter {
             self.approx_bytes += letter.approx_bytes();
             self.dead_letters.push(letter);
@@ -127,14 +165,21 @@ impl PartitionBatch {
     }
 
     /// Offers a valid event read at `offset` with Kafka timestamp `record_ts_ms`. With a dedup window, a
-    /// re-delivery of a key still in the window only moves the offset. Returns whether it was added.
+    /// re-delivery of a key still in the window only moves the offset. Below the replay fence the event
+    /// is kept for ClickHouse only, and the dedup window is neither consulted nor changed: from the fence
+    /// on it decides exactly as it would have without the replay.
     pub fn offer(
         &mut self,
         event: Event,
         offset: i64,
         record_ts_ms: i64,
         dedup: Option<&mut DedupWindow>,
-    ) -> bool {
+    ) -> Offered {
+        if self.replaying(offset) {
+            self.replayed += 1;
+            self.take(event, offset, false);
+            return Offered::Replayed;
+        }
         if let Some(window) = dedup {
             let key = event_key(event.tenant_id(), event.event_id());
             let verdict = window.observe(key, record_ts_ms);
@@ -147,17 +192,22 @@ impl PartitionBatch {
                 None => {
                     self.advance(offset);
                     self.duplicates += 1;
-                    return false;
+                    return Offered::Duplicate;
                 }
             }
         }
         self.add(event, offset);
-        true
+        Offered::Added
     }
 
-    /// Adds one accepted event read at `offset`.
+    /// Adds one accepted event read at `offset`: aggregates and raw row.
     pub fn add(&mut self, event: Event, offset: i64) {
-        use hashbrown::hash_map::EntryRef;
+        self.take(event, offset, true);
+    }
+
+    /// Keeps the event as a raw row for ClickHouse and, with `aggregate`, merges it into the partial
+    /// aggregates.
+    fn take(&mut self, event: Event, offset: i64, aggregate: bool) {
         self.advance(offset);
         match event {
             Event::Click(e) => {
@@ -169,19 +219,8 @@ impl PartitionBatch {
                         .iter()
                         .map(|s| s.as_deref().map_or(0, heap))
                         .sum::<usize>();
-                let key = ClickDailyKeyRef {
-                    tenant_id: &e.tenant_id,
-                    short_code: &e.short_code,
-                    day: day_of(e.occurred_at),
-                };
-                match self.clicks.entry_ref(&key) {
-                    EntryRef::Occupied(mut row) => *row.get_mut() += 1,
-                    EntryRef::Vacant(row) => {
-                        self.approx_bytes += map_entry::<ClickDailyKey, i64>()
-                            + heap(&e.tenant_id)
-                            + heap(&e.short_code);
-                        row.insert(1);
-                    }
+                if aggregate {
+                    self.aggregate_click(&e);
                 }
                 self.click_events.push((offset, e));
             }
@@ -193,30 +232,8 @@ impl PartitionBatch {
                         .map(|s| heap(s))
                         .sum::<usize>()
                     + e.url.as_deref().map_or(0, heap);
-                let key = RankDailyKeyRef {
-                    tenant_id: &e.tenant_id,
-                    campaign_id: &e.campaign_id,
-                    keyword: &e.keyword,
-                    geo: &e.geo,
-                    engine: &e.engine,
-                    device: &e.device,
-                    day: day_of(e.occurred_at),
-                };
-                // Validation bounds positions to 1..=100, so the narrowing cannot fail.
-                let position = e.position.and_then(|p| i16::try_from(p).ok());
-                match self.ranks.entry_ref(&key) {
-                    EntryRef::Occupied(mut row) => {
-                        row.get_mut().add(position, e.occurred_at, &e.event_id)
-                    }
-                    EntryRef::Vacant(row) => {
-                        self.approx_bytes += map_entry::<RankDailyKey, RankDaily>()
-                            + [&e.tenant_id, &e.campaign_id, &e.keyword, &e.event_id]
-                                .into_iter()
-                                .chain([&e.geo, &e.engine, &e.device])
-                                .map(|s| heap(s))
-                                .sum::<usize>();
-                        row.insert(RankDaily::single(position, e.occurred_at, &e.event_id));
-                    }
+                if aggregate {
+                    self.aggregate_rank(&e);
                 }
                 self.rank_events.push((offset, e));
             }
@@ -230,30 +247,77 @@ impl PartitionBatch {
                     + heap(&e.url)
                     + heap(&domain)
                     + e.content_hash.as_deref().map_or(0, heap);
-                let key = CrawlHourlyKeyRef {
-                    tenant_id: &e.tenant_id,
-                    campaign_id: &e.campaign_id,
-                    domain: &domain,
-                    hour: hour_of(e.occurred_at),
-                };
-                match self.crawls.entry_ref(&key) {
-                    EntryRef::Occupied(mut row) => {
-                        row.get_mut().add(e.status_code, e.fetch_ms, e.bytes)
-                    }
-                    EntryRef::Vacant(row) => {
-                        self.approx_bytes += map_entry::<CrawlHourlyKey, CrawlHourly>()
-                            + heap(&e.tenant_id)
-                            + heap(&e.campaign_id)
-                            + heap(&domain);
-                        row.insert(CrawlHourly::default())
-                            .add(e.status_code, e.fetch_ms, e.bytes);
-                    }
+                if aggregate {
+                    self.aggregate_crawl(&e, &domain);
                 }
                 self.crawl_events.push(CrawlRecord {
                     offset,
                     event: e,
                     domain,
                 });
+            }
+        }
+    }
+
+    /// Merges a click into its row, cloning the key's strings only when the row is new.
+    fn aggregate_click(&mut self, e: &ClickEvent) {
+        let key = ClickDailyKeyRef {
+            tenant_id: &e.tenant_id,
+            short_code: &e.short_code,
+            day: day_of(e.occurred_at),
+        };
+        match self.clicks.entry_ref(&key) {
+            EntryRef::Occupied(mut row) => *row.get_mut() += 1,
+            EntryRef::Vacant(row) => {
+                self.approx_bytes +=
+                    map_entry::<ClickDailyKey, i64>() + heap(&e.tenant_id) + heap(&e.short_code);
+                row.insert(1);
+            }
+        }
+    }
+
+    fn aggregate_rank(&mut self, e: &RankEvent) {
+        let key = RankDailyKeyRef {
+            tenant_id: &e.tenant_id,
+            campaign_id: &e.campaign_id,
+            keyword: &e.keyword,
+            geo: &e.geo,
+            engine: &e.engine,
+            device: &e.device,
+            day: day_of(e.occurred_at),
+        };
+        // Validation bounds positions to 1..=100, so the narrowing cannot fail.
+        let position = e.position.and_then(|p| i16::try_from(p).ok());
+        match self.ranks.entry_ref(&key) {
+            EntryRef::Occupied(mut row) => row.get_mut().add(position, e.occurred_at, &e.event_id),
+            EntryRef::Vacant(row) => {
+                self.approx_bytes += map_entry::<RankDailyKey, RankDaily>()
+                    + [&e.tenant_id, &e.campaign_id, &e.keyword, &e.event_id]
+                        .into_iter()
+                        .chain([&e.geo, &e.engine, &e.device])
+                        .map(|s| heap(s))
+                        .sum::<usize>();
+                row.insert(RankDaily::single(position, e.occurred_at, &e.event_id));
+            }
+        }
+    }
+
+    fn aggregate_crawl(&mut self, e: &CrawlEvent, domain: &str) {
+        let key = CrawlHourlyKeyRef {
+            tenant_id: &e.tenant_id,
+            campaign_id: &e.campaign_id,
+            domain,
+            hour: hour_of(e.occurred_at),
+        };
+        match self.crawls.entry_ref(&key) {
+            EntryRef::Occupied(mut row) => row.get_mut().add(e.status_code, e.fetch_ms, e.bytes),
+            EntryRef::Vacant(row) => {
+                self.approx_bytes += map_entry::<CrawlHourlyKey, CrawlHourly>()
+                    + heap(&e.tenant_id)
+                    + heap(&e.campaign_id)
+                    + heap(domain);
+                row.insert(CrawlHourly::default())
+                    .add(e.status_code, e.fetch_ms, e.bytes);
             }
         }
     }
@@ -265,5 +329,98 @@ impl PartitionBatch {
         );
         self.end_offset = Some(offset + 1);
         self.records += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use sluice_schemas::{ClickEvent, Event};
+
+    use super::*;
+
+    fn click(id: &str, code: &str) -> Event {
+        let at: DateTime<Utc> = "2026-03-04T05:06:07Z".parse().unwrap();
+        Event::Click(ClickEvent {
+            schema_version: 1,
+            event_id: id.into(),
+            tenant_id: "t".into(),
+            occurred_at: at,
+            short_code: code.into(),
+            referrer: None,
+            country: None,
+            user_agent: None,
+            visitor_id: None,
+        })
+    }
+
+    fn letter(offset: i64) -> DeadLetter {
+        DeadLetter {
+            offset,
+            key: None,
+            value: b"{".to_vec(),
+            headers: Vec::new(),
+            timestamp_ms: None,
+            reason: "invalid_encoding",
+            detail: "eof".into(),
+        }
+    }
+
+    #[test]
+    fn below_the_fence_only_raw_rows_are_kept() {
+        // Fence at 13: offsets 10..=12 were applied before the rewind, 13 and 14 are new.
+        let mut window = DedupWindow::new(1_000, 500);
+        let mut batch = PartitionBatch::new("c", 0, Some(10)).with_replay_until(Some(13));
+        assert_eq!(
+            batch.offer(click("a", "x"), 10, 600, Some(&mut window)),
+            Offered::Replayed
+        );
+        // The same key again below the fence: still only a raw row (the window is not consulted).
+        assert_eq!(
+            batch.offer(click("a", "x"), 11, 700, Some(&mut window)),
+            Offered::Replayed
+        );
+        batch.reject(12, Some(letter(12)));
+        assert_eq!(window.len(), 0, "the window is untouched below the fence");
+        assert_eq!(window.watermark_ms(), 500);
+        assert_eq!(batch.watermark_ms, None);
+        assert!(batch.clicks.is_empty() && batch.dedup_entries.is_empty());
+        assert!(
+            batch.dead_letters.is_empty(),
+            "dead-lettered the first time"
+        );
+        assert_eq!(batch.click_events.len(), 2);
+        assert_eq!((batch.records, batch.replayed), (3, 3));
+
+        // From the fence on, everything as usual.
+        assert_eq!(
+            batch.offer(click("a", "x"), 13, 800, Some(&mut window)),
+            Offered::Added
+        );
+        assert_eq!(
+            batch.offer(click("a", "x"), 14, 900, Some(&mut window)),
+            Offered::Duplicate
+        );
+        batch.reject(15, Some(letter(15)));
+        assert_eq!(batch.clicks.values().sum::<i64>(), 1);
+        assert_eq!(batch.dedup_entries.len(), 1);
+        assert_eq!(batch.dead_letters.len(), 1);
+        assert_eq!(batch.click_events.len(), 3);
+        assert_eq!(batch.watermark_ms, Some(900));
+        assert_eq!((batch.records, batch.replayed, batch.duplicates), (6, 3, 1));
+        assert_eq!(batch.end_offset, Some(16));
+
+        let next = batch.successor();
+        assert_eq!(next.replay_until, Some(13));
+        assert_eq!(next.expected_offset, Some(16));
+    }
+
+    #[test]
+    fn without_a_fence_nothing_is_replayed() {
+        let mut batch = PartitionBatch::new("c", 0, Some(0));
+        assert!(!batch.replaying(0));
+        assert_eq!(batch.offer(click("a", "x"), 0, 1, None), Offered::Added);
+        batch.reject(1, Some(letter(1)));
+        assert_eq!((batch.replayed, batch.dead_letters.len()), (0, 1));
     }
 }

@@ -26,5 +26,5 @@ pub mod metrics;
 pub mod model;
 pub mod sinks;
 
-pub use batch::PartitionBatch;
+pub use batch::{Offered, PartitionBatch};
 pub use flush::{FlushOutcome, Flusher, SinkSet};

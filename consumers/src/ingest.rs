@@ -22,13 +22,13 @@ use sluice_aggregator::flush::RetryPolicy;
 use sluice_aggregator::sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
 use sluice_aggregator::sinks::dead_letter::{DeadLetter, DeadLetterSink};
 use sluice_aggregator::sinks::postgres::{PostgresSink, PARTITION_MONTHS_AHEAD};
-use sluice_aggregator::{Flusher, SinkSet};
+use sluice_aggregator::{Flusher, Offered, SinkSet};
 use sluice_schemas::{decode, Encoding, EventKind, Limits, RejectReason, ENCODING_HEADER};
 
 use crate::config::{is_secret_key, Config, StartFrom};
 use crate::metrics::{
     BUFFERED_BYTES, BUFFERED_EVENTS, BUFFERED_KEYS, DEDUP_KEYS, DUPLICATES, EVENTS_AGGREGATED,
-    FLUSH_INTERVAL_SECONDS, PAUSED, READY, RECORDS_CONSUMED, RECORDS_REJECTED,
+    FLUSH_INTERVAL_SECONDS, PAUSED, READY, RECORDS_CONSUMED, RECORDS_REJECTED, RECORDS_REPLAYED,
 };
 use crate::partitions::{IngestContext, Partitions, Topics};
 use crate::telemetry::{self, Health};
@@ -103,12 +103,36 @@ pub async fn migrate(sinks: &SinkSet, patience: Duration) -> anyhow::Result<()> 
     }
 }
 
+/// For a process that does not migrate (`migrate_on_start = false`, e.g. logged in as a member of
+/// `sluice_writer`): waits up to `patience` for PostgreSQL, then fails with a clear message when the
+/// schema lacks a migration this build needs, instead of failing later at the first commit.
+pub async fn check_schema(postgres: &PostgresSink, patience: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match postgres.missing_migrations().await {
+            Ok(missing) if missing.is_empty() => return Ok(()),
+            Ok(missing) => anyhow::bail!(
+                "the PostgreSQL schema lacks migrations {missing:?} that this build needs and \
+                 migrate_on_start is false: run `sluice-ingest migrate` as the tables' owner first"
+            ),
+            Err(e) if e.is_transient() && Instant::now() < deadline => {
+                tracing::warn!(error = %e, "schema check waiting for the database");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e).context("cannot check the PostgreSQL schema version"),
+        }
+    }
+}
+
 /// Every hour, creates the monthly PostgreSQL partitions ahead of need (a failure only warns: the
-/// default partition catches rows until the next try).
-fn spawn_partition_maintenance(postgres: PostgresSink) {
+/// default partition catches rows until the next try). `now`: also once right away (when start-up did
+/// not migrate, which does it too).
+fn spawn_partition_maintenance(postgres: PostgresSink, now: bool) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
-        tick.tick().await;
+        if !now {
+            tick.tick().await;
+        }
         loop {
             tick.tick().await;
             match postgres.ensure_partitions(PARTITION_MONTHS_AHEAD).await {
@@ -188,8 +212,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .collect();
     tracing::info!(brokers = %config.kafka_brokers, group = %config.group_id, ?props, "starting ingest");
     let sinks = sinks(&config)?;
-    if config.migrate_on_start && config.sinks_enabled {
-        migrate(&sinks, Duration::from_secs(60)).await?;
+    if config.sinks_enabled {
+        if config.migrate_on_start {
+            migrate(&sinks, Duration::from_secs(60)).await?;
+        } else {
+            check_schema(&sinks.postgres, Duration::from_secs(60)).await?;
+        }
     }
     let mut flusher = Flusher::new(sinks, RetryPolicy::default(), config.flush_concurrency);
     if !config.sinks_enabled {
@@ -225,7 +253,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         partitions.flusher().sinks().clone(),
         partitions.health.clone(),
     );
-    spawn_partition_maintenance(partitions.flusher().sinks().postgres.clone());
+    spawn_partition_maintenance(
+        partitions.flusher().sinks().postgres.clone(),
+        config.sinks_enabled && !config.migrate_on_start,
+    );
     let consumer: BaseConsumer<IngestContext> = consumer_config(&config)
         .create_with_context(IngestContext {
             partitions: partitions.clone(),
@@ -291,6 +322,7 @@ struct Counts {
     consumed: [u64; 3],
     aggregated: [u64; 3],
     duplicates: [u64; 3],
+    replayed: [u64; 3],
     rejected: HashMap<(EventKind, RejectReason), u64>,
     reject_logs_left: u32,
     reject_logs_suppressed: u64,
@@ -320,6 +352,10 @@ impl Counts {
                 metrics::counter!(DUPLICATES, "kind" => kind.as_str())
                     .increment(self.duplicates[i]);
             }
+            if self.replayed[i] > 0 {
+                metrics::counter!(RECORDS_REPLAYED, "kind" => kind.as_str())
+                    .increment(self.replayed[i]);
+            }
         }
         for ((kind, reason), n) in self.rejected.drain() {
             metrics::counter!(RECORDS_REJECTED, "kind" => kind.as_str(), "reason" => reason.as_str()).increment(n);
@@ -327,6 +363,7 @@ impl Counts {
         self.consumed = [0; 3];
         self.aggregated = [0; 3];
         self.duplicates = [0; 3];
+        self.replayed = [0; 3];
     }
 }
 
@@ -463,11 +500,17 @@ impl PollLoop {
                     .timestamp()
                     .to_millis()
                     .unwrap_or_else(|| event.occurred_at().timestamp_millis());
-                if batch.offer(event, offset, ts, state.dedup.get_mut(&key)) {
-                    counts.aggregated[kind_slot(kind)] += 1;
-                } else {
-                    counts.duplicates[kind_slot(kind)] += 1;
+                let slot = kind_slot(kind);
+                match batch.offer(event, offset, ts, state.dedup.get_mut(&key)) {
+                    Offered::Added => counts.aggregated[slot] += 1,
+                    Offered::Duplicate => counts.duplicates[slot] += 1,
+                    Offered::Replayed => counts.replayed[slot] += 1,
                 }
+            }
+            // Below a replay fence: rejected, counted, logged and dead-lettered the first time.
+            Err(_) if batch.replaying(offset) => {
+                batch.reject(offset, None);
+                counts.replayed[kind_slot(kind)] += 1;
             }
             Err(rejection) => {
                 let letter = self.dead_letters.then(|| DeadLetter {

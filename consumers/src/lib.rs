@@ -13,6 +13,7 @@
 //! - [`partitions`]: per-partition state shared with the rebalance callback, and outcome handling.
 //! - [`dead_letters`]: listing and re-publishing the dead-letter topic.
 //! - [`provision`]: topic creation through the admin API.
+//! - [`replay`]: moving stored offsets back behind a replay fence, for re-ingestion without double counts.
 //! - [`telemetry`]: tracing and the Prometheus exporter.
 //! - [`metrics`]: the metric names this crate records.
 
@@ -22,6 +23,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod partitions;
 pub mod provision;
+pub mod replay;
 pub mod telemetry;
 
 pub use config::Config;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 use sluice_consumers::{config::Config, ingest, telemetry};
 
 /// mimalloc instead of glibc malloc: the poll thread allocates every decoded event's strings and the
@@ -59,6 +59,30 @@ enum Command {
         /// Months of raw events and rollups to keep.
         #[arg(long)]
         months: u32,
+    },
+    /// Re-ingest a topic from an earlier offset or time: moves the group's stored offsets back behind a
+    /// replay fence, so the re-read records go to ClickHouse again but are not applied to PostgreSQL a
+    /// second time. Stop the group's consumers first.
+    #[command(group(ArgGroup::new("target").required(true).args(["to_offset", "to_timestamp"])))]
+    Replay {
+        /// The topic to replay (one of the group's topics).
+        #[arg(long)]
+        topic: String,
+        /// A partition to replay (repeatable); default: every partition of the topic.
+        #[arg(long = "partition", value_name = "P", value_parser = clap::value_parser!(i32).range(0..))]
+        partitions: Vec<i32>,
+        /// Move back to this offset (clamped to each partition's earliest retained offset).
+        #[arg(long, value_name = "OFFSET", value_parser = clap::value_parser!(i64).range(0..))]
+        to_offset: Option<i64>,
+        /// Move back to the first record at or after this time: RFC 3339 or milliseconds since the epoch.
+        #[arg(long, value_name = "TIME")]
+        to_timestamp: Option<String>,
+        /// Print the plan without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not refuse when the consumer group has active members.
+        #[arg(long)]
+        force: bool,
     },
     /// Inspect or re-publish the dead-letter topic.
     DeadLetters {
@@ -150,6 +174,32 @@ async fn async_main(command: Command, config: Config) -> anyhow::Result<()> {
             }
             for table in &report.ttl_set {
                 println!("set TTL on {table}");
+            }
+            Ok(())
+        }
+        Command::Replay {
+            topic,
+            partitions,
+            to_offset,
+            to_timestamp,
+            dry_run,
+            force,
+        } => {
+            use sluice_consumers::replay::{replay, Request, Target};
+            let target = match (to_offset, to_timestamp) {
+                (Some(offset), _) => Target::Offset(offset),
+                (None, Some(time)) => Target::parse_timestamp(&time)?,
+                (None, None) => anyhow::bail!("give --to-offset or --to-timestamp"),
+            };
+            let request = Request {
+                topic,
+                partitions,
+                target,
+                dry_run,
+                force,
+            };
+            for line in replay(&config, &request).await? {
+                println!("{line}");
             }
             Ok(())
         }

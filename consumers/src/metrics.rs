@@ -11,6 +11,9 @@ pub const RECORDS_CONSUMED: &str = "sluice_ingest_records_consumed_total";
 pub const EVENTS_AGGREGATED: &str = "sluice_ingest_events_aggregated_total";
 /// Counter: re-deliveries dropped by the dedup window. Labels: `kind`.
 pub const DUPLICATES: &str = "sluice_ingest_duplicates_total";
+/// Counter: records read again below a replay fence (`sluice-ingest replay`): re-sent to ClickHouse,
+/// not applied to PostgreSQL again. Labels: `kind`.
+pub const RECORDS_REPLAYED: &str = "sluice_ingest_records_replayed_total";
 /// Gauge: keys held in dedup windows.
 pub const DEDUP_KEYS: &str = "sluice_dedup_keys";
 /// Counter: records rejected by decoding or validation. Labels: `kind`, `reason`.
@@ -66,6 +69,11 @@ pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
         DUPLICATES,
         Unit::Count,
         "Re-deliveries dropped by the dedup window, by kind."
+    );
+    describe_counter!(
+        RECORDS_REPLAYED,
+        Unit::Count,
+        "Records read again below a replay fence (re-sent to ClickHouse only), by kind."
     );
     describe_counter!(
         RECORDS_REJECTED,
@@ -164,6 +172,7 @@ pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
         metrics::counter!(RECORDS_CONSUMED, "kind" => k).increment(0);
         metrics::counter!(EVENTS_AGGREGATED, "kind" => k).increment(0);
         metrics::counter!(DUPLICATES, "kind" => k).increment(0);
+        metrics::counter!(RECORDS_REPLAYED, "kind" => k).increment(0);
         for reason in RejectReason::ALL {
             metrics::counter!(RECORDS_REJECTED, "kind" => k, "reason" => reason.as_str())
                 .increment(0);

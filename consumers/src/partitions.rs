@@ -3,6 +3,8 @@
 //!
 //! - On **assign**, each new partition's stored offset is read from PostgreSQL and the consumer starts
 //!   exactly there (or at `start_from` when none is stored): Kafka's committed offset is not trusted.
+//!   A replay fence stored with it (`sluice-ingest replay`) goes into the partition's batches, which
+//!   then keep the records below it for ClickHouse only.
 //! - A **flush** takes every non-empty batch, leaves an empty successor continuing from its end, and runs
 //!   on the Tokio runtime; at most one flush is in flight. Its outcomes come back over a channel:
 //!   committed partitions get their Kafka offset committed too (informational); a fenced partition (its
@@ -369,9 +371,20 @@ impl Partitions {
         at: Option<Stored>,
     ) {
         let key = (index, partition);
+        let replay_until = at.and_then(|s| s.replay_until);
+        if let (Some(stored), Some(fence)) = (at, replay_until) {
+            tracing::info!(
+                %topic,
+                partition,
+                from = stored.next_offset,
+                replay_until = fence,
+                "replaying: records below the fence go to ClickHouse only"
+            );
+        }
         state.batches.insert(
             key,
-            PartitionBatch::new(topic, partition, at.map(|s| s.next_offset)),
+            PartitionBatch::new(topic, partition, at.map(|s| s.next_offset))
+                .with_replay_until(replay_until),
         );
         if let (Some(window), false) = (self.dedup_window_ms, self.flusher.is_noop()) {
             let watermark = at.and_then(|s| s.watermark_ms).unwrap_or(0);

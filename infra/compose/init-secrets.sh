@@ -10,7 +10,7 @@ set -euo pipefail
 dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/secrets"
 mkdir -p "$dir"
 chmod 0700 "$dir"
-for name in postgres_password clickhouse_password grafana_admin_password; do
+for name in postgres_password postgres_ingest_password clickhouse_password grafana_admin_password; do
   file="$dir/$name"
   if [[ -s "$file" ]]; then
     echo "kept    $file"

@@ -8,6 +8,8 @@ mod exactness;
 mod flush_control;
 mod observability;
 mod postgres_schema;
+mod replay;
 mod scale_out;
 mod secrets;
 mod support;
+mod writer_role;

@@ -22,6 +22,7 @@ const FAMILIES: &[&str] = &[
     sluice_consumers::metrics::RECORDS_CONSUMED,
     sluice_consumers::metrics::EVENTS_AGGREGATED,
     sluice_consumers::metrics::DUPLICATES,
+    sluice_consumers::metrics::RECORDS_REPLAYED,
     sluice_consumers::metrics::DEDUP_KEYS,
     sluice_consumers::metrics::RECORDS_REJECTED,
     sluice_consumers::metrics::FLUSHES,

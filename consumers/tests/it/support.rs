@@ -150,10 +150,7 @@ impl TestStack {
         args: &[&str],
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<String> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-ingest"));
-        cmd.args(args);
-        self.configure(&mut cmd, extra_env);
-        let output = cmd.output().context("running sluice-ingest")?;
+        let output = self.ingest_command_output(args, extra_env)?;
         if !output.status.success() {
             bail!(
                 "sluice-ingest {args:?} failed: {}",
@@ -161,6 +158,18 @@ impl TestStack {
             );
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs a one-shot `sluice-ingest` subcommand with this test's settings, whatever its exit status.
+    pub(crate) fn ingest_command_output(
+        &self,
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<std::process::Output> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-ingest"));
+        cmd.args(args);
+        self.configure(&mut cmd, extra_env);
+        cmd.output().context("running sluice-ingest")
     }
 
     /// Points a `sluice-ingest` command at this test's topics and databases (and nothing else from the

@@ -5,7 +5,9 @@
 //! per table, not one per row). If the swap finds another offset, another consumer has moved the
 //! partition (rebalance, zombie): the transaction is rolled back and the caller is told where it stands.
 //! The aggregate tables are partitioned by month; [`PostgresSink::ensure_partitions`] keeps partitions
-//! ready ahead of time (`partitions`). Schema, roles and row-level security: `docs/postgres.md`.
+//! ready ahead of time (`partitions`). The same swap clears a partition's replay fence once the offset
+//! reaches it; the operator's rewind that sets the fence is in `replay`. Schema, roles and row-level
+//! security: `docs/postgres.md`.
 
 use std::collections::HashMap;
 
@@ -19,8 +21,10 @@ use crate::dedup::EventKey;
 
 mod dedup;
 mod partitions;
+mod replay;
 
 pub use partitions::{PartitionMaintenance, PARTITION_MONTHS_AHEAD};
+pub use replay::{Rewind, RewindError};
 
 const SINK: &str = "postgres";
 
@@ -35,11 +39,13 @@ pub enum Commit {
     Fenced { stored: Option<i64> },
 }
 
-/// What is stored for a partition: where to resume, and its dedup watermark.
+/// What is stored for a partition: where to resume, its dedup watermark, and its replay fence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {
     pub next_offset: i64,
     pub watermark_ms: Option<i64>,
+    /// Set while a replay is in progress: records below this offset were applied before the rewind.
+    pub replay_until: Option<i64>,
 }
 
 /// Connection pool plus the consumer group whose offsets it stores.
@@ -101,6 +107,32 @@ impl PostgresSink {
         })
     }
 
+    /// Versions of the embedded migrations the database has not applied, for a process that does not
+    /// migrate (`migrate_on_start = false`, e.g. logged in as a member of `sluice_writer`): it only reads
+    /// sqlx's `_sqlx_migrations`. Empty when the schema is current (or newer: expand-then-contract keeps
+    /// an older binary working against a newer schema).
+    pub async fn missing_migrations(&self) -> Result<Vec<i64>> {
+        let applied: Vec<(i64,)> =
+            match sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+            {
+                Ok(rows) => rows,
+                // Never migrated: the table does not exist yet.
+                Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => {
+                    Vec::new()
+                }
+                Err(e) => return Err(classify(e)),
+            };
+        let applied: std::collections::HashSet<i64> = applied.into_iter().map(|(v,)| v).collect();
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+
     /// A cheap round trip, for readiness.
     pub async fn ping(&self) -> Result<()> {
         let mut conn = self.pool.acquire().await.map_err(classify)?;
@@ -113,8 +145,8 @@ impl PostgresSink {
         topic: &str,
         partitions: &[i32],
     ) -> Result<HashMap<i32, Stored>> {
-        let rows: Vec<(i32, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT partition, next_offset, watermark_ms FROM sluice_offsets
+        let rows: Vec<(i32, i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT partition, next_offset, watermark_ms, replay_until FROM sluice_offsets
              WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3)",
         )
         .bind(&self.group)
@@ -125,12 +157,13 @@ impl PostgresSink {
         .map_err(classify)?;
         Ok(rows
             .into_iter()
-            .map(|(partition, next_offset, watermark_ms)| {
+            .map(|(partition, next_offset, watermark_ms, replay_until)| {
                 (
                     partition,
                     Stored {
                         next_offset,
                         watermark_ms,
+                        replay_until,
                     },
                 )
             })
@@ -183,9 +216,13 @@ impl PostgresSink {
         end: i64,
     ) -> Result<bool> {
         let result = match batch.expected_offset {
+            // A batch that saw no record past a replay fence leaves the dedup watermark as stored; the
+            // fence is cleared once the offset reaches it.
             Some(expected) => {
                 sqlx::query(
-                    "UPDATE sluice_offsets SET next_offset = $4, watermark_ms = $6, updated_at = now()
+                    "UPDATE sluice_offsets SET next_offset = $4, watermark_ms = coalesce($6, watermark_ms),
+                            replay_until = CASE WHEN replay_until > $4 THEN replay_until END,
+                            updated_at = now()
                      WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $5",
                 )
                 .bind(&self.group)

@@ -27,7 +27,8 @@ impl PostgresSink {
     /// Creates the missing month partitions of `click_daily`, `rank_daily` and `crawl_hourly`: from 13
     /// months before the current UTC month to `months_ahead` after it, plus every month that has rows in
     /// a DEFAULT partition. Idempotent; concurrent callers (several ingest instances) serialise on an
-    /// advisory lock. Must run as the tables' owner (the role that ran the migrations).
+    /// advisory lock. Runs as the tables' owner or a member of `sluice_writer` (the SQL function is
+    /// `SECURITY DEFINER`: the partitions are created by, and belong to, the owner).
     pub async fn ensure_partitions(&self, months_ahead: u32) -> Result<PartitionMaintenance> {
         let months_ahead = i32::try_from(months_ahead).map_err(|_| SinkError::Permanent {
             sink: SINK,
