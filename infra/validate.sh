@@ -227,6 +227,13 @@ elif mode == "compose":
     prom = yaml.safe_load(open(os.path.join(base, "prometheus/prometheus.yml")))
     targets = [t for sc in prom["scrape_configs"] for st in sc.get("static_configs", []) for t in st["targets"]]
     if "ingest:9464" not in targets: bad("prometheus does not scrape ingest:9464")
+    # One dashboard for every deployment: compose mounts the canonical one.
+    def binds(name):
+        return {v["target"]: os.path.realpath(v["source"]) for v in svcs[name].get("volumes", []) if v["type"] == "bind"}
+    provider = yaml.safe_load(open(os.path.join(base, "grafana/provisioning/dashboards/sluice.yml")))
+    dash_dir = provider["providers"][0]["options"]["path"]
+    if binds("grafana").get(dash_dir) != os.path.realpath("infra/grafana/dashboards"):
+        bad(f"grafana: the dashboard provider's path {dash_dir} must be infra/grafana/dashboards (the one dashboard)")
 
 elif mode == "k8s":
     docs = [d for d in yaml.safe_load_all(open(args[0])) if d]
@@ -391,9 +398,21 @@ elif mode == "rules":
             rb = r.get("annotations", {}).get("runbook", "")
             if not rb.startswith("docs/operations.md#") or rb.split("#", 1)[1] not in anchors:
                 bad(f"{a}: runbook {rb!r} is not a heading of docs/operations.md")
+    def concrete(expr):
+        # Grafana's interval variables, then template variables (always inside =~ matchers).
+        expr = expr.replace("$__rate_interval", "1m").replace("$__interval", "1m").replace("$__range", "1h")
+        return re.sub(r"\$\{?(\w+)\}?", ".*", expr)
     dash = json.load(open(args[1]))
+    exprs = 0
     for p in dash["panels"]:
-        for t in p.get("targets", []): check_expr(f"dashboard panel {p['title']!r}", t["expr"])
+        for t in p.get("targets", []):
+            check_expr(f"dashboard panel {p['title']!r}", concrete(t["expr"])); exprs += 1
+    for v in dash.get("templating", {}).get("list", []):
+        q = v.get("query")
+        q = q.get("query") if isinstance(q, dict) else q
+        if isinstance(q, str) and q.startswith("label_values("):
+            check_expr(f"dashboard variable {v['name']!r}", concrete(q[len("label_values("):].rsplit(",", 1)[0])); exprs += 1
+    if exprs < 20: bad(f"dashboard: only {exprs} expressions found")
 
 else:
     bad(f"unknown mode {mode}")
@@ -503,12 +522,13 @@ main() {
   check "compose file vs the compose-spec JSON schema" \
     "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec "$COMPOSE_FILE"
   check "docker compose config + structure (healthchecks, depends_on, secrets, settings)" check_compose_config
-  check "Grafana dashboard and provisioning parse" "$VENV/bin/python" -c '
-import json, sys, yaml
-json.load(open("infra/compose/grafana/dashboards/sluice-ingest.json"))
-for f in ("datasources/prometheus.yml", "dashboards/sluice.yml"): yaml.safe_load(open("infra/compose/grafana/provisioning/" + f))'
+  check "Grafana dashboard and provisioning (compose and standalone) parse" "$VENV/bin/python" -c '
+import glob, json, yaml
+json.load(open("infra/grafana/dashboards/sluice.json"))
+for f in glob.glob("infra/compose/grafana/provisioning/*/*.yml") + glob.glob("infra/grafana/provisioning/*/*.yaml"):
+    yaml.safe_load(open(f))'
   check "Prometheus rules + dashboard: PromQL parses, metrics exist, runbooks exist" \
-    py rules infra/compose/prometheus/alerts.yml infra/compose/grafana/dashboards/sluice-ingest.json docs/operations.md
+    py rules infra/compose/prometheus/alerts.yml infra/grafana/dashboards/sluice.json docs/operations.md
   if ensure_promtool; then
     check "promtool check config + rules (compose Prometheus)" check_promtool
   else
