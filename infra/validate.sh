@@ -96,15 +96,11 @@ ensure_promtool() {
   [[ -n "$deb" ]] || return 1
   rm -rf "$TOOLS/prometheus" && mkdir -p "$TOOLS/prometheus" && dpkg-deb -x "$deb" "$TOOLS/prometheus"
 }
+# infra/prometheus/check.sh with that promtool: both Prometheus configs (compose's with its rule file
+# pointed at infra/prometheus/alerts.yml), the rules, their unit tests, the dashboard's PromQL, and each
+# alert's annotations, runbook heading and test coverage.
 check_promtool() {
-  local pt; pt="$(find_promtool)"
-  "$pt" --version 2>&1 | head -n1
-  # The compose config names the rules file by its path inside the container; check a copy that
-  # points at the file in the repository.
-  sed "s|/etc/prometheus/alerts.yml|$REPO/infra/compose/prometheus/alerts.yml|" \
-    infra/compose/prometheus/prometheus.yml >"$WORK/prometheus.yml" || return 1
-  "$pt" check config "$WORK/prometheus.yml" || return 1
-  "$pt" check rules infra/compose/prometheus/alerts.yml
+  PROMTOOL="$(find_promtool)" bash infra/prometheus/check.sh
 }
 
 kustomize_build() {
@@ -227,9 +223,12 @@ elif mode == "compose":
     prom = yaml.safe_load(open(os.path.join(base, "prometheus/prometheus.yml")))
     targets = [t for sc in prom["scrape_configs"] for st in sc.get("static_configs", []) for t in st["targets"]]
     if "ingest:9464" not in targets: bad("prometheus does not scrape ingest:9464")
-    # One dashboard for every deployment: compose mounts the canonical one.
+    # One rule file and one dashboard for every deployment: compose mounts the canonical ones.
     def binds(name):
         return {v["target"]: os.path.realpath(v["source"]) for v in svcs[name].get("volumes", []) if v["type"] == "bind"}
+    if prom.get("rule_files") != ["/etc/prometheus/alerts.yml"]: bad("prometheus.yml: rule_files must be [/etc/prometheus/alerts.yml]")
+    if binds("prometheus").get("/etc/prometheus/alerts.yml") != os.path.realpath("infra/prometheus/alerts.yml"):
+        bad("prometheus: /etc/prometheus/alerts.yml must be infra/prometheus/alerts.yml (the one rule file)")
     provider = yaml.safe_load(open(os.path.join(base, "grafana/provisioning/dashboards/sluice.yml")))
     dash_dir = provider["providers"][0]["options"]["path"]
     if binds("grafana").get(dash_dir) != os.path.realpath("infra/grafana/dashboards"):
@@ -374,7 +373,7 @@ elif mode == "rules":
         for dp, _, fs in os.walk(root):
             for f in fs:
                 if f.endswith(".rs"): metric_names |= set(re.findall(r'"(sluice_[a-z0-9_]+)"', open(os.path.join(dp, f)).read()))
-    external = {"up", "kafka_consumergroup_lag"}
+    external = {"up"}
     def check_expr(where, expr):
         try:
             promql_parser.parse(expr)
@@ -395,6 +394,8 @@ elif mode == "rules":
             names.add(a)
             check_expr(a, r["expr"])
             if r.get("labels", {}).get("severity") not in ("critical", "warning", "info"): bad(f"{a}: severity label")
+            for key in ("summary", "description"):
+                if not r.get("annotations", {}).get(key): bad(f"{a}: no {key} annotation")
             rb = r.get("annotations", {}).get("runbook", "")
             if not rb.startswith("docs/operations.md#") or rb.split("#", 1)[1] not in anchors:
                 bad(f"{a}: runbook {rb!r} is not a heading of docs/operations.md")
@@ -528,9 +529,9 @@ json.load(open("infra/grafana/dashboards/sluice.json"))
 for f in glob.glob("infra/compose/grafana/provisioning/*/*.yml") + glob.glob("infra/grafana/provisioning/*/*.yaml"):
     yaml.safe_load(open(f))'
   check "Prometheus rules + dashboard: PromQL parses, metrics exist, runbooks exist" \
-    py rules infra/compose/prometheus/alerts.yml infra/grafana/dashboards/sluice.json docs/operations.md
+    py rules infra/prometheus/alerts.yml infra/grafana/dashboards/sluice.json docs/operations.md
   if ensure_promtool; then
-    check "promtool check config + rules (compose Prometheus)" check_promtool
+    check "promtool: both Prometheus configs, rules, rule unit tests, dashboard PromQL (infra/prometheus/check.sh)" check_promtool
   else
     skip "promtool" "Debian's prometheus package could not be fetched"
   fi
