@@ -427,13 +427,13 @@ PY
 check_shell() {
   local sc=shellcheck
   command -v shellcheck >/dev/null 2>&1 || sc="$VENV/bin/shellcheck"
-  "$sc" -x infra/validate.sh infra/compose/init-secrets.sh
+  "$sc" -x infra/validate.sh infra/compose/init-secrets.sh infra/prometheus/check.sh
 }
 
 check_yamllint() {
   "$VENV/bin/yamllint" -s -d '{extends: default, rules: {line-length: {max: 130}, document-start: disable,
     comments: {min-spaces-from-content: 1}, comments-indentation: disable, truthy: {check-keys: false}}}' \
-    infra/compose infra/k8s
+    infra/compose infra/k8s infra/prometheus infra/grafana
 }
 
 check_compose_config() {
@@ -516,10 +516,10 @@ py_members() { "$VENV/bin/python" -c 'import tomllib; print(" ".join(tomllib.loa
 
 main() {
   install_tools
-  check "shellcheck (validate.sh, init-secrets.sh)" check_shell
+  check "shellcheck (validate.sh, init-secrets.sh, prometheus/check.sh)" check_shell
   check "hadolint $DOCKERFILE" "$VENV/bin/hadolint" --failure-threshold info "$DOCKERFILE"
   check "Dockerfile structure, .dockerignore allow-list vs workspace members" py dockerfile "$DOCKERFILE"
-  check "yamllint infra/compose infra/k8s" check_yamllint
+  check "yamllint infra/compose infra/k8s infra/prometheus infra/grafana" check_yamllint
   check "compose file vs the compose-spec JSON schema" \
     "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec "$COMPOSE_FILE"
   check "docker compose config + structure (healthchecks, depends_on, secrets, settings)" check_compose_config

@@ -41,9 +41,9 @@ install_promtool() {
     local tmp
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' RETURN
-    (cd "$tmp" && apt-get download -qq prometheus 2>&1 | grep -v 'unsandboxed' >&2 || true)
+    (cd "$tmp" || exit 1; apt-get download -qq prometheus 2>&1 | { grep -v 'unsandboxed' >&2 || true; }) || true
     local deb
-    deb="$(ls "$tmp"/prometheus_*.deb 2>/dev/null | head -n1)"
+    deb="$(find "$tmp" -maxdepth 1 -name 'prometheus_*.deb' | head -n1)"
     [[ -n "$deb" ]] || { echo "cannot download the prometheus package (apt-get download prometheus)" >&2; return 1; }
     rm -rf "$tools"
     mkdir -p "$tools"
