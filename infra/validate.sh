@@ -96,15 +96,11 @@ ensure_promtool() {
   [[ -n "$deb" ]] || return 1
   rm -rf "$TOOLS/prometheus" && mkdir -p "$TOOLS/prometheus" && dpkg-deb -x "$deb" "$TOOLS/prometheus"
 }
+# infra/prometheus/check.sh with that promtool: both Prometheus configs (compose's with its rule file
+# pointed at infra/prometheus/alerts.yml), the rules, their unit tests, the dashboard's PromQL, and each
+# alert's annotations, runbook heading and test coverage.
 check_promtool() {
-  local pt; pt="$(find_promtool)"
-  "$pt" --version 2>&1 | head -n1
-  # The compose config names the rules file by its path inside the container; check a copy that
-  # points at the file in the repository.
-  sed "s|/etc/prometheus/alerts.yml|$REPO/infra/compose/prometheus/alerts.yml|" \
-    infra/compose/prometheus/prometheus.yml >"$WORK/prometheus.yml" || return 1
-  "$pt" check config "$WORK/prometheus.yml" || return 1
-  "$pt" check rules infra/compose/prometheus/alerts.yml
+  PROMTOOL="$(find_promtool)" bash infra/prometheus/check.sh
 }
 
 kustomize_build() {
@@ -236,6 +232,16 @@ elif mode == "compose":
     prom = yaml.safe_load(open(os.path.join(base, "prometheus/prometheus.yml")))
     targets = [t for sc in prom["scrape_configs"] for st in sc.get("static_configs", []) for t in st["targets"]]
     if "ingest:9464" not in targets: bad("prometheus does not scrape ingest:9464")
+    # One rule file and one dashboard for every deployment: compose mounts the canonical ones.
+    def binds(name):
+        return {v["target"]: os.path.realpath(v["source"]) for v in svcs[name].get("volumes", []) if v["type"] == "bind"}
+    if prom.get("rule_files") != ["/etc/prometheus/alerts.yml"]: bad("prometheus.yml: rule_files must be [/etc/prometheus/alerts.yml]")
+    if binds("prometheus").get("/etc/prometheus/alerts.yml") != os.path.realpath("infra/prometheus/alerts.yml"):
+        bad("prometheus: /etc/prometheus/alerts.yml must be infra/prometheus/alerts.yml (the one rule file)")
+    provider = yaml.safe_load(open(os.path.join(base, "grafana/provisioning/dashboards/sluice.yml")))
+    dash_dir = provider["providers"][0]["options"]["path"]
+    if binds("grafana").get(dash_dir) != os.path.realpath("infra/grafana/dashboards"):
+        bad(f"grafana: the dashboard provider's path {dash_dir} must be infra/grafana/dashboards (the one dashboard)")
 
 elif mode == "k8s":
     docs = [d for d in yaml.safe_load_all(open(args[0])) if d]
@@ -391,7 +397,7 @@ elif mode == "rules":
         for dp, _, fs in os.walk(root):
             for f in fs:
                 if f.endswith(".rs"): metric_names |= set(re.findall(r'"(sluice_[a-z0-9_]+)"', open(os.path.join(dp, f)).read()))
-    external = {"up", "kafka_consumergroup_lag"}
+    external = {"up"}
     def check_expr(where, expr):
         try:
             promql_parser.parse(expr)
@@ -412,12 +418,26 @@ elif mode == "rules":
             names.add(a)
             check_expr(a, r["expr"])
             if r.get("labels", {}).get("severity") not in ("critical", "warning", "info"): bad(f"{a}: severity label")
+            for key in ("summary", "description"):
+                if not r.get("annotations", {}).get(key): bad(f"{a}: no {key} annotation")
             rb = r.get("annotations", {}).get("runbook", "")
             if not rb.startswith("docs/operations.md#") or rb.split("#", 1)[1] not in anchors:
                 bad(f"{a}: runbook {rb!r} is not a heading of docs/operations.md")
+    def concrete(expr):
+        # Grafana's interval variables, then template variables (always inside =~ matchers).
+        expr = expr.replace("$__rate_interval", "1m").replace("$__interval", "1m").replace("$__range", "1h")
+        return re.sub(r"\$\{?(\w+)\}?", ".*", expr)
     dash = json.load(open(args[1]))
+    exprs = 0
     for p in dash["panels"]:
-        for t in p.get("targets", []): check_expr(f"dashboard panel {p['title']!r}", t["expr"])
+        for t in p.get("targets", []):
+            check_expr(f"dashboard panel {p['title']!r}", concrete(t["expr"])); exprs += 1
+    for v in dash.get("templating", {}).get("list", []):
+        q = v.get("query")
+        q = q.get("query") if isinstance(q, dict) else q
+        if isinstance(q, str) and q.startswith("label_values("):
+            check_expr(f"dashboard variable {v['name']!r}", concrete(q[len("label_values("):].rsplit(",", 1)[0])); exprs += 1
+    if exprs < 20: bad(f"dashboard: only {exprs} expressions found")
 
 else:
     bad(f"unknown mode {mode}")
@@ -431,13 +451,13 @@ PY
 check_shell() {
   local sc=shellcheck
   command -v shellcheck >/dev/null 2>&1 || sc="$VENV/bin/shellcheck"
-  "$sc" -x infra/validate.sh infra/compose/init-secrets.sh
+  "$sc" -x infra/validate.sh infra/compose/init-secrets.sh infra/prometheus/check.sh
 }
 
 check_yamllint() {
   "$VENV/bin/yamllint" -s -d '{extends: default, rules: {line-length: {max: 130}, document-start: disable,
     comments: {min-spaces-from-content: 1}, comments-indentation: disable, truthy: {check-keys: false}}}' \
-    infra/compose infra/k8s
+    infra/compose infra/k8s infra/prometheus infra/grafana
 }
 
 check_compose_config() {
@@ -520,21 +540,22 @@ py_members() { "$VENV/bin/python" -c 'import tomllib; print(" ".join(tomllib.loa
 
 main() {
   install_tools
-  check "shellcheck (validate.sh, init-secrets.sh)" check_shell
+  check "shellcheck (validate.sh, init-secrets.sh, prometheus/check.sh)" check_shell
   check "hadolint $DOCKERFILE" "$VENV/bin/hadolint" --failure-threshold info "$DOCKERFILE"
   check "Dockerfile structure, .dockerignore allow-list vs workspace members" py dockerfile "$DOCKERFILE"
-  check "yamllint infra/compose infra/k8s" check_yamllint
+  check "yamllint infra/compose infra/k8s infra/prometheus infra/grafana" check_yamllint
   check "compose file vs the compose-spec JSON schema" \
     "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec "$COMPOSE_FILE"
   check "docker compose config + structure (healthchecks, depends_on, secrets, settings)" check_compose_config
-  check "Grafana dashboard and provisioning parse" "$VENV/bin/python" -c '
-import json, sys, yaml
-json.load(open("infra/compose/grafana/dashboards/sluice-ingest.json"))
-for f in ("datasources/prometheus.yml", "dashboards/sluice.yml"): yaml.safe_load(open("infra/compose/grafana/provisioning/" + f))'
+  check "Grafana dashboard and provisioning (compose and standalone) parse" "$VENV/bin/python" -c '
+import glob, json, yaml
+json.load(open("infra/grafana/dashboards/sluice.json"))
+for f in glob.glob("infra/compose/grafana/provisioning/*/*.yml") + glob.glob("infra/grafana/provisioning/*/*.yaml"):
+    yaml.safe_load(open(f))'
   check "Prometheus rules + dashboard: PromQL parses, metrics exist, runbooks exist" \
-    py rules infra/compose/prometheus/alerts.yml infra/compose/grafana/dashboards/sluice-ingest.json docs/operations.md
+    py rules infra/prometheus/alerts.yml infra/grafana/dashboards/sluice.json docs/operations.md
   if ensure_promtool; then
-    check "promtool check config + rules (compose Prometheus)" check_promtool
+    check "promtool: both Prometheus configs, rules, rule unit tests, dashboard PromQL (infra/prometheus/check.sh)" check_promtool
   else
     skip "promtool" "Debian's prometheus package could not be fetched"
   fi
