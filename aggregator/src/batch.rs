@@ -118,8 +118,7 @@ impl PartitionBatch {
     /// An empty batch that continues where this one ends (for the records that arrive during its flush).
     /// Its vectors and maps start at this batch's sizes: under load one flush's batch is much like the
     /// next, and growing a vector of a million events by doubling reallocates it ~20 times, copying
-    /// twice its final size into freshly faulted memory (page zeroing was ~8 % of the poll thread's CPU
-    /// in the profile); a map of a million rows rehashes as often.
+    /// twice its final size into freshly faulted memory; a map of a million rows rehashes as often.
     pub fn successor(&self) -> PartitionBatch {
         let mut next = PartitionBatch::new(
             self.topic.clone(),

@@ -11,8 +11,9 @@ use clap::{ArgGroup, Parser, Subcommand};
 use sluice_consumers::{config::Config, ingest, telemetry};
 
 /// mimalloc instead of glibc malloc: the poll thread allocates every decoded event's strings and the
-/// flush frees them by the million; glibc's free-list upkeep (`malloc_consolidate`, `unlink_chunk`) was
-/// about 15 % of ingest CPU in the load-run profile (docs/BENCHMARKS.md).
+/// flush frees them by the million; glibc's malloc and free (`_int_malloc`, `malloc_consolidate`,
+/// `unlink_chunk`, …) took 18 % of ingest's samples in a load run and a third in an R1 drain
+/// (docs/BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
