@@ -79,6 +79,15 @@ fn heap(s: &str) -> usize {
     }
 }
 
+/// Heap bytes of a rank event's event id and six key strings.
+fn rank_strings_heap(e: &RankEvent) -> usize {
+    [&e.event_id, &e.tenant_id, &e.campaign_id, &e.keyword]
+        .into_iter()
+        .chain([&e.geo, &e.engine, &e.device])
+        .map(|s| heap(s))
+        .sum()
+}
+
 /// Bytes of one map entry: the slot (key and value), its control byte, at hashbrown's 7/8 load.
 fn map_entry<K, V>() -> usize {
     (size_of::<(K, V)>() + 1) * 8 / 7
@@ -225,11 +234,7 @@ impl PartitionBatch {
             }
             Event::Rank(e) => {
                 self.approx_bytes += size_of::<(i64, RankEvent)>()
-                    + [&e.event_id, &e.tenant_id, &e.campaign_id, &e.keyword]
-                        .into_iter()
-                        .chain([&e.geo, &e.engine, &e.device])
-                        .map(|s| heap(s))
-                        .sum::<usize>()
+                    + rank_strings_heap(&e)
                     + e.url.as_deref().map_or(0, heap);
                 if aggregate {
                     self.aggregate_rank(&e);
@@ -290,12 +295,8 @@ impl PartitionBatch {
         match self.ranks.entry_ref(&key) {
             EntryRef::Occupied(mut row) => row.get_mut().add(position, e.occurred_at, &e.event_id),
             EntryRef::Vacant(row) => {
-                self.approx_bytes += map_entry::<RankDailyKey, RankDaily>()
-                    + [&e.tenant_id, &e.campaign_id, &e.keyword, &e.event_id]
-                        .into_iter()
-                        .chain([&e.geo, &e.engine, &e.device])
-                        .map(|s| heap(s))
-                        .sum::<usize>();
+                // The row owns copies of the key's six strings and of the event id (`last_event_id`).
+                self.approx_bytes += map_entry::<RankDailyKey, RankDaily>() + rank_strings_heap(e);
                 row.insert(RankDaily::single(position, e.occurred_at, &e.event_id));
             }
         }
