@@ -65,14 +65,35 @@ impl Hasher for PassThroughHasher {
     }
 }
 
+/// A key and its expiry in 24 bytes: a `(i64, u128)` tuple takes 32, because `u128` is 16-byte aligned.
+/// The window holds `dedup_window_secs` of keys (tens of millions at tens of thousands of events/s).
+#[derive(Debug, Clone, Copy)]
+struct Expiring {
+    expiry: i64,
+    key: [u64; 2],
+}
+
+impl Expiring {
+    fn new(expiry: i64, key: EventKey) -> Self {
+        Expiring {
+            expiry,
+            key: [key as u64, (key >> 64) as u64],
+        }
+    }
+
+    fn key(&self) -> EventKey {
+        u128::from(self.key[0]) | (u128::from(self.key[1]) << 64)
+    }
+}
+
 /// One partition's window.
 #[derive(Debug, Clone)]
 pub struct DedupWindow {
     window_ms: i64,
     watermark_ms: i64,
     keys: HashSet<EventKey, BuildHasherDefault<PassThroughHasher>>,
-    /// (expiry, key), in non-decreasing expiry order (expiry = watermark at insert + window).
-    expiries: VecDeque<(i64, EventKey)>,
+    /// Keys with their expiry, in non-decreasing expiry order (expiry = watermark at insert + window).
+    expiries: VecDeque<Expiring>,
 }
 
 impl DedupWindow {
@@ -95,7 +116,7 @@ impl DedupWindow {
         let mut w = DedupWindow::new(window_ms, watermark_ms);
         for (key, expiry) in entries {
             if expiry >= watermark_ms && w.keys.insert(key) {
-                w.expiries.push_back((expiry, key));
+                w.expiries.push_back(Expiring::new(expiry, key));
             }
         }
         w
@@ -118,18 +139,18 @@ impl DedupWindow {
     /// persists `(key, expiry)`), `None` when it is a re-delivery inside the window.
     pub fn observe(&mut self, key: EventKey, record_ts_ms: i64) -> Option<i64> {
         self.watermark_ms = self.watermark_ms.max(record_ts_ms);
-        while let Some(&(expiry, old)) = self.expiries.front() {
-            if expiry >= self.watermark_ms {
+        while let Some(&oldest) = self.expiries.front() {
+            if oldest.expiry >= self.watermark_ms {
                 break;
             }
             self.expiries.pop_front();
-            self.keys.remove(&old);
+            self.keys.remove(&oldest.key());
         }
         if !self.keys.insert(key) {
             return None;
         }
         let expiry = self.watermark_ms + self.window_ms;
-        self.expiries.push_back((expiry, key));
+        self.expiries.push_back(Expiring::new(expiry, key));
         Some(expiry)
     }
 }
@@ -179,6 +200,22 @@ mod tests {
             ("t", &long_id[..255]),
         ] {
             assert_eq!(event_key(t, e), streamed(t, e), "{t:?} / {} bytes", e.len());
+        }
+    }
+
+    #[test]
+    fn packed_entries_keep_the_whole_key_in_24_bytes() {
+        assert_eq!(size_of::<Expiring>(), 24);
+        for key in [
+            0u128,
+            1,
+            u128::MAX,
+            1 << 64,
+            (1 << 64) - 1,
+            event_key("t", "e"),
+        ] {
+            let e = Expiring::new(-5, key);
+            assert_eq!((e.expiry, e.key()), (-5, key));
         }
     }
 
