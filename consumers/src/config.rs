@@ -195,6 +195,22 @@ pub fn is_secret_key(key: &str) -> bool {
 }
 
 impl Config {
+    /// A librdkafka client configuration for this deployment: the brokers, then the caller's own
+    /// `settings`, then `kafka_properties` (TLS, SASL, tuning), which therefore override both. Every
+    /// Kafka client of `sluice-ingest` (consumer, dead-letter producer, admin, replay) starts here, so
+    /// none can miss the security settings.
+    pub fn kafka_client_config(&self, settings: &[(&str, &str)]) -> rdkafka::ClientConfig {
+        let mut cc = rdkafka::ClientConfig::new();
+        cc.set("bootstrap.servers", &self.kafka_brokers);
+        for (key, value) in settings {
+            cc.set(*key, *value);
+        }
+        for (key, value) in &self.kafka_properties {
+            cc.set(key, value);
+        }
+        cc
+    }
+
     /// Loads defaults ← TOML file ← `SLUICE_*` environment, then validates.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
@@ -371,6 +387,22 @@ fn describe(e: figment::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kafka_properties_override_the_callers_settings() {
+        let mut c = Config {
+            kafka_brokers: "b1:9092".into(),
+            ..Config::default()
+        };
+        c.kafka_properties
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        c.kafka_properties.insert("acks".into(), "1".into());
+        let cc = c.kafka_client_config(&[("acks", "all"), ("client.id", "x")]);
+        assert_eq!(cc.get("bootstrap.servers"), Some("b1:9092"));
+        assert_eq!(cc.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(cc.get("acks"), Some("1"));
+        assert_eq!(cc.get("client.id"), Some("x"));
+    }
 
     #[test]
     #[allow(clippy::result_large_err)] // figment::Jail's own signature

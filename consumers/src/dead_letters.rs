@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -42,26 +41,19 @@ pub async fn replay(config: &Config, republish: bool) -> anyhow::Result<Summary>
         bail!("invalid config: dead_letter_topic is empty (dead-lettering is off)");
     }
     let group = format!("{}-dlq-replay", config.group_id);
-    let mut cc = ClientConfig::new();
-    cc.set("bootstrap.servers", &config.kafka_brokers)
-        .set("group.id", &group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest");
-    for (k, v) in &config.kafka_properties {
-        cc.set(k, v);
-    }
-    let consumer: BaseConsumer = cc
+    let consumer: BaseConsumer = config
+        .kafka_client_config(&[
+            ("group.id", &group),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+        ])
         .create()
         .context("cannot create the dead-letter consumer")?;
     let producer: FutureProducer = {
-        let mut pc = ClientConfig::new();
-        pc.set("bootstrap.servers", &config.kafka_brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all");
-        for (k, v) in &config.kafka_properties {
-            pc.set(k, v);
-        }
-        pc.create().context("cannot create the replay producer")?
+        config
+            .kafka_client_config(&[("enable.idempotence", "true"), ("acks", "all")])
+            .create()
+            .context("cannot create the replay producer")?
     };
 
     let timeout = Duration::from_secs(10);

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::Config;
@@ -25,12 +24,8 @@ pub struct TopicSpec {
 
 /// Creates the topics; returns one line per topic saying what happened.
 pub async fn provision(config: &Config, spec: TopicSpec) -> anyhow::Result<Vec<String>> {
-    let mut cc = ClientConfig::new();
-    cc.set("bootstrap.servers", &config.kafka_brokers);
-    for (k, v) in &config.kafka_properties {
-        cc.set(k, v);
-    }
-    let admin: AdminClient<DefaultClientContext> = cc
+    let admin: AdminClient<DefaultClientContext> = config
+        .kafka_client_config(&[])
         .create()
         .context("cannot create the kafka admin client")?;
     let retention = spec.retention.as_millis().to_string();

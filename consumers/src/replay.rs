@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_aggregator::sinks::postgres::{PostgresSink, Rewind, Stored};
@@ -123,17 +122,17 @@ fn describe(partition: i32, step: &Step, fence_was_set: bool) -> String {
 }
 
 fn kafka_client(config: &Config, group: Option<&str>) -> anyhow::Result<BaseConsumer> {
-    let mut cc = ClientConfig::new();
-    cc.set("bootstrap.servers", &config.kafka_brokers)
-        .set("client.id", "sluice-replay")
-        .set("enable.auto.commit", "false");
+    let mut settings = vec![
+        ("client.id", "sluice-replay"),
+        ("enable.auto.commit", "false"),
+    ];
     if let Some(group) = group {
-        cc.set("group.id", group);
+        settings.push(("group.id", group));
     }
-    for (k, v) in &config.kafka_properties {
-        cc.set(k, v);
-    }
-    cc.create().context("cannot create the kafka client")
+    config
+        .kafka_client_config(&settings)
+        .create()
+        .context("cannot create the kafka client")
 }
 
 /// The consumer group's active members, as `client-id@host (member id)`.
