@@ -23,7 +23,7 @@ use sluice_loadtest::verify::Expected;
 use sluice_producers::synth::{Synth, SynthConfig};
 use sluice_schemas::{encode, Encoding, Event, EventKind, ENCODING_HEADER};
 
-use crate::support::{metric_value, TestStack};
+use crate::support::{metric_value, Ingest, TestStack};
 
 /// A small dedup window, in seconds of record time.
 const WINDOW: &[(&str, &str)] = &[("SLUICE_DEDUP_WINDOW_SECS", "5")];
@@ -256,6 +256,23 @@ async fn lose_clickhouse_rows(stack: &TestStack, predicate: &str) -> anyhow::Res
     }
 }
 
+/// Starts ingest (small dedup window), waits until every stored offset reached the high watermark, and
+/// returns it running, with its metrics once it has consumed at least `records` records.
+async fn ingest_caught_up(
+    stack: &TestStack,
+    name: &str,
+    records: usize,
+) -> anyhow::Result<(Ingest, String)> {
+    let ingest = stack.spawn_ingest(name, WINDOW)?;
+    stack.wait_caught_up(Duration::from_secs(120)).await?;
+    let metrics = ingest
+        .metrics_when(Duration::from_secs(10), |m| {
+            metric_value(m, "sluice_ingest_records_consumed_total", &[]) >= records as f64
+        })
+        .await?;
+    Ok((ingest, metrics))
+}
+
 fn dead_letters(stack: &TestStack) -> anyhow::Result<usize> {
     Ok(sluice_loadtest::kafka::read_all(&stack.brokers, &stack.dead_letter_topic)?.len())
 }
@@ -306,14 +323,7 @@ async fn replay_restores_clickhouse_and_counts_nothing_twice() -> anyhow::Result
     }
 
     // First pass.
-    let ingest = stack.spawn_ingest("first", WINDOW)?;
-    stack.wait_caught_up(Duration::from_secs(120)).await?;
-    let metrics = ingest
-        .metrics_when(Duration::from_secs(10), |m| {
-            metric_value(m, "sluice_ingest_records_consumed_total", &[])
-                >= first_pass_records as f64
-        })
-        .await?;
+    let (ingest, metrics) = ingest_caught_up(&stack, "first", first_pass_records).await?;
     assert_eq!(
         metric_value(&metrics, "sluice_ingest_duplicates_total", &[]),
         copies as f64,
@@ -397,14 +407,7 @@ async fn replay_restores_clickhouse_and_counts_nothing_twice() -> anyhow::Result
     for ((topic, p), h) in &high {
         assert_eq!(fenced[&(topic.clone(), *p)], (0, Some(*h)));
     }
-    let ingest = stack.spawn_ingest("replay-from-0", WINDOW)?;
-    stack.wait_caught_up(Duration::from_secs(120)).await?;
-    let metrics = ingest
-        .metrics_when(Duration::from_secs(10), |m| {
-            metric_value(m, "sluice_ingest_records_consumed_total", &[])
-                >= first_pass_records as f64
-        })
-        .await?;
+    let (ingest, metrics) = ingest_caught_up(&stack, "replay-from-0", first_pass_records).await?;
     let count = |name: &str| metric_value(&metrics, name, &[]);
     assert_eq!(
         count("sluice_ingest_records_replayed_total"),
@@ -508,14 +511,8 @@ async fn replay_restores_clickhouse_and_counts_nothing_twice() -> anyhow::Result
     publisher.publish(&stack, items).await?;
     let high = high_watermarks(&stack.brokers, &stack.topic_names())?;
 
-    let ingest = stack.spawn_ingest("replay-from-time", WINDOW)?;
-    stack.wait_caught_up(Duration::from_secs(120)).await?;
-    let metrics = ingest
-        .metrics_when(Duration::from_secs(10), |m| {
-            metric_value(m, "sluice_ingest_records_consumed_total", &[])
-                >= (replayed as usize + new_records) as f64
-        })
-        .await?;
+    let (ingest, metrics) =
+        ingest_caught_up(&stack, "replay-from-time", replayed as usize + new_records).await?;
     let count = |name: &str| metric_value(&metrics, name, &[]);
     assert_eq!(
         count("sluice_ingest_records_consumed_total"),
