@@ -10,4 +10,5 @@
 
 pub mod kafka;
 pub mod load;
+pub mod pg;
 pub mod verify;

@@ -63,14 +63,7 @@ impl TestDb {
 
     async fn drop_db(self) -> anyhow::Result<()> {
         self.pool.close().await;
-        let mut admin = PgConnection::connect(&base_url()).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut admin)
-        .await?;
-        Ok(())
+        sluice_loadtest::pg::drop_database(&base_url(), &self.name).await
     }
 }
 

@@ -280,17 +280,7 @@ impl TestStack {
             "SLUICE_POSTGRES_URL",
             "postgres://sluice:sluice@127.0.0.1:5432/sluice",
         );
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&base_url)
-            .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&admin)
-        .await?;
-        Ok(())
+        sluice_loadtest::pg::drop_database(&base_url, &self.name).await
     }
 }
 

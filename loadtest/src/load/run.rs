@@ -243,30 +243,7 @@ async fn drop_everything(args: &RunArgs, names: &Names, dbs: Databases) -> anyho
         .await
         .context("dropping the ClickHouse database")?;
     dbs.pg.close().await;
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&args.postgres_url)
-        .await?;
-    // An autovacuum worker on the fresh tables belongs to the superuser, and FORCE may not end it:
-    // retry for a while, it finishes soon.
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            dbs.name
-        )))
-        .execute(&admin)
-        .await
-        {
-            Ok(_) => return Ok(()),
-            Err(e) if attempt < 15 => {
-                tracing::debug!(error = %e, "drop database failed; retrying");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            Err(e) => return Err(e).context("dropping the PostgreSQL database"),
-        }
-    }
+    crate::pg::drop_database(&args.postgres_url, &dbs.name).await
 }
 
 /// Cleanup never fails a run: a leftover is reported and can be dropped by hand.
