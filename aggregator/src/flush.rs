@@ -1,10 +1,13 @@
 //! One flush: a set of partition batches goes to the sinks, and one [`FlushOutcome`] per partition comes
-//! back. First ClickHouse gets the raw events of all the batches, one INSERT per table (idempotent, so
-//! writing them before the commit point is safe); then for each partition, concurrently: refused records
-//! go to the dead-letter topic, and PostgreSQL commits aggregates, dedup window and offset together. Partitions
-//! are flushed concurrently, each in its own transaction. Transient sink errors are retried with
-//! exponential backoff and full jitter until they succeed or the flush is aborted; a permanent error ends
-//! that partition's flush with [`FlushOutcome::Failed`].
+//! back. ClickHouse gets the raw events of all the batches, one INSERT per table; at the same time, for
+//! each partition concurrently, refused records go to the dead-letter topic and a PostgreSQL transaction
+//! merges the aggregates, appends the dedup window and moves the offset — but it commits only once the
+//! ClickHouse insert is durable (a [`Gate`]), so nothing is visible in PostgreSQL before it is in
+//! ClickHouse, and a crash at any point leaves at most idempotent ClickHouse rows to be written again.
+//! The two databases work in parallel instead of one after the other. If a ClickHouse attempt fails, the
+//! waiting transactions roll back (none stays open through the retries) and run again once it is through.
+//! Transient sink errors are retried with exponential backoff and full jitter until they succeed or the
+//! flush is aborted; a permanent error ends that partition's flush with [`FlushOutcome::Failed`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,6 +72,28 @@ pub enum FlushOutcome {
     },
 }
 
+/// Where a flush's ClickHouse insert stands, as its partitions' PostgreSQL transactions see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Gate {
+    /// Being written: a transaction may do its work, but waits before `COMMIT`.
+    Pending,
+    /// An attempt failed and is being retried: no transaction stays open meanwhile.
+    Retrying,
+    /// Durable in ClickHouse: commit.
+    Open,
+    /// Given up: aborted (`None`) or failed permanently (the error).
+    Closed(Option<String>),
+}
+
+/// Resolves once the gate leaves `Pending`: true if ClickHouse has the rows (commit), false otherwise
+/// (roll back).
+async fn released(mut gate: watch::Receiver<Gate>) -> bool {
+    match gate.wait_for(|g| *g != Gate::Pending).await {
+        Ok(state) => *state == Gate::Open,
+        Err(_) => false,
+    }
+}
+
 /// Runs flushes against a [`SinkSet`].
 #[derive(Debug, Clone)]
 pub struct Flusher {
@@ -111,49 +136,53 @@ impl Flusher {
         batches: Vec<PartitionBatch>,
         abort: watch::Receiver<bool>,
     ) -> Vec<FlushOutcome> {
-        // ClickHouse first, for every partition at once: one INSERT per table makes fewer, larger
-        // blocks (fewer parts, one pass through the rollup views). It is idempotent, so writing before
-        // the per-partition commits below is safe.
-        if let (Some(ch), false) = (&self.sinks.clickhouse, self.noop) {
-            let with_events: Vec<&PartitionBatch> =
-                batches.iter().filter(|b| b.events() > 0).collect();
-            if !with_events.is_empty() {
-                let result = self
-                    .retrying("clickhouse", abort.clone(), || ch.write_all(&with_events))
-                    .await;
-                let failed = match result {
-                    Ok(Some(_rows)) => None,
-                    Ok(None) => Some(None),
-                    Err(e) => Some(Some(e.to_string())),
-                };
-                if let Some(error) = failed {
-                    return batches
-                        .iter()
-                        .map(|b| {
-                            let (topic, partition) = (b.topic.clone(), b.partition);
-                            match &error {
-                                None => FlushOutcome::Aborted { topic, partition },
-                                Some(error) => FlushOutcome::Failed {
-                                    topic,
-                                    partition,
-                                    error: error.clone(),
-                                },
-                            }
-                        })
-                        .collect();
-                }
-            }
-        }
+        let started = Instant::now();
+        let batches: Vec<Arc<PartitionBatch>> = batches.into_iter().map(Arc::new).collect();
+        let clickhouse = match (&self.sinks.clickhouse, self.noop) {
+            (Some(ch), false) if batches.iter().any(|b| b.events() > 0) => Some(ch),
+            _ => None,
+        };
+        // Without ClickHouse rows to write, the gate is open from the start.
+        let (gate_tx, gate) = watch::channel(match clickhouse {
+            Some(_) => Gate::Pending,
+            None => Gate::Open,
+        });
         let mut tasks = JoinSet::new();
-        let mut outcomes = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let this = self.clone();
-            let abort = abort.clone();
+        for batch in &batches {
+            let (this, batch) = (self.clone(), Arc::clone(batch));
+            let (abort, gate) = (abort.clone(), gate.clone());
             tasks.spawn(async move {
                 let _permit = this.concurrency.acquire().await;
-                this.flush_partition(&batch, abort).await
+                this.flush_partition(&batch, abort, gate).await
             });
         }
+        // Meanwhile ClickHouse, for every partition at once: one INSERT per table makes fewer, larger
+        // blocks (fewer parts, one pass through the rollup views). It is idempotent, so writing it
+        // while the partitions' transactions do their work is safe; they commit only once it is done.
+        if let Some(ch) = clickhouse {
+            let with_events: Vec<&PartitionBatch> = batches
+                .iter()
+                .map(|b| b.as_ref())
+                .filter(|b| b.events() > 0)
+                .collect();
+            let attempt = || async {
+                let result = ch.write_all(&with_events).await;
+                if result.is_err() {
+                    // Transactions waiting for this insert roll back rather than stay open while it
+                    // is retried; they start again once it is through.
+                    gate_tx.send_replace(Gate::Retrying);
+                }
+                result
+            };
+            let verdict = match self.retrying("clickhouse", abort.clone(), attempt).await {
+                Ok(Some(_rows)) => Gate::Open,
+                Ok(None) => Gate::Closed(None),
+                Err(e) => Gate::Closed(Some(e.to_string())),
+            };
+            gate_tx.send_replace(verdict);
+        }
+        let clickhouse_done = started.elapsed();
+        let mut outcomes = Vec::with_capacity(batches.len());
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok(outcome) => outcomes.push(outcome),
@@ -161,6 +190,13 @@ impl Flusher {
                 Err(e) => tracing::error!(error = %e, "flush task panicked"),
             }
         }
+        tracing::debug!(
+            partitions = batches.len(),
+            events = batches.iter().map(|b| b.events()).sum::<usize>(),
+            clickhouse_ms = clickhouse_done.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "flush done"
+        );
         outcomes
     }
 
@@ -168,6 +204,7 @@ impl Flusher {
         &self,
         batch: &PartitionBatch,
         abort: watch::Receiver<bool>,
+        mut gate: watch::Receiver<Gate>,
     ) -> FlushOutcome {
         let topic = batch.topic.clone();
         let partition = batch.partition;
@@ -193,13 +230,49 @@ impl Flusher {
             }
         }
         let pg = &self.sinks.postgres;
-        match self.retrying("postgres", abort, || pg.commit(batch)).await {
-            Ok(Some(Commit::Committed { next_offset })) => FlushOutcome::Committed {
+        let committed = loop {
+            // While ClickHouse is being retried, hold no transaction open.
+            let state = match gate.wait_for(|g| *g != Gate::Retrying).await {
+                Ok(state) => state.clone(),
+                Err(_) => return FlushOutcome::Aborted { topic, partition },
+            };
+            match state {
+                Gate::Closed(None) => return FlushOutcome::Aborted { topic, partition },
+                Gate::Closed(Some(error)) => {
+                    return FlushOutcome::Failed {
+                        topic,
+                        partition,
+                        error,
+                    }
+                }
+                Gate::Pending | Gate::Open | Gate::Retrying => {}
+            }
+            let attempt = || pg.commit_when(batch, released(gate.clone()));
+            let waited = |(_, waited): &(Option<Commit>, Duration)| *waited;
+            match self
+                .retrying_timed("postgres", abort.clone(), attempt, waited)
+                .await
+            {
+                Ok(Some((Some(commit), _waited))) => break commit,
+                // Rolled back: ClickHouse failed meanwhile; the loop waits for its verdict.
+                Ok(Some((None, _waited))) => continue,
+                Ok(None) => return FlushOutcome::Aborted { topic, partition },
+                Err(e) => {
+                    return FlushOutcome::Failed {
+                        topic,
+                        partition,
+                        error: e.to_string(),
+                    }
+                }
+            }
+        };
+        match committed {
+            Commit::Committed { next_offset } => FlushOutcome::Committed {
                 topic,
                 partition,
                 next_offset,
             },
-            Ok(Some(Commit::Fenced { stored })) => {
+            Commit::Fenced { stored } => {
                 metrics::counter!(SINK_ERRORS, "sink" => "postgres", "error_type" => "fenced")
                     .increment(1);
                 FlushOutcome::Fenced {
@@ -208,12 +281,6 @@ impl Flusher {
                     stored,
                 }
             }
-            Ok(None) => FlushOutcome::Aborted { topic, partition },
-            Err(e) => FlushOutcome::Failed {
-                topic,
-                partition,
-                error: e.to_string(),
-            },
         }
     }
 
@@ -221,8 +288,25 @@ impl Flusher {
     async fn retrying<T, F, Fut>(
         &self,
         sink: &'static str,
+        abort: watch::Receiver<bool>,
+        op: F,
+    ) -> Result<Option<T>, SinkError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SinkError>>,
+    {
+        self.retrying_timed(sink, abort, op, |_| Duration::ZERO)
+            .await
+    }
+
+    /// [`retrying`](Self::retrying), where a successful write's duration in the sink's histogram leaves
+    /// out the time `waited` says it spent waiting for something else.
+    async fn retrying_timed<T, F, Fut>(
+        &self,
+        sink: &'static str,
         mut abort: watch::Receiver<bool>,
         mut op: F,
+        waited: fn(&T) -> Duration,
     ) -> Result<Option<T>, SinkError>
     where
         F: FnMut() -> Fut,
@@ -236,8 +320,9 @@ impl Flusher {
             let started = Instant::now();
             match op().await {
                 Ok(v) => {
+                    let busy = started.elapsed().saturating_sub(waited(&v));
                     metrics::histogram!(SINK_WRITE_SECONDS, "sink" => sink)
-                        .record(started.elapsed().as_secs_f64());
+                        .record(busy.as_secs_f64());
                     return Ok(Some(v));
                 }
                 Err(e) if e.is_transient() => {

@@ -65,6 +65,9 @@ pub struct Config {
     pub clickhouse_user: Option<String>,
     pub clickhouse_password: Option<String>,
     pub clickhouse_password_file: Option<PathBuf>,
+    /// Concurrent INSERTs per ClickHouse table and flush, at most (each of at least 50,000 rows): the
+    /// server runs one insert and its materialized views on one thread.
+    pub clickhouse_insert_streams: usize,
 
     /// Time between flushes when caught up (the lag-adaptive minimum), in milliseconds.
     pub flush_interval_ms: u64,
@@ -125,6 +128,7 @@ impl Default for Config {
             clickhouse_user: None,
             clickhouse_password: None,
             clickhouse_password_file: None,
+            clickhouse_insert_streams: 2,
             flush_interval_ms: 1000,
             flush_interval_max_ms: 10_000,
             flush_lag_low: 10_000,
@@ -260,6 +264,9 @@ impl Config {
         }
         if self.flush_concurrency == 0 || self.postgres_max_connections == 0 {
             bail!("invalid config: flush_concurrency and postgres_max_connections must be > 0");
+        }
+        if !(1..=64).contains(&self.clickhouse_insert_streams) {
+            bail!("invalid config: clickhouse_insert_streams must be between 1 and 64 (concurrent INSERTs per table)");
         }
         self.event_kinds()?;
         let topics = [&self.rank_topic, &self.crawl_topic, &self.click_topic];

@@ -57,6 +57,7 @@ pub fn sinks(config: &Config) -> anyhow::Result<SinkSet> {
                 database: config.clickhouse_database.clone(),
                 user: config.clickhouse_user.clone(),
                 password: config.clickhouse_password()?,
+                insert_streams: config.clickhouse_insert_streams,
             }))
         });
     let dead_letters = if config.dead_letter_topic.is_empty() {

@@ -76,6 +76,7 @@ impl TestDb {
             database: name.clone(),
             user: None,
             password: None,
+            insert_streams: 2,
         });
         let applied = sink
             .migrate()

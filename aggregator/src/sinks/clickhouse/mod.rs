@@ -1,5 +1,5 @@
-//! The ClickHouse sink: raw events, one row per event, written in RowBinary (one `INSERT` per table per
-//! partition batch), plus the migration runner for the DDL under `clickhouse/migrations/` and the
+//! The ClickHouse sink: raw events, one row per event, written in RowBinary (per flush, each table's
+//! rows in one `INSERT`, or a few concurrent ones when there are many), plus the migration runner for the DDL under `clickhouse/migrations/` and the
 //! retention command. Writes are idempotent by construction: the raw tables are ReplacingMergeTree with
 //! `event_id` closing the sort key, so a batch written again after a crash or rebalance collapses onto the
 //! rows already there, and the rollups that materialized views derive from them hold duplicate-proof
@@ -17,6 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{Datelike, Months, NaiveDate, Utc};
 use clickhouse::{Client, Row};
+use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 
 use super::{Result, SinkError};
@@ -120,6 +121,8 @@ pub struct ClickHouseConfig {
     pub database: String,
     pub user: Option<String>,
     pub password: Option<String>,
+    /// Concurrent `INSERT`s per table and flush, at most (see [`ClickHouseSink::write_all`]).
+    pub insert_streams: usize,
 }
 
 impl std::fmt::Debug for ClickHouseConfig {
@@ -129,6 +132,7 @@ impl std::fmt::Debug for ClickHouseConfig {
             .field("database", &self.database)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("insert_streams", &self.insert_streams)
             .finish()
     }
 }
@@ -138,6 +142,7 @@ pub struct ClickHouseSink {
     client: Client,
     admin: Client,
     database: String,
+    insert_streams: usize,
 }
 
 impl std::fmt::Debug for ClickHouseSink {
@@ -229,6 +234,7 @@ impl ClickHouseSink {
             client,
             admin,
             database: config.database.clone(),
+            insert_streams: config.insert_streams.max(1),
         }
     }
 
@@ -464,122 +470,173 @@ impl ClickHouseSink {
         self.write_all(&[batch]).await
     }
 
-    /// Writes the raw events of several partition batches with one `INSERT` per table (fewer, larger
-    /// blocks: fewer parts to merge and one pass through the rollup views). Returns the rows written.
+    /// Writes the raw events of several partition batches: the three tables concurrently, and a table's
+    /// rows in up to [`ClickHouseConfig::insert_streams`] concurrent `INSERT`s (whole partition batches
+    /// each, at least [`MIN_STREAM_ROWS`] rows apiece). The server runs one insert — its parts and its
+    /// materialized views — on one thread, so a single stream leaves the other cores to PostgreSQL and
+    /// ingest at best; fewer, larger blocks still mean fewer parts to merge. Returns the rows written.
     pub async fn write_all(&self, batches: &[&PartitionBatch]) -> Result<u64> {
         let ingested_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as u32);
-        let mut rows = 0;
-        let count = |f: fn(&PartitionBatch) -> usize| batches.iter().map(|b| f(b)).sum::<usize>();
-        let (n_rank, n_crawl, n_click) = (
-            count(|b| b.rank_events.len()),
-            count(|b| b.crawl_events.len()),
-            count(|b| b.click_events.len()),
-        );
-        if n_rank > 0 {
-            let mut insert = self
-                .client
-                .insert::<RankRow<'_>>("rank_events")
-                .await
-                .map_err(classify)?;
-            for batch in batches.iter().copied() {
-                let (topic, partition) = (batch.topic.as_str(), kafka_partition(batch));
-                for (offset, e) in &batch.rank_events {
-                    let (secs, micros) = split_time(e.occurred_at);
-                    let row = RankRow {
-                        event_id: &e.event_id,
-                        tenant_id: &e.tenant_id,
-                        occurred_at: secs,
-                        occurred_at_micros: micros,
-                        campaign_id: &e.campaign_id,
-                        keyword: &e.keyword,
-                        geo: &e.geo,
-                        engine: &e.engine,
-                        device: &e.device,
-                        url: e.url.as_deref(),
-                        position: e.position.and_then(|p| u8::try_from(p).ok()),
-                        kafka_topic: topic,
-                        kafka_partition: partition,
-                        kafka_offset: *offset as u64,
-                        ingested_at,
-                    };
-                    insert.write(&row).await.map_err(classify)?;
-                }
-            }
-            insert.end().await.map_err(classify)?;
-            rows += n_rank as u64;
-            count_rows("rank_events", n_rank);
+        let mut inserts = Vec::new();
+        for group in streams(batches, self.insert_streams, |b| b.rank_events.len()) {
+            inserts.push(self.insert_ranks(group, ingested_at).boxed());
         }
-        if n_crawl > 0 {
-            let mut insert = self
-                .client
-                .insert::<CrawlRow<'_>>("crawl_events")
-                .await
-                .map_err(classify)?;
-            for batch in batches.iter().copied() {
-                let (topic, partition) = (batch.topic.as_str(), kafka_partition(batch));
-                for r in &batch.crawl_events {
-                    let e = &r.event;
-                    let (secs, micros) = split_time(e.occurred_at);
-                    let row = CrawlRow {
-                        event_id: &e.event_id,
-                        tenant_id: &e.tenant_id,
-                        occurred_at: secs,
-                        occurred_at_micros: micros,
-                        campaign_id: &e.campaign_id,
-                        url: &e.url,
-                        domain: &r.domain,
-                        status_code: u16::try_from(e.status_code).unwrap_or(0),
-                        fetch_ms: u32::try_from(e.fetch_ms).unwrap_or(u32::MAX),
-                        bytes: e.bytes as u64,
-                        content_hash: e.content_hash.as_deref(),
-                        kafka_topic: topic,
-                        kafka_partition: partition,
-                        kafka_offset: r.offset as u64,
-                        ingested_at,
-                    };
-                    insert.write(&row).await.map_err(classify)?;
-                }
-            }
-            insert.end().await.map_err(classify)?;
-            rows += n_crawl as u64;
-            count_rows("crawl_events", n_crawl);
+        for group in streams(batches, self.insert_streams, |b| b.crawl_events.len()) {
+            inserts.push(self.insert_crawls(group, ingested_at).boxed());
         }
-        if n_click > 0 {
-            let mut insert = self
-                .client
-                .insert::<ClickRow<'_>>("click_events")
-                .await
-                .map_err(classify)?;
-            for batch in batches.iter().copied() {
-                let (topic, partition) = (batch.topic.as_str(), kafka_partition(batch));
-                for (offset, e) in &batch.click_events {
-                    let (secs, micros) = split_time(e.occurred_at);
-                    let row = ClickRow {
-                        event_id: &e.event_id,
-                        tenant_id: &e.tenant_id,
-                        occurred_at: secs,
-                        occurred_at_micros: micros,
-                        short_code: &e.short_code,
-                        referrer: e.referrer.as_deref(),
-                        country: e.country.as_deref(),
-                        user_agent: e.user_agent.as_deref(),
-                        visitor_id: e.visitor_id.as_deref(),
-                        kafka_topic: topic,
-                        kafka_partition: partition,
-                        kafka_offset: *offset as u64,
-                        ingested_at,
-                    };
-                    insert.write(&row).await.map_err(classify)?;
-                }
-            }
-            insert.end().await.map_err(classify)?;
-            rows += n_click as u64;
-            count_rows("click_events", n_click);
+        for group in streams(batches, self.insert_streams, |b| b.click_events.len()) {
+            inserts.push(self.insert_clicks(group, ingested_at).boxed());
         }
-        Ok(rows)
+        let written = futures_util::future::try_join_all(inserts).await?;
+        Ok(written.into_iter().sum())
     }
+
+    async fn insert_ranks(&self, batches: Vec<&PartitionBatch>, ingested_at: u32) -> Result<u64> {
+        let mut insert = self
+            .client
+            .insert::<RankRow<'_>>("rank_events")
+            .await
+            .map_err(classify)?;
+        let mut rows = 0_usize;
+        for batch in batches {
+            let (topic, partition) = (batch.topic.as_str(), kafka_partition(batch));
+            for (offset, e) in &batch.rank_events {
+                let (secs, micros) = split_time(e.occurred_at);
+                let row = RankRow {
+                    event_id: &e.event_id,
+                    tenant_id: &e.tenant_id,
+                    occurred_at: secs,
+                    occurred_at_micros: micros,
+                    campaign_id: &e.campaign_id,
+                    keyword: &e.keyword,
+                    geo: &e.geo,
+                    engine: &e.engine,
+                    device: &e.device,
+                    url: e.url.as_deref(),
+                    position: e.position.and_then(|p| u8::try_from(p).ok()),
+                    kafka_topic: topic,
+                    kafka_partition: partition,
+                    kafka_offset: *offset as u64,
+                    ingested_at,
+                };
+                insert.write(&row).await.map_err(classify)?;
+                rows += 1;
+            }
+        }
+        insert.end().await.map_err(classify)?;
+        count_rows("rank_events", rows);
+        Ok(rows as u64)
+    }
+
+    async fn insert_crawls(&self, batches: Vec<&PartitionBatch>, ingested_at: u32) -> Result<u64> {
+        let mut insert = self
+            .client
+            .insert::<CrawlRow<'_>>("crawl_events")
+            .await
+            .map_err(classify)?;
+        let mut rows = 0_usize;
+        for batch in batches {
+            let (topic, partition) = (batch.topic.as_str(), kafka_partition(batch));
+            for r in &batch.crawl_events {
+                let e = &r.event;
+                let (secs, micros) = split_time(e.occurred_at);
+                let row = CrawlRow {
+                    event_id: &e.event_id,
+                    tenant_id: &e.tenant_id,
+                    occurred_at: secs,
+                    occurred_at_micros: micros,
+                    campaign_id: &e.campaign_id,
+                    url: &e.url,
+                    domain: &r.domain,
+                    status_code: u16::try_from(e.status_code).unwrap_or(0),
+                    fetch_ms: u32::try_from(e.fetch_ms).unwrap_or(u32::MAX),
+                    bytes: e.bytes as u64,
+                    content_hash: e.content_hash.as_deref(),
+                    kafka_topic: topic,
+                    kafka_partition: partition,
+                    kafka_offset: r.offset as u64,
+                    ingested_at,
+                };
+                insert.write(&row).await.map_err(classify)?;
+                rows += 1;
+            }
+        }
+        insert.end().await.map_err(classify)?;
+        count_rows("crawl_events", rows);
+        Ok(rows as u64)
+    }
+
+    async fn insert_clicks(&self, batches: Vec<&PartitionBatch>, ingested_at: u32) -> Result<u64> {
+        let mut insert = self
+            .client
+            .insert::<ClickRow<'_>>("click_events")
+            .await
+            .map_err(classify)?;
+        let mut rows = 0_usize;
+        for batch in batches {
+            let (topic, partition) = (batch.topic.as_str(), kafka_partition(batch));
+            for (offset, e) in &batch.click_events {
+                let (secs, micros) = split_time(e.occurred_at);
+                let row = ClickRow {
+                    event_id: &e.event_id,
+                    tenant_id: &e.tenant_id,
+                    occurred_at: secs,
+                    occurred_at_micros: micros,
+                    short_code: &e.short_code,
+                    referrer: e.referrer.as_deref(),
+                    country: e.country.as_deref(),
+                    user_agent: e.user_agent.as_deref(),
+                    visitor_id: e.visitor_id.as_deref(),
+                    kafka_topic: topic,
+                    kafka_partition: partition,
+                    kafka_offset: *offset as u64,
+                    ingested_at,
+                };
+                insert.write(&row).await.map_err(classify)?;
+                rows += 1;
+            }
+        }
+        insert.end().await.map_err(classify)?;
+        count_rows("click_events", rows);
+        Ok(rows as u64)
+    }
+}
+
+/// A table's rows below this many are not split into another concurrent `INSERT`: each one is a part
+/// for the server to merge later.
+pub const MIN_STREAM_ROWS: usize = 50_000;
+
+/// Splits the batches that have rows for a table (`rows` of each) into at most `max` groups of whole
+/// batches with about equal rows, none below [`MIN_STREAM_ROWS`] unless there is only one. Empty when
+/// no batch has rows.
+fn streams<'a>(
+    batches: &[&'a PartitionBatch],
+    max: usize,
+    rows: fn(&PartitionBatch) -> usize,
+) -> Vec<Vec<&'a PartitionBatch>> {
+    let with_rows: Vec<&PartitionBatch> = batches.iter().copied().filter(|b| rows(b) > 0).collect();
+    let total: usize = with_rows.iter().map(|b| rows(b)).sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    let n = (total / MIN_STREAM_ROWS)
+        .clamp(1, max.max(1))
+        .min(with_rows.len());
+    // Largest first, each to the group with the fewest rows so far (longest-processing-time order).
+    let mut sorted = with_rows;
+    sorted.sort_by_key(|b| std::cmp::Reverse(rows(b)));
+    let mut groups: Vec<(usize, Vec<&PartitionBatch>)> = vec![(0, Vec::new()); n];
+    for batch in sorted {
+        let lightest = groups
+            .iter_mut()
+            .min_by_key(|(sum, _)| *sum)
+            .expect("n >= 1");
+        lightest.0 += rows(batch);
+        lightest.1.push(batch);
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
 }
 
 fn kafka_partition(batch: &PartitionBatch) -> u16 {
@@ -688,6 +745,68 @@ fn classify(e: clickhouse::error::Error) -> SinkError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch of `partition` holding `n` click events (their contents do not matter here).
+    fn clicks(partition: i32, n: usize) -> PartitionBatch {
+        let event = sluice_schemas::ClickEvent {
+            schema_version: 1,
+            event_id: "e".into(),
+            tenant_id: "t".into(),
+            occurred_at: chrono::DateTime::UNIX_EPOCH,
+            short_code: "s".into(),
+            referrer: None,
+            country: None,
+            user_agent: None,
+            visitor_id: None,
+        };
+        let mut batch = PartitionBatch::new("click-events", partition, None);
+        batch.click_events = vec![(0, event); n];
+        batch
+    }
+
+    /// The partitions of each group, and each group's rows, sorted for comparison.
+    fn shape(groups: &[Vec<&PartitionBatch>]) -> Vec<(usize, Vec<i32>)> {
+        let mut shape: Vec<(usize, Vec<i32>)> = groups
+            .iter()
+            .map(|g| {
+                let mut parts: Vec<i32> = g.iter().map(|b| b.partition).collect();
+                parts.sort();
+                (g.iter().map(|b| b.click_events.len()).sum(), parts)
+            })
+            .collect();
+        shape.sort();
+        shape
+    }
+
+    #[test]
+    fn splits_a_table_into_balanced_streams_of_whole_batches() {
+        let rows = |b: &PartitionBatch| b.click_events.len();
+        let sizes = [90_000, 70_000, 60_000, 40_000, 30_000, 0];
+        let batches: Vec<PartitionBatch> = (0..).zip(sizes).map(|(p, n)| clicks(p, n)).collect();
+        let refs: Vec<&PartitionBatch> = batches.iter().collect();
+        // 290,000 rows in two streams, largest first to the lighter group: 90k+40k+30k / 70k+60k.
+        assert_eq!(
+            shape(&streams(&refs, 2, rows)),
+            vec![(130_000, vec![1, 2]), (160_000, vec![0, 3, 4])]
+        );
+        // Three streams: 90k / 70k+30k / 60k+40k; the empty batch is in none.
+        assert_eq!(
+            shape(&streams(&refs, 3, rows)),
+            vec![
+                (90_000, vec![0]),
+                (100_000, vec![1, 4]),
+                (100_000, vec![2, 3])
+            ]
+        );
+        // 290,000 rows allow at most five streams of 50,000; one per batch with rows is the limit.
+        assert_eq!(streams(&refs, 64, rows).len(), 5);
+        // Below 2 × 50,000 rows: one stream, whatever the maximum.
+        let small = [clicks(0, 60_000), clicks(1, 39_999)];
+        let small: Vec<&PartitionBatch> = small.iter().collect();
+        assert_eq!(shape(&streams(&small, 4, rows)), vec![(99_999, vec![0, 1])]);
+        // No rows: no insert at all.
+        assert!(streams(&refs[5..], 2, rows).is_empty());
+    }
 
     #[test]
     fn splits_time_into_seconds_and_micros() {

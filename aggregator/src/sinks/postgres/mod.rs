@@ -182,10 +182,25 @@ impl PostgresSink {
 
     /// Merges a batch's aggregates and moves its partition's offset, atomically.
     pub async fn commit(&self, batch: &PartitionBatch) -> Result<Commit> {
+        let (commit, _) = self.commit_when(batch, std::future::ready(true)).await?;
+        Ok(commit.expect("an immediate release always commits"))
+    }
+
+    /// Like [`commit`](Self::commit), but does all the transaction's work (offset swap, dedup rows,
+    /// upserts) and then waits for `release` before `COMMIT`: `true` commits, `false` rolls back and
+    /// returns `None` (nothing written; the batch can be committed again later). The flusher releases
+    /// once the batch's rows are durable in ClickHouse, so the two sinks' writes overlap while nothing
+    /// becomes visible in PostgreSQL before it is in ClickHouse. Also returns how long it waited for
+    /// the release (time that is not PostgreSQL's). A fenced batch does not wait.
+    pub async fn commit_when(
+        &self,
+        batch: &PartitionBatch,
+        release: impl std::future::Future<Output = bool>,
+    ) -> Result<(Option<Commit>, std::time::Duration)> {
+        let waited = std::time::Duration::ZERO;
         let Some(end) = batch.end_offset else {
-            return Ok(Commit::Committed {
-                next_offset: batch.expected_offset.unwrap_or(0),
-            });
+            let next_offset = batch.expected_offset.unwrap_or(0);
+            return Ok((Some(Commit::Committed { next_offset }), waited));
         };
         let mut tx = self.pool.begin().await.map_err(classify)?;
         if !self.swap_offset(&mut tx, batch, end).await? {
@@ -195,9 +210,9 @@ impl PostgresSink {
             if stored == Some(end) {
                 // An earlier attempt of this very commit went through but its acknowledgement was lost
                 // (connection dropped after COMMIT): the range is applied exactly once already.
-                return Ok(Commit::Committed { next_offset: end });
+                return Ok((Some(Commit::Committed { next_offset: end }), waited));
             }
-            return Ok(Commit::Fenced { stored });
+            return Ok((Some(Commit::Fenced { stored }), waited));
         }
         dedup::persist(&mut tx, &self.group, batch, end).await?;
         if self.aggregates {
@@ -205,8 +220,15 @@ impl PostgresSink {
             upsert_ranks(&mut tx, batch).await?;
             upsert_crawls(&mut tx, batch).await?;
         }
+        let started = std::time::Instant::now();
+        let released = release.await;
+        let waited = started.elapsed();
+        if !released {
+            tx.rollback().await.map_err(classify)?;
+            return Ok((None, waited));
+        }
         tx.commit().await.map_err(classify)?;
-        Ok(Commit::Committed { next_offset: end })
+        Ok((Some(Commit::Committed { next_offset: end }), waited))
     }
 
     async fn swap_offset(
