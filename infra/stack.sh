@@ -685,8 +685,14 @@ ch_launch() {
   rm -f "$CH_PID"
   log "starting clickhouse: $cmd"
   # runs fine as root (18.16 does not refuse); $cmd may be "clickhouse server"
+  # MALLOC_CONF: Debian's server links jemalloc 5.3, which hands freed pages back to the kernel after
+  # 10 s; every flush's INSERT then faults its blocks in (and the kernel zeroes them) anew. In an R2
+  # drain profile page faults were half of ClickHouse's CPU. Keeping freed pages (RSS stays at its
+  # peak) took ClickHouse from 4.5-4.7 to 4.0-4.2 us per event (docs/BENCHMARKS.md). Override with
+  # SLUICE_CH_MALLOC_CONF.
   # shellcheck disable=SC2086
-  setsid nohup $cmd --config-file="$CH_CONFIG" >>"$CH_LOGS/stdout.log" 2>&1 </dev/null 9>&- &
+  MALLOC_CONF="${SLUICE_CH_MALLOC_CONF:-dirty_decay_ms:-1,muzzy_decay_ms:-1}" \
+    setsid nohup $cmd --config-file="$CH_CONFIG" >>"$CH_LOGS/stdout.log" 2>&1 </dev/null 9>&- &
   echo $! >"$CH_PID"
   CH_JUST_STARTED=1
   say "clickhouse: started (pid $!)"
