@@ -686,12 +686,12 @@ ch_launch() {
   log "starting clickhouse: $cmd"
   # runs fine as root (18.16 does not refuse); $cmd may be "clickhouse server"
   # MALLOC_CONF: Debian's server links jemalloc 5.3, which hands freed pages back to the kernel after
-  # 10 s; every flush's INSERT then faults its blocks in (and the kernel zeroes them) anew. In an R2
-  # drain profile page faults were half of ClickHouse's CPU. Keeping freed pages (RSS stays at its
-  # peak) took ClickHouse from 4.5-4.7 to 4.0-4.2 us per event (docs/BENCHMARKS.md). Override with
-  # SLUICE_CH_MALLOC_CONF.
+  # 10 s; every flush's INSERT then faults its blocks in (and the kernel zeroes them) anew: page faults
+  # were half of ClickHouse's CPU in an R2 drain profile. Freed pages are kept instead (decay -1), and
+  # two arenas instead of eight keep the peak RSS bounded (docs/BENCHMARKS.md has the measurements).
+  # Override with SLUICE_CH_MALLOC_CONF.
   # shellcheck disable=SC2086
-  MALLOC_CONF="${SLUICE_CH_MALLOC_CONF:-dirty_decay_ms:-1,muzzy_decay_ms:-1}" \
+  MALLOC_CONF="${SLUICE_CH_MALLOC_CONF:-dirty_decay_ms:-1,muzzy_decay_ms:-1,narenas:2}" \
     setsid nohup $cmd --config-file="$CH_CONFIG" >>"$CH_LOGS/stdout.log" 2>&1 </dev/null 9>&- &
   echo $! >"$CH_PID"
   CH_JUST_STARTED=1
