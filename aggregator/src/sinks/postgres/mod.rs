@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
+use sqlx::Arguments;
 use sqlx::{Connection, PgPool, Postgres, Transaction};
 
 use super::{Result, SinkError};
@@ -216,9 +217,33 @@ impl PostgresSink {
         }
         dedup::persist(&mut tx, &self.group, batch, end).await?;
         if self.aggregates {
-            upsert_clicks(&mut tx, batch).await?;
-            upsert_ranks(&mut tx, batch).await?;
-            upsert_crawls(&mut tx, batch).await?;
+            if !batch.clicks.is_empty() {
+                let args = click_daily_arguments(batch)?;
+                upsert(
+                    &mut tx,
+                    "click_daily",
+                    batch.clicks.len(),
+                    CLICK_DAILY_UPSERT,
+                    args,
+                )
+                .await?;
+            }
+            if !batch.ranks.is_empty() {
+                let args = rank_daily_arguments(batch)?;
+                upsert(
+                    &mut tx,
+                    "rank_daily",
+                    batch.ranks.len(),
+                    RANK_DAILY_UPSERT,
+                    args,
+                )
+                .await?;
+            }
+            if !batch.crawls.is_empty() {
+                let args = crawl_hourly_arguments(batch)?;
+                let rows = batch.crawls.len();
+                upsert(&mut tx, "crawl_hourly", rows, CRAWL_HOURLY_UPSERT, args).await?;
+            }
         }
         let started = std::time::Instant::now();
         let released = release.await;
@@ -274,54 +299,52 @@ impl PostgresSink {
     }
 }
 
-async fn upsert_clicks(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatch) -> Result<()> {
-    if batch.clicks.is_empty() {
-        return Ok(());
-    }
-    // Sorted keys: concurrent transactions lock rows in one order, which avoids deadlocks.
+/// The batch's `click_daily` rows as the bind parameters of [`CLICK_DAILY_UPSERT`]: the `unnest`
+/// column arrays, sorted by key (concurrent transactions then lock rows in one order, which avoids
+/// deadlocks), encoded in PostgreSQL's binary format — everything the statement sends but its text.
+/// Public for the encoder benchmark (`benches/aggregate.rs`).
+pub fn click_daily_arguments(batch: &PartitionBatch) -> Result<PgArguments> {
     let mut rows: Vec<_> = batch.clicks.iter().collect();
     rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let (mut tenant, mut code, mut day, mut clicks) =
-        (vec![], vec![], Vec::<NaiveDate>::new(), vec![]);
+    let n = rows.len();
+    let (mut tenant, mut code) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut day, mut clicks) = (Vec::<NaiveDate>::with_capacity(n), Vec::with_capacity(n));
     for (k, v) in rows {
         tenant.push(k.tenant_id.as_str());
         code.push(k.short_code.as_str());
         day.push(k.day);
         clicks.push(*v);
     }
-    sqlx::query(
-        "INSERT INTO click_daily (tenant_id, short_code, day, clicks)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[])
-         ON CONFLICT (tenant_id, short_code, day) DO UPDATE SET clicks = click_daily.clicks + EXCLUDED.clicks",
-    )
-    .bind(tenant)
-    .bind(code)
-    .bind(day)
-    .bind(clicks)
-    .execute(&mut **tx)
-    .await
-    .map_err(classify)?;
-    metrics::counter!(crate::metrics::SINK_ROWS, "sink" => SINK, "table" => "click_daily")
-        .increment(batch.clicks.len() as u64);
-    Ok(())
+    let mut args = PgArguments::default();
+    bind(&mut args, tenant)?;
+    bind(&mut args, code)?;
+    bind(&mut args, day)?;
+    bind(&mut args, clicks)?;
+    Ok(args)
 }
 
-async fn upsert_ranks(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatch) -> Result<()> {
-    if batch.ranks.is_empty() {
-        return Ok(());
-    }
+pub const CLICK_DAILY_UPSERT: &str = "INSERT INTO click_daily (tenant_id, short_code, day, clicks)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[])
+         ON CONFLICT (tenant_id, short_code, day) DO UPDATE SET clicks = click_daily.clicks + EXCLUDED.clicks";
+
+/// The batch's `rank_daily` rows as the bind parameters of [`RANK_DAILY_UPSERT`] (see
+/// [`click_daily_arguments`]).
+pub fn rank_daily_arguments(batch: &PartitionBatch) -> Result<PgArguments> {
     let mut rows: Vec<_> = batch.ranks.iter().collect();
     rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let n = rows.len();
-    let mut cols: [Vec<&str>; 6] = Default::default();
+    let mut cols: [Vec<&str>; 6] = std::array::from_fn(|_| Vec::with_capacity(n));
     let mut day = Vec::<NaiveDate>::with_capacity(n);
     let (mut last, mut last_at, mut last_id) = (
-        Vec::<Option<i16>>::new(),
-        Vec::<DateTime<Utc>>::new(),
-        vec![],
+        Vec::<Option<i16>>::with_capacity(n),
+        Vec::<DateTime<Utc>>::with_capacity(n),
+        Vec::with_capacity(n),
     );
-    let (mut best, mut worst, mut checks) =
-        (Vec::<Option<i16>>::new(), Vec::<Option<i16>>::new(), vec![]);
+    let (mut best, mut worst, mut checks) = (
+        Vec::<Option<i16>>::with_capacity(n),
+        Vec::<Option<i16>>::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for (k, v) in rows {
         for (col, value) in cols.iter_mut().zip([
             &k.tenant_id,
@@ -341,10 +364,22 @@ async fn upsert_ranks(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatch
         worst.push(v.worst_position);
         checks.push(v.checks);
     }
-    let [tenant, campaign, keyword, geo, engine, device] = cols;
-    // PostgreSQL's LEAST/GREATEST ignore NULLs: exactly "min/max of non-null positions".
-    sqlx::query(
-        r#"INSERT INTO rank_daily AS r (tenant_id, campaign_id, keyword, geo, engine, device, day,
+    let mut args = PgArguments::default();
+    for col in cols {
+        bind(&mut args, col)?;
+    }
+    bind(&mut args, day)?;
+    bind(&mut args, last)?;
+    bind(&mut args, last_at)?;
+    bind(&mut args, last_id)?;
+    bind(&mut args, best)?;
+    bind(&mut args, worst)?;
+    bind(&mut args, checks)?;
+    Ok(args)
+}
+
+// PostgreSQL's LEAST/GREATEST ignore NULLs: exactly "min/max of non-null positions".
+pub const RANK_DAILY_UPSERT: &str = r#"INSERT INTO rank_daily AS r (tenant_id, campaign_id, keyword, geo, engine, device, day,
                 last_position, last_occurred_at, last_event_id, best_position, worst_position, checks)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                 $7::date[], $8::smallint[], $9::timestamptz[], $10::text[], $11::smallint[], $12::smallint[],
@@ -359,39 +394,21 @@ async fn upsert_ranks(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatch
             last_event_id = CASE WHEN (EXCLUDED.last_occurred_at, EXCLUDED.last_event_id COLLATE "C")
                                       > (r.last_occurred_at, r.last_event_id)
                                  THEN EXCLUDED.last_event_id ELSE r.last_event_id END,
-            last_occurred_at = GREATEST(r.last_occurred_at, EXCLUDED.last_occurred_at)"#,
-    )
-    .bind(tenant)
-    .bind(campaign)
-    .bind(keyword)
-    .bind(geo)
-    .bind(engine)
-    .bind(device)
-    .bind(day)
-    .bind(last)
-    .bind(last_at)
-    .bind(last_id)
-    .bind(best)
-    .bind(worst)
-    .bind(checks)
-    .execute(&mut **tx)
-    .await
-    .map_err(classify)?;
-    metrics::counter!(crate::metrics::SINK_ROWS, "sink" => SINK, "table" => "rank_daily")
-        .increment(n as u64);
-    Ok(())
-}
+            last_occurred_at = GREATEST(r.last_occurred_at, EXCLUDED.last_occurred_at)"#;
 
-async fn upsert_crawls(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatch) -> Result<()> {
-    if batch.crawls.is_empty() {
-        return Ok(());
-    }
+/// The batch's `crawl_hourly` rows as the bind parameters of [`CRAWL_HOURLY_UPSERT`] (see
+/// [`click_daily_arguments`]).
+pub fn crawl_hourly_arguments(batch: &PartitionBatch) -> Result<PgArguments> {
     let mut rows: Vec<_> = batch.crawls.iter().collect();
     rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let n = rows.len();
-    let (mut tenant, mut campaign, mut domain, mut hour) =
-        (vec![], vec![], vec![], Vec::<DateTime<Utc>>::new());
-    let mut nums: [Vec<i64>; 8] = Default::default();
+    let (mut tenant, mut campaign, mut domain) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let mut hour = Vec::<DateTime<Utc>>::with_capacity(n);
+    let mut nums: [Vec<i64>; 8] = std::array::from_fn(|_| Vec::with_capacity(n));
     for (k, v) in rows {
         tenant.push(k.tenant_id.as_str());
         campaign.push(k.campaign_id.as_str());
@@ -411,9 +428,18 @@ async fn upsert_crawls(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatc
             col.push(value);
         }
     }
-    let [pages, s2, s3, s4, s5, fsum, fmax, bsum] = nums;
-    sqlx::query(
-        "INSERT INTO crawl_hourly AS c (tenant_id, campaign_id, domain, hour, pages, status_2xx, status_3xx,
+    let mut args = PgArguments::default();
+    bind(&mut args, tenant)?;
+    bind(&mut args, campaign)?;
+    bind(&mut args, domain)?;
+    bind(&mut args, hour)?;
+    for col in nums {
+        bind(&mut args, col)?;
+    }
+    Ok(args)
+}
+
+pub const CRAWL_HOURLY_UPSERT: &str = "INSERT INTO crawl_hourly AS c (tenant_id, campaign_id, domain, hour, pages, status_2xx, status_3xx,
                 status_4xx, status_5xx, fetch_ms_sum, fetch_ms_max, bytes_sum)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[],
                 $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])
@@ -425,25 +451,34 @@ async fn upsert_crawls(tx: &mut Transaction<'_, Postgres>, batch: &PartitionBatc
             status_5xx = c.status_5xx + EXCLUDED.status_5xx,
             fetch_ms_sum = c.fetch_ms_sum + EXCLUDED.fetch_ms_sum,
             fetch_ms_max = GREATEST(c.fetch_ms_max, EXCLUDED.fetch_ms_max),
-            bytes_sum = c.bytes_sum + EXCLUDED.bytes_sum",
-    )
-    .bind(tenant)
-    .bind(campaign)
-    .bind(domain)
-    .bind(hour)
-    .bind(pages)
-    .bind(s2)
-    .bind(s3)
-    .bind(s4)
-    .bind(s5)
-    .bind(fsum)
-    .bind(fmax)
-    .bind(bsum)
-    .execute(&mut **tx)
-    .await
-    .map_err(classify)?;
-    metrics::counter!(crate::metrics::SINK_ROWS, "sink" => SINK, "table" => "crawl_hourly")
-        .increment(n as u64);
+            bytes_sum = c.bytes_sum + EXCLUDED.bytes_sum";
+
+/// Encodes one bind parameter; an encoding failure is a bug (permanent).
+fn bind<'t, T>(args: &mut PgArguments, value: T) -> Result<()>
+where
+    T: sqlx::Encode<'t, Postgres> + sqlx::Type<Postgres>,
+{
+    args.add(value)
+        .map_err(|e| SinkError::new(SINK, false, format!("encoding a bind parameter: {e}")))
+}
+
+/// Runs one upsert with its encoded parameters and counts its rows.
+async fn upsert(
+    tx: &mut Transaction<'_, Postgres>,
+    table: &'static str,
+    rows: usize,
+    sql: &'static str,
+    args: PgArguments,
+) -> Result<()> {
+    if rows == 0 {
+        return Ok(());
+    }
+    sqlx::query_with(sql, args)
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
+    metrics::counter!(crate::metrics::SINK_ROWS, "sink" => SINK, "table" => table)
+        .increment(rows as u64);
     Ok(())
 }
 
