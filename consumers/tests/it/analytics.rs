@@ -772,13 +772,16 @@ async fn documented_queries_match_an_independent_computation() -> anyhow::Result
     let snap = Expected::from_events(&events);
     check_all(&db, &queries, &snap, "before merges").await?;
 
-    // An interrupted migration is applied again: its backfill re-inserts every event into every rollup.
-    let rollups = MIGRATIONS
-        .iter()
-        .find(|m| m.version == ROLLUPS)
-        .context("no rollup migration")?;
-    for statement in statements(rollups.base) {
-        db.execute(&statement).await?;
+    // An interrupted migration is applied again: its backfill re-inserts every event into every rollup
+    // (and the migrations after it run again too).
+    ensure!(
+        MIGRATIONS.iter().any(|m| m.version == ROLLUPS),
+        "no rollup migration"
+    );
+    for migration in MIGRATIONS.iter().filter(|m| m.version >= ROLLUPS) {
+        for statement in statements(migration.base) {
+            db.execute(&statement).await?;
+        }
     }
     check_all(&db, &queries, &snap, "after the backfill ran again").await?;
 
@@ -845,7 +848,8 @@ async fn retention_drops_exactly_the_expired_months() -> anyhow::Result<()> {
         .into_iter()
         .map(|r| r[0].clone())
         .collect();
-    assert_eq!(tables.len(), 9, "{tables:?}");
+    // 3 raw tables and 5 rollup tables (click_hour is a view over click_minute).
+    assert_eq!(tables.len(), 8, "{tables:?}");
 
     let today = NaiveDate::from_ymd_opt(2026, 11, 24).context("date")?;
     assert!(db.sink.apply_retention_at(0, today).await.is_err());

@@ -51,6 +51,12 @@ pub const MIGRATIONS: &[Migration] = &[
         base: include_str!("../../../../clickhouse/migrations/0002_rollups.sql"),
         modern: None,
     },
+    Migration {
+        version: 3,
+        name: "click_hour_view",
+        base: include_str!("../../../../clickhouse/migrations/0003_click_hour_view.sql"),
+        modern: None,
+    },
 ];
 
 /// The first server version (major, minor) that gets the modern overlays and TTL retention. Every
