@@ -21,7 +21,8 @@ use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 
 use super::{Result, SinkError};
-use crate::batch::PartitionBatch;
+use crate::batch::{CrawlRecord, PartitionBatch};
+use sluice_schemas::{ClickEvent, RankEvent};
 
 const SINK: &str = "clickhouse";
 
@@ -487,126 +488,148 @@ impl ClickHouseSink {
             .map_or(0, |d| d.as_secs() as u32);
         let mut inserts = Vec::new();
         for group in streams(batches, self.insert_streams, |b| b.rank_events.len()) {
-            inserts.push(self.insert_ranks(group, ingested_at).boxed());
+            let insert = self.insert_rows::<RankRow<'static>, _>(
+                "rank_events",
+                group,
+                rank_events,
+                rank_row,
+                ingested_at,
+            );
+            inserts.push(insert.boxed());
         }
         for group in streams(batches, self.insert_streams, |b| b.crawl_events.len()) {
-            inserts.push(self.insert_crawls(group, ingested_at).boxed());
+            let insert = self.insert_rows::<CrawlRow<'static>, _>(
+                "crawl_events",
+                group,
+                crawl_events,
+                crawl_row,
+                ingested_at,
+            );
+            inserts.push(insert.boxed());
         }
         for group in streams(batches, self.insert_streams, |b| b.click_events.len()) {
-            inserts.push(self.insert_clicks(group, ingested_at).boxed());
+            let insert = self.insert_rows::<ClickRow<'static>, _>(
+                "click_events",
+                group,
+                click_events,
+                click_row,
+                ingested_at,
+            );
+            inserts.push(insert.boxed());
         }
         let written = futures_util::future::try_join_all(inserts).await?;
         Ok(written.into_iter().sum())
     }
 
-    async fn insert_ranks(&self, batches: Vec<&PartitionBatch>, ingested_at: u32) -> Result<u64> {
-        let mut insert = self
-            .client
-            .insert::<RankRow<'_>>("rank_events")
-            .await
-            .map_err(classify)?;
-        let mut rows = 0_usize;
+    /// One `INSERT` into `table` of the rows `row` makes of each batch's `events`, in RowBinary;
+    /// returns (and counts) the rows written.
+    async fn insert_rows<T, E: Sync>(
+        &self,
+        table: &'static str,
+        batches: Vec<&PartitionBatch>,
+        events: fn(&PartitionBatch) -> &[E],
+        row: for<'a> fn(&'a PartitionBatch, &'a E, u32) -> T::Value<'a>,
+        ingested_at: u32,
+    ) -> Result<u64>
+    where
+        T: clickhouse::RowWrite + Send,
+    {
+        let mut insert = self.client.insert::<T>(table).await.map_err(classify)?;
+        let mut written = 0_usize;
         for batch in batches {
-            let (topic, partition) = (batch.topic.as_str(), kafka_partition(batch));
-            for (offset, e) in &batch.rank_events {
-                let (secs, micros) = split_time(e.occurred_at);
-                let row = RankRow {
-                    event_id: &e.event_id,
-                    tenant_id: &e.tenant_id,
-                    occurred_at: secs,
-                    occurred_at_micros: micros,
-                    campaign_id: &e.campaign_id,
-                    keyword: &e.keyword,
-                    geo: &e.geo,
-                    engine: &e.engine,
-                    device: &e.device,
-                    url: e.url.as_deref(),
-                    position: e.position.and_then(|p| u8::try_from(p).ok()),
-                    kafka_topic: topic,
-                    kafka_partition: partition,
-                    kafka_offset: *offset as u64,
-                    ingested_at,
-                };
-                insert.write(&row).await.map_err(classify)?;
-                rows += 1;
+            for event in events(batch) {
+                insert
+                    .write(&row(batch, event, ingested_at))
+                    .await
+                    .map_err(classify)?;
+                written += 1;
             }
         }
         insert.end().await.map_err(classify)?;
-        count_rows("rank_events", rows);
-        Ok(rows as u64)
+        count_rows(table, written);
+        Ok(written as u64)
     }
+}
 
-    async fn insert_crawls(&self, batches: Vec<&PartitionBatch>, ingested_at: u32) -> Result<u64> {
-        let mut insert = self
-            .client
-            .insert::<CrawlRow<'_>>("crawl_events")
-            .await
-            .map_err(classify)?;
-        let mut rows = 0_usize;
-        for batch in batches {
-            let (topic, partition) = (batch.topic.as_str(), kafka_partition(batch));
-            for r in &batch.crawl_events {
-                let e = &r.event;
-                let (secs, micros) = split_time(e.occurred_at);
-                let row = CrawlRow {
-                    event_id: &e.event_id,
-                    tenant_id: &e.tenant_id,
-                    occurred_at: secs,
-                    occurred_at_micros: micros,
-                    campaign_id: &e.campaign_id,
-                    url: &e.url,
-                    domain: &r.domain,
-                    status_code: u16::try_from(e.status_code).unwrap_or(0),
-                    fetch_ms: u32::try_from(e.fetch_ms).unwrap_or(u32::MAX),
-                    bytes: e.bytes as u64,
-                    content_hash: e.content_hash.as_deref(),
-                    kafka_topic: topic,
-                    kafka_partition: partition,
-                    kafka_offset: r.offset as u64,
-                    ingested_at,
-                };
-                insert.write(&row).await.map_err(classify)?;
-                rows += 1;
-            }
-        }
-        insert.end().await.map_err(classify)?;
-        count_rows("crawl_events", rows);
-        Ok(rows as u64)
+fn rank_events(batch: &PartitionBatch) -> &[(i64, RankEvent)] {
+    &batch.rank_events
+}
+
+fn crawl_events(batch: &PartitionBatch) -> &[CrawlRecord] {
+    &batch.crawl_events
+}
+
+fn click_events(batch: &PartitionBatch) -> &[(i64, ClickEvent)] {
+    &batch.click_events
+}
+
+fn rank_row<'a>(
+    batch: &'a PartitionBatch,
+    (offset, e): &'a (i64, RankEvent),
+    ingested_at: u32,
+) -> RankRow<'a> {
+    let (secs, micros) = split_time(e.occurred_at);
+    RankRow {
+        event_id: &e.event_id,
+        tenant_id: &e.tenant_id,
+        occurred_at: secs,
+        occurred_at_micros: micros,
+        campaign_id: &e.campaign_id,
+        keyword: &e.keyword,
+        geo: &e.geo,
+        engine: &e.engine,
+        device: &e.device,
+        url: e.url.as_deref(),
+        position: e.position.and_then(|p| u8::try_from(p).ok()),
+        kafka_topic: &batch.topic,
+        kafka_partition: kafka_partition(batch),
+        kafka_offset: *offset as u64,
+        ingested_at,
     }
+}
 
-    async fn insert_clicks(&self, batches: Vec<&PartitionBatch>, ingested_at: u32) -> Result<u64> {
-        let mut insert = self
-            .client
-            .insert::<ClickRow<'_>>("click_events")
-            .await
-            .map_err(classify)?;
-        let mut rows = 0_usize;
-        for batch in batches {
-            let (topic, partition) = (batch.topic.as_str(), kafka_partition(batch));
-            for (offset, e) in &batch.click_events {
-                let (secs, micros) = split_time(e.occurred_at);
-                let row = ClickRow {
-                    event_id: &e.event_id,
-                    tenant_id: &e.tenant_id,
-                    occurred_at: secs,
-                    occurred_at_micros: micros,
-                    short_code: &e.short_code,
-                    referrer: e.referrer.as_deref(),
-                    country: e.country.as_deref(),
-                    user_agent: e.user_agent.as_deref(),
-                    visitor_id: e.visitor_id.as_deref(),
-                    kafka_topic: topic,
-                    kafka_partition: partition,
-                    kafka_offset: *offset as u64,
-                    ingested_at,
-                };
-                insert.write(&row).await.map_err(classify)?;
-                rows += 1;
-            }
-        }
-        insert.end().await.map_err(classify)?;
-        count_rows("click_events", rows);
-        Ok(rows as u64)
+fn crawl_row<'a>(batch: &'a PartitionBatch, r: &'a CrawlRecord, ingested_at: u32) -> CrawlRow<'a> {
+    let e = &r.event;
+    let (secs, micros) = split_time(e.occurred_at);
+    CrawlRow {
+        event_id: &e.event_id,
+        tenant_id: &e.tenant_id,
+        occurred_at: secs,
+        occurred_at_micros: micros,
+        campaign_id: &e.campaign_id,
+        url: &e.url,
+        domain: &r.domain,
+        status_code: u16::try_from(e.status_code).unwrap_or(0),
+        fetch_ms: u32::try_from(e.fetch_ms).unwrap_or(u32::MAX),
+        bytes: e.bytes as u64,
+        content_hash: e.content_hash.as_deref(),
+        kafka_topic: &batch.topic,
+        kafka_partition: kafka_partition(batch),
+        kafka_offset: r.offset as u64,
+        ingested_at,
+    }
+}
+
+fn click_row<'a>(
+    batch: &'a PartitionBatch,
+    (offset, e): &'a (i64, ClickEvent),
+    ingested_at: u32,
+) -> ClickRow<'a> {
+    let (secs, micros) = split_time(e.occurred_at);
+    ClickRow {
+        event_id: &e.event_id,
+        tenant_id: &e.tenant_id,
+        occurred_at: secs,
+        occurred_at_micros: micros,
+        short_code: &e.short_code,
+        referrer: e.referrer.as_deref(),
+        country: e.country.as_deref(),
+        user_agent: e.user_agent.as_deref(),
+        visitor_id: e.visitor_id.as_deref(),
+        kafka_topic: &batch.topic,
+        kafka_partition: kafka_partition(batch),
+        kafka_offset: *offset as u64,
+        ingested_at,
     }
 }
 
