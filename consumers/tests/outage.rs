@@ -69,7 +69,13 @@ async fn sink_outages_pause_and_recover_exactly() -> anyhow::Result<()> {
     let outage_started = Instant::now();
     let mut paused_seen = false;
     let mut peak_rss = 0;
+    // PostgreSQL commits a batch only once its ClickHouse insert returned: after the flush that was in
+    // flight when ClickHouse stopped (given 4 s), the aggregates must not move until it is back.
+    let mut frozen_at: Option<i64> = None;
     while outage_started.elapsed() < Duration::from_secs(12) {
+        if frozen_at.is_none() && outage_started.elapsed() >= Duration::from_secs(4) {
+            frozen_at = Some(test.events_in_postgres().await?);
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(
             ingest.alive(),
@@ -80,7 +86,13 @@ async fn sink_outages_pause_and_recover_exactly() -> anyhow::Result<()> {
         let metrics = ingest.metrics().await?;
         paused_seen |= metric_value(&metrics, "sluice_consumer_paused", &[]) == 1.0;
     }
+    let during = test.events_in_postgres().await?;
     stack(&["start", "clickhouse"])?;
+    assert_eq!(
+        Some(during),
+        frozen_at,
+        "PostgreSQL committed aggregates while ClickHouse was down"
+    );
     assert!(
         paused_seen,
         "fetching was never paused although ClickHouse was down for 12 s"
