@@ -94,6 +94,16 @@ async fn released(mut gate: watch::Receiver<Gate>) -> bool {
     }
 }
 
+impl FlushOutcome {
+    fn failed(topic: String, partition: i32, error: impl std::fmt::Display) -> Self {
+        FlushOutcome::Failed {
+            topic,
+            partition,
+            error: error.to_string(),
+        }
+    }
+}
+
 /// Runs flushes against a [`SinkSet`].
 #[derive(Debug, Clone)]
 pub struct Flusher {
@@ -220,13 +230,7 @@ impl Flusher {
             match self.retrying("dead_letter", abort.clone(), publish).await {
                 Ok(Some(())) => {}
                 Ok(None) => return FlushOutcome::Aborted { topic, partition },
-                Err(e) => {
-                    return FlushOutcome::Failed {
-                        topic,
-                        partition,
-                        error: e.to_string(),
-                    }
-                }
+                Err(e) => return FlushOutcome::failed(topic, partition, e),
             }
         }
         let pg = &self.sinks.postgres;
@@ -238,13 +242,7 @@ impl Flusher {
             };
             match state {
                 Gate::Closed(None) => return FlushOutcome::Aborted { topic, partition },
-                Gate::Closed(Some(error)) => {
-                    return FlushOutcome::Failed {
-                        topic,
-                        partition,
-                        error,
-                    }
-                }
+                Gate::Closed(Some(error)) => return FlushOutcome::failed(topic, partition, error),
                 Gate::Pending | Gate::Open | Gate::Retrying => {}
             }
             let attempt = || pg.commit_when(batch, released(gate.clone()));
@@ -257,13 +255,7 @@ impl Flusher {
                 // Rolled back: ClickHouse failed meanwhile; the loop waits for its verdict.
                 Ok(Some((None, _waited))) => continue,
                 Ok(None) => return FlushOutcome::Aborted { topic, partition },
-                Err(e) => {
-                    return FlushOutcome::Failed {
-                        topic,
-                        partition,
-                        error: e.to_string(),
-                    }
-                }
+                Err(e) => return FlushOutcome::failed(topic, partition, e),
             }
         };
         match committed {
