@@ -217,32 +217,31 @@ impl PostgresSink {
         }
         dedup::persist(&mut tx, &self.group, batch, end).await?;
         if self.aggregates {
-            if !batch.clicks.is_empty() {
-                let args = click_daily_arguments(batch)?;
-                upsert(
-                    &mut tx,
+            type Arguments = fn(&PartitionBatch) -> Result<PgArguments>;
+            let upserts: [(&'static str, usize, &'static str, Arguments); 3] = [
+                (
                     "click_daily",
                     batch.clicks.len(),
                     CLICK_DAILY_UPSERT,
-                    args,
-                )
-                .await?;
-            }
-            if !batch.ranks.is_empty() {
-                let args = rank_daily_arguments(batch)?;
-                upsert(
-                    &mut tx,
+                    click_daily_arguments,
+                ),
+                (
                     "rank_daily",
                     batch.ranks.len(),
                     RANK_DAILY_UPSERT,
-                    args,
-                )
-                .await?;
-            }
-            if !batch.crawls.is_empty() {
-                let args = crawl_hourly_arguments(batch)?;
-                let rows = batch.crawls.len();
-                upsert(&mut tx, "crawl_hourly", rows, CRAWL_HOURLY_UPSERT, args).await?;
+                    rank_daily_arguments,
+                ),
+                (
+                    "crawl_hourly",
+                    batch.crawls.len(),
+                    CRAWL_HOURLY_UPSERT,
+                    crawl_hourly_arguments,
+                ),
+            ];
+            for (table, rows, sql, arguments) in upserts {
+                if rows > 0 {
+                    upsert(&mut tx, table, rows, sql, arguments(batch)?).await?;
+                }
             }
         }
         let started = std::time::Instant::now();
@@ -470,9 +469,6 @@ async fn upsert(
     sql: &'static str,
     args: PgArguments,
 ) -> Result<()> {
-    if rows == 0 {
-        return Ok(());
-    }
     sqlx::query_with(sql, args)
         .execute(&mut **tx)
         .await
