@@ -204,6 +204,24 @@ fn decode_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Rejection> {
             format!("JSON value is not UTF-8: {e}"),
         )
     })?;
+    // Only an object is an event: serde would also map an array onto a struct, field by field.
+    match text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .as_bytes()
+        .first()
+    {
+        Some(b'{') => {}
+        None => return Err(Rejection::new(
+            RejectReason::InvalidEncoding,
+            "empty value (a tombstone, or a record of only whitespace): an event is a JSON object",
+        )),
+        Some(_) => {
+            return Err(Rejection::new(
+                RejectReason::InvalidEncoding,
+                "JSON value is not an object: an event is a JSON object ({ ... })",
+            ))
+        }
+    }
     serde_json::from_str::<T>(text).map_err(|err| {
         use serde_json::error::Category;
         match err.classify() {
@@ -218,7 +236,8 @@ fn decode_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Rejection> {
                     schema_version: Option<serde_json::Value>,
                 }
                 if let Ok(Probe { schema_version: Some(v) }) = serde_json::from_str::<Probe>(text) {
-                    if v.as_u64() != Some(u64::from(SCHEMA_VERSION)) {
+                    // Only an integer names a version; 1.0 or "1" is a malformed field.
+                    if (v.is_u64() || v.is_i64()) && v.as_u64() != Some(u64::from(SCHEMA_VERSION)) {
                         return Rejection::new(
                             RejectReason::UnknownSchemaVersion,
                             format!("schema_version {v} is not supported (this build reads {SCHEMA_VERSION})"),

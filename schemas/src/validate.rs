@@ -1,6 +1,13 @@
 //! Field rules applied to every decoded event before it may touch an aggregate: required text is
-//! non-empty, lengths are bounded ([`Limits`]), numbers are in range, crawl URLs are absolute http(s)
-//! URLs with a host, and `occurred_at` lies within a window around now. Failures name the field.
+//! non-empty, lengths are bounded ([`Limits`]), no text holds U+0000 (PostgreSQL `text` cannot), numbers
+//! are in range, crawl URLs are absolute http(s) URLs with a host, and `occurred_at` lies within a window
+//! around now. Failures name the field.
+//!
+//! The rules are chosen so that both databases can store every event that passes them: every number fits
+//! its ClickHouse column (`UInt8`/`UInt16`/`UInt32`/`UInt64`, `DateTime` from 1970 to 2106) and its
+//! PostgreSQL one, no sum of accepted values can wrap (docs/events.md gives the bound per column), and
+//! [`Limits::check`] refuses lengths that would let an aggregate's primary key exceed PostgreSQL's B-tree
+//! entry limit.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -37,6 +44,75 @@ impl Default for Limits {
     }
 }
 
+/// The most key text bytes an aggregate's primary key may hold for PostgreSQL to index it whatever the
+/// bytes are. A B-tree entry may be at most 2704 bytes with 8 kB pages (`BTMaxItemSize`, "index row size
+/// … exceeds btree version 4 maximum 2704"); an entry is an 8-byte header, then per text column up to 3
+/// bytes of alignment and a 4-byte length header, the 4- or 8-byte day or hour, all rounded up to 8.
+/// For `rank_daily`'s seven columns that is at most 8 + 6 × 7 + 7 + 7 = 64 bytes besides the text, so
+/// 2704 − 64 = 2640 bytes of text always fit, even where compression cannot help (random bytes).
+/// `consumers/tests/it/boundaries.rs` inserts keys of exactly this many random bytes.
+pub const PG_KEY_TEXT_BYTES: usize = 2640;
+
+/// The widest `max_past` [`Limits::check`] accepts: ten years, so that accepted event times stay well
+/// inside ClickHouse's `DateTime` (1970-01-01 to 2106-02-07 UTC).
+pub const MAX_PAST_LIMIT: TimeDelta = TimeDelta::days(3650);
+
+/// The widest `max_future` [`Limits::check`] accepts: seven days.
+pub const MAX_FUTURE_LIMIT: TimeDelta = TimeDelta::days(7);
+
+/// First and last second ClickHouse's `DateTime` (a `UInt32` of Unix seconds) can hold.
+const CLICKHOUSE_DATETIME_SECS: (i64, i64) = (0, u32::MAX as i64);
+
+impl Limits {
+    /// Refuses limits under which a validated event could still be refused by a database: a length of
+    /// zero, key lengths that add up past [`PG_KEY_TEXT_BYTES`], or a time window wider than
+    /// [`MAX_PAST_LIMIT`] / [`MAX_FUTURE_LIMIT`]. The error names the limit and the accepted range.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_record_bytes == 0 {
+            return Err("max_record_bytes must be at least 1".into());
+        }
+        for (name, value) in [
+            ("max_id_len", self.max_id_len),
+            ("max_label_len", self.max_label_len),
+            ("max_text_len", self.max_text_len),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        // rank_daily (tenant_id, campaign_id, keyword, geo, engine, device, day) is the widest key;
+        // crawl_hourly (tenant_id, campaign_id, domain, hour) has a domain no longer than its url.
+        let rank_key = self
+            .max_id_len
+            .saturating_mul(2)
+            .saturating_add(self.max_text_len)
+            .saturating_add(self.max_label_len.saturating_mul(3));
+        if rank_key > PG_KEY_TEXT_BYTES {
+            return Err(format!(
+                "2 × max_id_len ({}) + max_text_len ({}) + 3 × max_label_len ({}) = {rank_key} bytes: \
+                 the rank_daily primary key (tenant_id, campaign_id, keyword, geo, engine, device) must \
+                 fit PostgreSQL's B-tree entry, so this sum must be at most {PG_KEY_TEXT_BYTES}",
+                self.max_id_len, self.max_text_len, self.max_label_len
+            ));
+        }
+        if self.max_past < TimeDelta::zero() || self.max_past > MAX_PAST_LIMIT {
+            return Err(format!(
+                "max_past ({} hours) must be between 0 and {} hours",
+                self.max_past.num_hours(),
+                MAX_PAST_LIMIT.num_hours()
+            ));
+        }
+        if self.max_future < TimeDelta::zero() || self.max_future > MAX_FUTURE_LIMIT {
+            return Err(format!(
+                "max_future ({} minutes) must be between 0 and {} minutes",
+                self.max_future.num_minutes(),
+                MAX_FUTURE_LIMIT.num_minutes()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The host of a crawl URL, lowercased: the `domain` of crawl aggregates. `None` if the URL is not an
 /// absolute http(s) URL with a host.
 pub fn crawl_domain(url: &str) -> Option<String> {
@@ -56,7 +132,12 @@ pub(crate) fn validate(
     v.id("event_id", event.event_id())?;
     v.id("tenant_id", event.tenant_id())?;
     let at = event.occurred_at();
-    if at < now - limits.max_past || at > now + limits.max_future {
+    let secs = at.timestamp();
+    if at < now - limits.max_past
+        || at > now + limits.max_future
+        || secs < CLICKHOUSE_DATETIME_SECS.0
+        || secs > CLICKHOUSE_DATETIME_SECS.1
+    {
         return Err(Rejection::new(
             RejectReason::TimestampOutOfRange,
             format!(
@@ -92,7 +173,7 @@ pub(crate) fn validate(
             }
             range("status_code", i64::from(e.status_code), 100, 599)?;
             range("fetch_ms", e.fetch_ms, 0, i64::from(u32::MAX))?;
-            range("bytes", e.bytes, 0, i64::MAX)?;
+            range("bytes", e.bytes, 0, i64::from(u32::MAX))?;
             if let Some(h) = &e.content_hash {
                 v.text("content_hash", h, limits.max_text_len, false)?;
             }
@@ -134,6 +215,13 @@ impl Checker<'_> {
             return Err(Rejection::new(
                 RejectReason::Oversized,
                 format!("{field} is {} bytes, the limit is {max}", value.len()),
+            ));
+        }
+        // PostgreSQL text cannot hold U+0000; every other character is stored as sent.
+        if let Some(at) = value.find('\0') {
+            return Err(Rejection::new(
+                RejectReason::InvalidField,
+                format!("{field} contains U+0000 (NUL) at byte {at}, which PostgreSQL text cannot store"),
             ));
         }
         Ok(())
