@@ -271,7 +271,10 @@ impl PartitionBatch {
             day: day_of(e.occurred_at),
         };
         match self.clicks.entry_ref(&key) {
-            EntryRef::Occupied(mut row) => *row.get_mut() += 1,
+            EntryRef::Occupied(mut row) => {
+                let clicks = row.get_mut();
+                *clicks = crate::model::add(*clicks, 1, "click_daily.clicks");
+            }
             EntryRef::Vacant(row) => {
                 self.approx_bytes +=
                     map_entry::<ClickDailyKey, i64>() + heap(&e.tenant_id) + heap(&e.short_code);

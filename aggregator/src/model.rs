@@ -11,6 +11,13 @@
 //! Day and hour are UTC buckets of `occurred_at`. Every merge is associative and commutative, so partial
 //! aggregates from any split of the events combine to the same row — PostgreSQL applies the same rules in
 //! its `ON CONFLICT` clauses.
+//!
+//! Sums never wrap. Validation bounds `fetch_ms` and `bytes` to 0..=4294967295, so an `i64` sum
+//! overflows only after 2^31 events of the maximum in one row; in memory that is one batch, which the
+//! buffer budget flushes long before (a crawl event alone takes over 200 bytes of it: 2^31 of them
+//! would be over 400 GB), and in PostgreSQL `bigint` addition raises SQLSTATE 22003 instead of wrapping.
+//! The in-memory additions are checked all the same ([`add`]): release builds do not check `+`, and a
+//! wrapped sum would be stored as if it were true.
 
 use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
 
@@ -66,7 +73,7 @@ impl RankDaily {
 
     /// Folds one more check into the row.
     pub fn add(&mut self, position: Option<i16>, occurred_at: DateTime<Utc>, event_id: &str) {
-        self.checks += 1;
+        self.checks = add(self.checks, 1, "rank_daily.checks");
         self.best_position = min_opt(self.best_position, position);
         self.worst_position = max_opt(self.worst_position, position);
         if (occurred_at, event_id) > (self.last_occurred_at, self.last_event_id.as_str()) {
@@ -78,7 +85,7 @@ impl RankDaily {
 
     /// Merges another partial aggregate of the same key.
     pub fn merge(&mut self, other: &RankDaily) {
-        self.checks += other.checks;
+        self.checks = add(self.checks, other.checks, "rank_daily.checks");
         self.best_position = min_opt(self.best_position, other.best_position);
         self.worst_position = max_opt(self.worst_position, other.worst_position);
         if (other.last_occurred_at, other.last_event_id.as_str())
@@ -204,29 +211,45 @@ pub struct CrawlHourly {
 
 impl CrawlHourly {
     pub fn add(&mut self, status_code: i32, fetch_ms: i64, bytes: i64) {
-        self.pages += 1;
+        let mut one = CrawlHourly {
+            pages: 1,
+            fetch_ms_sum: fetch_ms,
+            fetch_ms_max: fetch_ms,
+            bytes_sum: bytes,
+            ..CrawlHourly::default()
+        };
         match status_code / 100 {
-            2 => self.status_2xx += 1,
-            3 => self.status_3xx += 1,
-            4 => self.status_4xx += 1,
-            5 => self.status_5xx += 1,
+            2 => one.status_2xx = 1,
+            3 => one.status_3xx = 1,
+            4 => one.status_4xx = 1,
+            5 => one.status_5xx = 1,
             _ => {}
         }
-        self.fetch_ms_sum += fetch_ms;
-        self.fetch_ms_max = self.fetch_ms_max.max(fetch_ms);
-        self.bytes_sum += bytes;
+        self.merge(&one);
     }
 
     pub fn merge(&mut self, o: &CrawlHourly) {
-        self.pages += o.pages;
-        self.status_2xx += o.status_2xx;
-        self.status_3xx += o.status_3xx;
-        self.status_4xx += o.status_4xx;
-        self.status_5xx += o.status_5xx;
-        self.fetch_ms_sum += o.fetch_ms_sum;
+        self.pages = add(self.pages, o.pages, "crawl_hourly.pages");
+        self.status_2xx = add(self.status_2xx, o.status_2xx, "crawl_hourly.status_2xx");
+        self.status_3xx = add(self.status_3xx, o.status_3xx, "crawl_hourly.status_3xx");
+        self.status_4xx = add(self.status_4xx, o.status_4xx, "crawl_hourly.status_4xx");
+        self.status_5xx = add(self.status_5xx, o.status_5xx, "crawl_hourly.status_5xx");
+        self.fetch_ms_sum = add(
+            self.fetch_ms_sum,
+            o.fetch_ms_sum,
+            "crawl_hourly.fetch_ms_sum",
+        );
         self.fetch_ms_max = self.fetch_ms_max.max(o.fetch_ms_max);
-        self.bytes_sum += o.bytes_sum;
+        self.bytes_sum = add(self.bytes_sum, o.bytes_sum, "crawl_hourly.bytes_sum");
     }
+}
+
+/// `a + b` for an aggregate `column`. Overflow is out of reach (see the module documentation); should
+/// it happen anyway, ingest stops with the column named instead of storing a wrapped sum.
+pub fn add(a: i64, b: i64, column: &str) -> i64 {
+    a.checked_add(b).unwrap_or_else(|| {
+        panic!("aggregate {column} overflows i64 ({a} + {b}): refusing to store a wrapped sum")
+    })
 }
 
 fn min_opt(a: Option<i16>, b: Option<i16>) -> Option<i16> {
@@ -399,6 +422,45 @@ mod tests {
             (row.best_position, row.worst_position, row.checks),
             (None, None, 2)
         );
+    }
+
+    #[test]
+    fn sums_at_the_extremes_are_exact_and_never_wrap() {
+        // 2^31 - 1 events of the largest fetch_ms and bytes, as one partial row, plus one more: exact.
+        let max = i64::from(u32::MAX);
+        let n = i64::from(i32::MAX);
+        let mut row = CrawlHourly {
+            pages: n,
+            status_5xx: n,
+            fetch_ms_sum: n * max,
+            fetch_ms_max: max,
+            bytes_sum: n * max,
+            ..CrawlHourly::default()
+        };
+        row.add(599, max, max);
+        let expected = i128::from(n + 1) * i128::from(max);
+        assert_eq!(i128::from(row.bytes_sum), expected);
+        assert_eq!(i128::from(row.fetch_ms_sum), expected);
+        assert_eq!(
+            (row.pages, row.status_5xx, row.fetch_ms_max),
+            (n + 1, n + 1, max)
+        );
+        // The next one would pass i64::MAX: it stops with the column named instead of wrapping.
+        let over = std::panic::catch_unwind(move || {
+            let mut row = row;
+            row.add(200, 0, i64::MAX - row.bytes_sum + 1);
+        });
+        let message = *over.unwrap_err().downcast::<String>().unwrap();
+        assert!(
+            message.starts_with("aggregate crawl_hourly.bytes_sum overflows i64"),
+            "{message}"
+        );
+        let merged = std::panic::catch_unwind(|| {
+            let mut a = RankDaily::single(Some(1), t("2026-01-01T10:00:00Z"), "a");
+            a.checks = i64::MAX;
+            a.merge(&RankDaily::single(Some(1), t("2026-01-01T10:00:00Z"), "b"));
+        });
+        assert!(merged.is_err());
     }
 
     #[test]

@@ -268,6 +268,29 @@ impl Config {
         if !(1..=64).contains(&self.clickhouse_insert_streams) {
             bail!("invalid config: clickhouse_insert_streams must be between 1 and 64 (concurrent INSERTs per table)");
         }
+        // Bounded before `limits()` builds TimeDeltas from them (an out-of-range TimeDelta panics).
+        let (past_max, future_max) = (
+            sluice_schemas::validate::MAX_PAST_LIMIT.num_hours(),
+            sluice_schemas::validate::MAX_FUTURE_LIMIT.num_minutes(),
+        );
+        if !(0..=past_max).contains(&self.max_event_age_hours) {
+            bail!(
+                "invalid config: max_event_age_hours ({}) must be between 0 and {past_max} (hours; accepted event times must fit ClickHouse DateTime)",
+                self.max_event_age_hours
+            );
+        }
+        if !(0..=future_max).contains(&self.max_event_future_minutes) {
+            bail!(
+                "invalid config: max_event_future_minutes ({}) must be between 0 and {future_max} (minutes)",
+                self.max_event_future_minutes
+            );
+        }
+        if self.max_record_bytes == 0 {
+            bail!("invalid config: max_record_bytes must be at least 1 (bytes)");
+        }
+        self.limits()
+            .check()
+            .map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
         self.event_kinds()?;
         let topics = [&self.rank_topic, &self.crawl_topic, &self.click_topic];
         if topics.iter().any(|t| t.is_empty())
@@ -465,6 +488,21 @@ mod tests {
             run(&[("SLUICE_KINDS", "rank,bogus")]),
             "ERR invalid config: kinds (env SLUICE_KINDS): unknown event kind \"bogus\"; accepted: rank, crawl, click"
         );
+        // Event limits that would let a validated event exceed what the databases hold (or overflow a
+        // TimeDelta) are refused, naming the key and the accepted range.
+        assert_eq!(
+            run(&[("SLUICE_MAX_EVENT_AGE_HOURS", "9223372036854775807")]),
+            "ERR invalid config: max_event_age_hours (9223372036854775807) must be between 0 and 87600 (hours; accepted event times must fit ClickHouse DateTime)"
+        );
+        assert_eq!(
+            run(&[("SLUICE_MAX_EVENT_FUTURE_MINUTES", "-1")]),
+            "ERR invalid config: max_event_future_minutes (-1) must be between 0 and 10080 (minutes)"
+        );
+        assert_eq!(
+            run(&[("SLUICE_MAX_RECORD_BYTES", "0")]),
+            "ERR invalid config: max_record_bytes must be at least 1 (bytes)"
+        );
+        assert!(run(&[("SLUICE_MAX_EVENT_AGE_HOURS", "87600")]).starts_with("OK "));
         // Unrelated SLUICE_* variables (used by the stack scripts) are ignored.
         assert_eq!(
             run(&[("SLUICE_STATE_DIR", "/tmp/x")]),

@@ -129,7 +129,7 @@ impl TestStack {
         let metrics_port = free_port()?;
         let log = self.log_dir.join(format!("ingest-{label}.log"));
         let stderr = std::fs::File::create(&log)?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-ingest"));
+        let mut cmd = Command::new(ingest_binary());
         cmd.arg("run").stdout(Stdio::null()).stderr(stderr);
         self.configure(
             &mut cmd,
@@ -166,7 +166,7 @@ impl TestStack {
         args: &[&str],
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<std::process::Output> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-ingest"));
+        let mut cmd = Command::new(ingest_binary());
         cmd.args(args);
         self.configure(&mut cmd, extra_env);
         cmd.output().context("running sluice-ingest")
@@ -282,6 +282,13 @@ impl TestStack {
         );
         sluice_loadtest::pg::drop_database(&base_url, &self.name).await
     }
+}
+
+/// The `sluice-ingest` binary under test: `SLUICE_INGEST_BIN` when set (a copy taken right after the
+/// build, when several worktrees share one target directory and its `sluice-ingest`), else Cargo's.
+fn ingest_binary() -> String {
+    std::env::var("SLUICE_INGEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice-ingest").to_owned())
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -215,14 +215,33 @@ struct ClickRow<'a> {
     ingested_at: u32,
 }
 
-/// Seconds and sub-second microseconds of an event time, as the raw tables store them.
-fn split_time(ts: chrono::DateTime<chrono::Utc>) -> (u32, u32) {
+/// Seconds and sub-second microseconds of an event time, as the raw tables store them (`DateTime` is a
+/// `UInt32` of seconds: 1970-01-01 to 2106-02-07). Validation refuses event times outside that range.
+fn split_time(ts: chrono::DateTime<chrono::Utc>, event_id: &str) -> Result<(u32, u32)> {
     let micros = ts.timestamp_micros();
-    // Validation keeps event times within about a year of now: inside DateTime's 1970–2106 range.
-    (
-        u32::try_from(micros.div_euclid(1_000_000)).unwrap_or(0),
-        micros.rem_euclid(1_000_000) as u32,
-    )
+    let secs = fits(
+        micros.div_euclid(1_000_000),
+        "occurred_at (DateTime)",
+        event_id,
+    )?;
+    let sub = fits(micros.rem_euclid(1_000_000), "occurred_at_micros", event_id)?;
+    Ok((secs, sub))
+}
+
+/// A validated value converted to its column's type. Validation keeps every value in range
+/// (docs/events.md, schemas/src/validate.rs), so this never fails; if it did, the row is refused with
+/// the column named rather than clamped or wrapped into another value.
+fn fits<T, S>(value: S, column: &str, event_id: &str) -> Result<T>
+where
+    T: TryFrom<S>,
+    S: Copy + std::fmt::Display,
+{
+    T::try_from(value).map_err(|_| SinkError::Permanent {
+        sink: SINK,
+        message: format!(
+            "event {event_id:?}: {column}={value} does not fit its ClickHouse column (a validation gap)"
+        ),
+    })
 }
 
 impl ClickHouseSink {
@@ -528,7 +547,7 @@ impl ClickHouseSink {
         table: &'static str,
         batches: Vec<&PartitionBatch>,
         events: fn(&PartitionBatch) -> &[E],
-        row: for<'a> fn(&'a PartitionBatch, &'a E, u32) -> T::Value<'a>,
+        row: for<'a> fn(&'a PartitionBatch, &'a E, u32) -> Result<T::Value<'a>>,
         ingested_at: u32,
     ) -> Result<u64>
     where
@@ -539,7 +558,7 @@ impl ClickHouseSink {
         for batch in batches {
             for event in events(batch) {
                 insert
-                    .write(&row(batch, event, ingested_at))
+                    .write(&row(batch, event, ingested_at)?)
                     .await
                     .map_err(classify)?;
                 written += 1;
@@ -567,9 +586,9 @@ fn rank_row<'a>(
     batch: &'a PartitionBatch,
     (offset, e): &'a (i64, RankEvent),
     ingested_at: u32,
-) -> RankRow<'a> {
-    let (secs, micros) = split_time(e.occurred_at);
-    RankRow {
+) -> Result<RankRow<'a>> {
+    let (secs, micros) = split_time(e.occurred_at, &e.event_id)?;
+    Ok(RankRow {
         event_id: &e.event_id,
         tenant_id: &e.tenant_id,
         occurred_at: secs,
@@ -580,18 +599,25 @@ fn rank_row<'a>(
         engine: &e.engine,
         device: &e.device,
         url: e.url.as_deref(),
-        position: e.position.and_then(|p| u8::try_from(p).ok()),
+        position: e
+            .position
+            .map(|p| fits(p, "position (UInt8)", &e.event_id))
+            .transpose()?,
         kafka_topic: &batch.topic,
-        kafka_partition: kafka_partition(batch),
-        kafka_offset: *offset as u64,
+        kafka_partition: kafka_partition(batch)?,
+        kafka_offset: fits(*offset, "kafka_offset (UInt64)", &e.event_id)?,
         ingested_at,
-    }
+    })
 }
 
-fn crawl_row<'a>(batch: &'a PartitionBatch, r: &'a CrawlRecord, ingested_at: u32) -> CrawlRow<'a> {
+fn crawl_row<'a>(
+    batch: &'a PartitionBatch,
+    r: &'a CrawlRecord,
+    ingested_at: u32,
+) -> Result<CrawlRow<'a>> {
     let e = &r.event;
-    let (secs, micros) = split_time(e.occurred_at);
-    CrawlRow {
+    let (secs, micros) = split_time(e.occurred_at, &e.event_id)?;
+    Ok(CrawlRow {
         event_id: &e.event_id,
         tenant_id: &e.tenant_id,
         occurred_at: secs,
@@ -599,24 +625,24 @@ fn crawl_row<'a>(batch: &'a PartitionBatch, r: &'a CrawlRecord, ingested_at: u32
         campaign_id: &e.campaign_id,
         url: &e.url,
         domain: &r.domain,
-        status_code: u16::try_from(e.status_code).unwrap_or(0),
-        fetch_ms: u32::try_from(e.fetch_ms).unwrap_or(u32::MAX),
-        bytes: e.bytes as u64,
+        status_code: fits(e.status_code, "status_code (UInt16)", &e.event_id)?,
+        fetch_ms: fits(e.fetch_ms, "fetch_ms (UInt32)", &e.event_id)?,
+        bytes: fits(e.bytes, "bytes (UInt64)", &e.event_id)?,
         content_hash: e.content_hash.as_deref(),
         kafka_topic: &batch.topic,
-        kafka_partition: kafka_partition(batch),
-        kafka_offset: r.offset as u64,
+        kafka_partition: kafka_partition(batch)?,
+        kafka_offset: fits(r.offset, "kafka_offset (UInt64)", &e.event_id)?,
         ingested_at,
-    }
+    })
 }
 
 fn click_row<'a>(
     batch: &'a PartitionBatch,
     (offset, e): &'a (i64, ClickEvent),
     ingested_at: u32,
-) -> ClickRow<'a> {
-    let (secs, micros) = split_time(e.occurred_at);
-    ClickRow {
+) -> Result<ClickRow<'a>> {
+    let (secs, micros) = split_time(e.occurred_at, &e.event_id)?;
+    Ok(ClickRow {
         event_id: &e.event_id,
         tenant_id: &e.tenant_id,
         occurred_at: secs,
@@ -627,10 +653,10 @@ fn click_row<'a>(
         user_agent: e.user_agent.as_deref(),
         visitor_id: e.visitor_id.as_deref(),
         kafka_topic: &batch.topic,
-        kafka_partition: kafka_partition(batch),
-        kafka_offset: *offset as u64,
+        kafka_partition: kafka_partition(batch)?,
+        kafka_offset: fits(*offset, "kafka_offset (UInt64)", &e.event_id)?,
         ingested_at,
-    }
+    })
 }
 
 /// A table's rows below this many are not split into another concurrent `INSERT`: each one is a part
@@ -668,8 +694,16 @@ fn streams<'a>(
     groups.into_iter().map(|(_, group)| group).collect()
 }
 
-fn kafka_partition(batch: &PartitionBatch) -> u16 {
-    u16::try_from(batch.partition).unwrap_or(u16::MAX)
+/// The partition number for the `UInt16` column: a topic with more than 65,536 partitions is a
+/// configuration the raw tables cannot record, refused rather than clamped onto partition 65535.
+fn kafka_partition(batch: &PartitionBatch) -> Result<u16> {
+    u16::try_from(batch.partition).map_err(|_| SinkError::Permanent {
+        sink: SINK,
+        message: format!(
+            "{}/{}: kafka_partition does not fit the raw tables' UInt16 column (0..=65535)",
+            batch.topic, batch.partition
+        ),
+    })
 }
 
 fn count_rows(table: &'static str, n: usize) {
@@ -842,7 +876,39 @@ mod tests {
         let ts = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05.123456Z")
             .unwrap()
             .to_utc();
-        assert_eq!(split_time(ts), (1_767_323_045, 123_456));
+        assert_eq!(split_time(ts, "e").unwrap(), (1_767_323_045, 123_456));
+        // Before 1970 or after 2106 the DateTime column cannot hold it: an error naming the column,
+        // never 0 or a wrapped value.
+        let early = chrono::DateTime::parse_from_rfc3339("1969-12-31T23:59:59.5Z")
+            .unwrap()
+            .to_utc();
+        let err = split_time(early, "e").unwrap_err().to_string();
+        assert!(err.contains("occurred_at (DateTime)=-1"), "{err}");
+        let last = chrono::DateTime::from_timestamp(i64::from(u32::MAX), 999_999_000).unwrap();
+        assert_eq!(split_time(last, "e").unwrap(), (u32::MAX, 999_999));
+        assert!(split_time(last + chrono::TimeDelta::seconds(1), "e").is_err());
+    }
+
+    #[test]
+    fn row_values_that_do_not_fit_are_errors_not_clamped() {
+        let mut batch = PartitionBatch::new("t", 65_536, Some(0));
+        assert!(kafka_partition(&batch)
+            .unwrap_err()
+            .to_string()
+            .contains("t/65536"));
+        batch.partition = 65_535;
+        assert_eq!(kafka_partition(&batch).unwrap(), 65_535);
+        assert_eq!(
+            fits::<u32, i64>(4_294_967_295, "fetch_ms", "e").unwrap(),
+            u32::MAX
+        );
+        let err = fits::<u32, i64>(4_294_967_296, "fetch_ms (UInt32)", "e").unwrap_err();
+        assert!(
+            err.to_string().contains("fetch_ms (UInt32)=4294967296"),
+            "{err}"
+        );
+        assert!(fits::<u64, i64>(-1, "bytes (UInt64)", "e").is_err());
+        assert!(fits::<u16, i32>(65_536, "status_code (UInt16)", "e").is_err());
     }
 
     #[test]
