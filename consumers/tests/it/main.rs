@@ -3,6 +3,7 @@
 //! and runs the real `sluice-ingest` binary as a child process.
 
 mod analytics;
+mod boundaries;
 mod e2e;
 mod exactness;
 mod flush_control;
