@@ -427,3 +427,16 @@ mod tests {
         assert_eq!((batch.replayed, batch.dead_letters.len()), (0, 1));
     }
 }
+
+#[cfg(test)]
+mod overflow_bound {
+    /// docs/events.md ("Bounds of the stored columns") relies on this: each buffered crawl event counts
+    /// at least `size_of::<CrawlRecord>()` bytes of the buffer budget, so 2^31 of them would take over
+    /// 2^31 × 192 bytes (412 GB); no batch's i64 sum of u32 values can overflow.
+    #[test]
+    fn a_buffered_crawl_event_takes_at_least_192_bytes() {
+        let size = size_of::<super::CrawlRecord>();
+        println!("size_of::<CrawlRecord>() = {size}");
+        assert!(size >= 192, "{size}");
+    }
+}

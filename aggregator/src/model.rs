@@ -14,8 +14,8 @@
 //!
 //! Sums never wrap. Validation bounds `fetch_ms` and `bytes` to 0..=4294967295, so an `i64` sum
 //! overflows only after 2^31 events of the maximum in one row; in memory that is one batch, which the
-//! buffer budget flushes long before (a crawl event alone takes over 200 bytes of it: 2^31 of them
-//! would be over 400 GB), and in PostgreSQL `bigint` addition raises SQLSTATE 22003 instead of wrapping.
+//! buffer budget flushes long before (a crawl event counts at least 192 bytes of it: 2^31 of them would
+//! be over 412 GB), and in PostgreSQL `bigint` addition raises SQLSTATE 22003 instead of wrapping.
 //! The in-memory additions are checked all the same ([`add`]): release builds do not check `+`, and a
 //! wrapped sum would be stored as if it were true.
 

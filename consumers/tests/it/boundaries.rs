@@ -54,7 +54,7 @@ async fn extreme_accepted_values_sum_exactly_in_both_databases() -> anyhow::Resu
             content_hash: Some("h".repeat(limits.max_text_len)),
         })
     };
-    let crawls = vec![
+    let crawls = [
         crawl("c1", 100, max, max, hour),
         crawl("c2", 599, max, max, hour + TimeDelta::minutes(59)),
         crawl("c3", 200, 0, 0, hour + TimeDelta::seconds(1)),
@@ -89,7 +89,7 @@ async fn extreme_accepted_values_sum_exactly_in_both_databases() -> anyhow::Resu
             position,
         })
     };
-    let ranks = vec![
+    let ranks = [
         rank("r1", Some(1), hour),
         rank("r2", Some(100), hour + TimeDelta::minutes(1)),
         rank("r3", None, hour + TimeDelta::minutes(2)),

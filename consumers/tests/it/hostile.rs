@@ -404,7 +404,13 @@ async fn every_hostile_record_is_stored_faithfully_or_dead_lettered() -> anyhow:
     };
     let mut stored: Vec<Event> = Vec::new();
     let mut expected_dead: Vec<((String, i64), String)> = Vec::new();
-    for (i, record) in records(at).into_iter().enumerate() {
+    let records = records(at);
+    assert_eq!(
+        records.len(),
+        35,
+        "docs/guarantees.md section 5a counts them"
+    );
+    for (i, record) in records.into_iter().enumerate() {
         let topic = stack.topic(record.kind).to_owned();
         let (_, offset) = send(
             &producer,
