@@ -293,8 +293,12 @@ impl PartitionBatch {
             device: &e.device,
             day: day_of(e.occurred_at),
         };
-        // Validation bounds positions to 1..=100, so the narrowing cannot fail.
-        let position = e.position.and_then(|p| i16::try_from(p).ok());
+        // Validation bounds positions to 1..=100, so the narrowing cannot fail; were it to, ingest stops
+        // rather than store the check as unranked.
+        let position = e.position.map(|p| {
+            i16::try_from(p)
+                .unwrap_or_else(|_| panic!("position {p} of {} is not a smallint", e.event_id))
+        });
         match self.ranks.entry_ref(&key) {
             EntryRef::Occupied(mut row) => row.get_mut().add(position, e.occurred_at, &e.event_id),
             EntryRef::Vacant(row) => {

@@ -496,7 +496,7 @@ mod tests {
         );
         assert_eq!(
             run(&[("SLUICE_MAX_EVENT_FUTURE_MINUTES", "-1")]),
-            "ERR invalid config: max_event_future_minutes (-1) must be between 0 and 10080 (minutes)"
+            "ERR invalid config: max_event_future_minutes (-1) must be between 0 and 527040 (minutes)"
         );
         assert_eq!(
             run(&[("SLUICE_MAX_RECORD_BYTES", "0")]),

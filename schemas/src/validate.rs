@@ -57,8 +57,9 @@ pub const PG_KEY_TEXT_BYTES: usize = 2640;
 /// inside ClickHouse's `DateTime` (1970-01-01 to 2106-02-07 UTC).
 pub const MAX_PAST_LIMIT: TimeDelta = TimeDelta::days(3650);
 
-/// The widest `max_future` [`Limits::check`] accepts: seven days.
-pub const MAX_FUTURE_LIMIT: TimeDelta = TimeDelta::days(7);
+/// The widest `max_future` [`Limits::check`] accepts: 366 days (ten years ahead would still fit
+/// ClickHouse `DateTime`; a year is already far beyond any clock skew).
+pub const MAX_FUTURE_LIMIT: TimeDelta = TimeDelta::days(366);
 
 /// First and last second ClickHouse's `DateTime` (a `UInt32` of Unix seconds) can hold.
 const CLICKHOUSE_DATETIME_SECS: (i64, i64) = (0, u32::MAX as i64);

@@ -363,15 +363,15 @@ async fn send(
     Ok((delivery.partition, delivery.offset))
 }
 
-/// (source topic, source offset) → reason of every dead letter.
-fn dead_letters(stack: &TestStack) -> anyhow::Result<Vec<((String, i64), String)>> {
+/// ((source topic, source offset), reason, detail) of every dead letter, sorted.
+fn dead_letters(stack: &TestStack) -> anyhow::Result<Vec<((String, i64), String, String)>> {
     let header = |m: &rdkafka::message::OwnedMessage, name: &str| {
         m.headers()
             .and_then(|hs| hs.iter().find(|h| h.key == name).and_then(|h| h.value))
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default()
     };
-    let mut out: Vec<((String, i64), String)> =
+    let mut out: Vec<((String, i64), String, String)> =
         sluice_loadtest::kafka::read_all(&stack.brokers, &stack.dead_letter_topic)?
             .iter()
             .map(|m| {
@@ -379,6 +379,7 @@ fn dead_letters(stack: &TestStack) -> anyhow::Result<Vec<((String, i64), String)
                 (
                     (header(m, "sluice-dlq-source-topic"), offset),
                     header(m, "sluice-dlq-reason"),
+                    header(m, "sluice-dlq-detail"),
                 )
             })
             .collect();
@@ -446,7 +447,21 @@ async fn every_hostile_record_is_stored_faithfully_or_dead_lettered() -> anyhow:
     let status = ingest.terminate(Duration::from_secs(30))?;
     assert!(status.success(), "ingest exit status {status}");
 
-    assert_eq!(dead_letters(&stack)?, expected_dead);
+    let letters = dead_letters(&stack)?;
+    let reasons: Vec<((String, i64), String)> = letters
+        .iter()
+        .map(|(at, reason, _)| (at.clone(), reason.clone()))
+        .collect();
+    assert_eq!(reasons, expected_dead);
+    // The detail names the field that held U+0000.
+    let details: Vec<&str> = letters.iter().map(|(_, _, d)| d.as_str()).collect();
+    for field in ["short_code", "user_agent", "url", "visitor_id"] {
+        let prefix = format!("{field} contains U+0000 (NUL)");
+        assert!(
+            details.iter().any(|d| d.starts_with(&prefix)),
+            "no detail `{prefix}`: {details:?}"
+        );
+    }
     // Stored events, byte-exact, in PostgreSQL's aggregate keys and ClickHouse's raw rows.
     stack
         .assert_matches(&Expected::from_events(&stored))
