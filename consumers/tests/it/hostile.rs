@@ -363,15 +363,18 @@ async fn send(
     Ok((delivery.partition, delivery.offset))
 }
 
-/// ((source topic, source offset), reason, detail) of every dead letter, sorted.
-fn dead_letters(stack: &TestStack) -> anyhow::Result<Vec<((String, i64), String, String)>> {
+/// ((source topic, source offset), reason, detail) of a dead letter.
+type Letter = ((String, i64), String, String);
+
+/// Every dead letter, sorted.
+fn dead_letters(stack: &TestStack) -> anyhow::Result<Vec<Letter>> {
     let header = |m: &rdkafka::message::OwnedMessage, name: &str| {
         m.headers()
             .and_then(|hs| hs.iter().find(|h| h.key == name).and_then(|h| h.value))
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default()
     };
-    let mut out: Vec<((String, i64), String, String)> =
+    let mut out: Vec<Letter> =
         sluice_loadtest::kafka::read_all(&stack.brokers, &stack.dead_letter_topic)?
             .iter()
             .map(|m| {
