@@ -936,3 +936,22 @@ fn json_schema_agrees_with_the_decoder_on_hostile_documents() {
         );
     }
 }
+
+#[test]
+fn a_long_bad_timestamp_is_echoed_cut_short() {
+    let long = format!("2026-06-15 {}", "9".repeat(10_000));
+    let doc = format!(
+        r#"{{"schema_version":1,"event_id":"k","tenant_id":"t","occurred_at":"{long}","short_code":"s"}}"#
+    );
+    let err = decode(
+        EventKind::Click,
+        Encoding::Json,
+        doc.as_bytes(),
+        &Limits::default(),
+        now(),
+    )
+    .unwrap_err();
+    assert_eq!(err.reason, RejectReason::InvalidField);
+    assert!(err.detail.len() < 200, "{}", err.detail.len());
+    assert!(err.detail.contains(&long[..64]), "{}", err.detail);
+}
