@@ -3,13 +3,17 @@
 //! and runs the real `sluice-ingest` binary as a child process.
 
 mod analytics;
+mod clock_skew;
 mod e2e;
 mod exactness;
 mod flush_control;
+mod health;
 mod observability;
+mod partitioning;
 mod postgres_schema;
 mod replay;
 mod scale_out;
 mod secrets;
+mod static_membership;
 mod support;
 mod writer_role;
