@@ -416,6 +416,7 @@ impl Partitions {
             .iter()
             .map(|e| e.topic().to_owned())
             .collect();
+        topics.sort_unstable();
         topics.dedup();
         for topic in topics {
             let Some(index) = self.topics.index(&topic) else {
