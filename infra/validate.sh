@@ -256,10 +256,12 @@ elif mode == "k8s":
     timeout_s = int(cm.get("SLUICE_SHUTDOWN_TIMEOUT_MS", "20000")) / 1000
     topic_of = {"rank": cm.get("SLUICE_RANK_TOPIC", "rank-events"), "crawl": cm.get("SLUICE_CRAWL_TOPIC", "crawl-events"),
                 "click": cm.get("SLUICE_CLICK_TOPIC", "click-events")}
-    deps = {d["metadata"]["name"]: d for d in by.get("Deployment", [])}
+    # StatefulSets: stable pod names are the static-membership ids (docs/operations.md, "Static membership").
+    if by.get("Deployment"): bad("ingest runs as StatefulSets (stable pod names for group_instance_id), not Deployments")
+    deps = {d["metadata"]["name"]: d for d in by.get("StatefulSet", [])}
     classes = {}
     if sorted(d["metadata"]["labels"].get("sluice.dev/class") for d in deps.values()) != ["click", "crawl", "rank"]:
-        bad("want exactly one Deployment per class rank, crawl, click")
+        bad("want exactly one StatefulSet per class rank, crawl, click")
     groups = set()
     for name, d in deps.items():
         cls = d["metadata"]["labels"]["sluice.dev/class"]
@@ -276,6 +278,8 @@ elif mode == "k8s":
         if kinds != cls: bad(f"{name}: SLUICE_KINDS={kinds!r}, want {cls!r}")
         if not group or group in groups: bad(f"{name}: SLUICE_GROUP_ID {group!r} missing or shared")
         groups.add(group)
+        iid = (env.get("SLUICE_GROUP_INSTANCE_ID", {}).get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath")
+        if iid != "metadata.name": bad(f"{name}: SLUICE_GROUP_INSTANCE_ID must come from the pod name (fieldRef metadata.name)")
         classes[name] = (cls, group, c)
         ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
         if ports.get("metrics") != 9464: bad(f"{name}: no container port 'metrics' 9464")
@@ -335,7 +339,8 @@ elif mode == "k8s":
         if set(s) - {"scaleTargetRef", "pollingInterval", "cooldownPeriod", "minReplicaCount", "maxReplicaCount",
                      "idleReplicaCount", "advanced", "triggers", "fallback", "initialCooldownPeriod"}:
             bad(f"{name}: unknown ScaledObject spec fields {set(s)}")
-        if s["scaleTargetRef"].get("name") != name: bad(f"{name}: ScaledObject targets {s['scaleTargetRef']}")
+        if s["scaleTargetRef"].get("name") != name or s["scaleTargetRef"].get("kind") != "StatefulSet":
+            bad(f"{name}: ScaledObject targets {s['scaleTargetRef']}")
         parts = int(so["metadata"].get("annotations", {}).get("sluice.dev/topic-partitions", 0))
         if not 1 <= s.get("minReplicaCount", 0) <= s.get("maxReplicaCount", 100) <= parts:
             bad(f"{name}: need 1 <= minReplicaCount <= maxReplicaCount <= partitions ({parts})")
@@ -381,10 +386,10 @@ elif mode == "hpa":
         if not 1 <= d["spec"]["minReplicas"] <= d["spec"]["maxReplicas"] <= parts: bad("HPA replica range exceeds partitions")
 
 elif mode == "env":
-    # Env of one rendered Deployment as shell assignments, for `sluice-ingest config`.
+    # Env of one rendered StatefulSet as shell assignments, for `sluice-ingest config`.
     docs = [d for d in yaml.safe_load_all(open(args[0])) if d]
     cm = next(d["data"] for d in docs if d["kind"] == "ConfigMap")
-    dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == args[1])
+    dep = next(d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == args[1])
     env = dict(cm)
     env.update({e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e})
     for k, v in env.items(): print(f"{k}={v}")
@@ -483,7 +488,7 @@ render_k8s() {
   echo "$(grep -c '^kind:' "$WORK/k8s.yaml") objects: $(grep '^kind:' "$WORK/k8s.yaml" | sort | uniq -c | awk '{printf "%s %s, ", $1, $3}')"
 }
 
-# `sluice-ingest config` parses and validates each Deployment's settings (it connects to nothing).
+# `sluice-ingest config` parses and validates each StatefulSet's settings (it connects to nothing).
 check_ingest_config() {
   local bin="$1" dep line
   printf 'dummy\n' >"$WORK/password"
@@ -569,7 +574,7 @@ for f in glob.glob("infra/compose/grafana/provisioning/*/*.yml") + glob.glob("in
       for bin in target/release/sluice-ingest target/debug/sluice-ingest ""; do [[ -x "$bin" ]] && break; done
     fi
     if [[ -n "$bin" ]]; then
-      check "sluice-ingest config accepts each Deployment's settings" check_ingest_config "$bin"
+      check "sluice-ingest config accepts each StatefulSet's settings" check_ingest_config "$bin"
     else
       skip "sluice-ingest config" "no built binary (cargo build, or set SLUICE_INGEST_BIN)"
     fi

@@ -5,7 +5,15 @@
 //! Time here is the Kafka record timestamp (the producer's send time, or the broker's append time when
 //! the topic uses `LogAppendTime`) — part of the log, so a replay of the partition makes exactly the same
 //! decisions. Per partition we keep a watermark (the newest record timestamp seen); a key accepted while
-//! the watermark was `w` is remembered until the watermark passes `w + window`. Keys are 128-bit xxh3
+//! the watermark was `w` is remembered until the watermark passes `w + window`.
+//!
+//! One producer's clock must not expire the window for the others, so a record's *dedup time* is its
+//! timestamp capped at the ingest clock plus a tolerance: `min(record ts, now + tolerance)`, tolerance =
+//! min(60 s, window / 10) ([`DedupWindow::set_clock`]). A record stamped a year ahead moves the watermark
+//! no further than a sane record read at the same moment could; a record stamped behind never moves it.
+//! Records within the tolerance of the clock — all of them when producers' clocks are sane — decide by
+//! their record timestamp alone, the same on every replay (the clock only moves forward); only a record
+//! stamped beyond it depends on when it is read (docs/guarantees.md, "Producer clocks"). Keys are 128-bit xxh3
 //! hashes (no false duplicates in practice: ~10⁻²³ collision odds at 10⁸ live keys). The window's
 //! contents are persisted with each flush, in the same PostgreSQL transaction as the offsets, and
 //! reloaded on assignment — so the window survives restarts and rebalances and always matches the
@@ -19,6 +27,9 @@ pub type EventKey = u128;
 
 /// Bytes per persisted entry: 16 (key) + 8 (expiry, ms).
 pub const ENTRY_BYTES: usize = 24;
+
+/// The most a record's dedup time may lead the ingest clock: min(this, window / 10).
+pub const MAX_CLOCK_LEAD_MS: i64 = 60_000;
 
 /// Hashes an event's idempotency key. `0xFF` never occurs in UTF-8, so it separates the parts
 /// unambiguously.
@@ -91,6 +102,8 @@ impl Expiring {
 pub struct DedupWindow {
     window_ms: i64,
     watermark_ms: i64,
+    /// No record moves the watermark past this (ingest clock + tolerance); `i64::MAX` until a clock is set.
+    horizon_ms: i64,
     keys: HashSet<EventKey, BuildHasherDefault<PassThroughHasher>>,
     /// Keys with their expiry, in non-decreasing expiry order (expiry = watermark at insert + window).
     expiries: VecDeque<Expiring>,
@@ -102,6 +115,7 @@ impl DedupWindow {
         DedupWindow {
             window_ms,
             watermark_ms,
+            horizon_ms: i64::MAX,
             keys: HashSet::default(),
             expiries: VecDeque::new(),
         }
@@ -122,6 +136,17 @@ impl DedupWindow {
         w
     }
 
+    /// The tolerance a record's timestamp may lead the ingest clock by: min(60 s, window / 10).
+    pub fn clock_tolerance_ms(&self) -> i64 {
+        (self.window_ms / 10).min(MAX_CLOCK_LEAD_MS)
+    }
+
+    /// Sets the ingest clock (Unix ms) for the records observed next: their dedup time is capped at
+    /// `now_ms + tolerance`. Called with the wall clock once per poll-loop turn.
+    pub fn set_clock(&mut self, now_ms: i64) {
+        self.horizon_ms = now_ms.saturating_add(self.clock_tolerance_ms());
+    }
+
     pub fn watermark_ms(&self) -> i64 {
         self.watermark_ms
     }
@@ -136,9 +161,11 @@ impl DedupWindow {
     }
 
     /// Sees one accepted-by-validation record. Returns `Some(expiry)` when the key is new (the caller
-    /// persists `(key, expiry)`), `None` when it is a re-delivery inside the window.
+    /// persists `(key, expiry)`), `None` when it is a re-delivery inside the window. The record's dedup
+    /// time is `min(record_ts_ms, clock + tolerance)`; it moves the watermark only forward.
     pub fn observe(&mut self, key: EventKey, record_ts_ms: i64) -> Option<i64> {
-        self.watermark_ms = self.watermark_ms.max(record_ts_ms);
+        let dedup_ts = record_ts_ms.min(self.horizon_ms);
+        self.watermark_ms = self.watermark_ms.max(dedup_ts);
         while let Some(&oldest) = self.expiries.front() {
             if oldest.expiry >= self.watermark_ms {
                 break;
@@ -252,6 +279,57 @@ mod tests {
         assert_eq!(w.observe(a, 10), Some(6_000));
         assert_eq!(w.watermark_ms(), 5_000);
         assert_eq!(w.observe(a, 5_900), None);
+    }
+
+    #[test]
+    fn a_clock_far_ahead_cannot_expire_the_window() {
+        // 15-minute window: tolerance 60 s.
+        let mut w = DedupWindow::new(900_000, 0);
+        assert_eq!(w.clock_tolerance_ms(), 60_000);
+        let now = 1_780_000_000_000i64;
+        w.set_clock(now);
+        let early: Vec<EventKey> = (0..5).map(|i| event_key("t", &format!("e{i}"))).collect();
+        for &k in &early {
+            assert_eq!(w.observe(k, now - 1_000), Some(now - 1_000 + 900_000));
+        }
+        // Stamped a year ahead: its dedup time is the clock + 60 s, not a year from now.
+        let year = 365 * 86_400_000i64;
+        let ahead = event_key("t", "ahead");
+        assert_eq!(w.observe(ahead, now + year), Some(now + 60_000 + 900_000));
+        assert_eq!(w.watermark_ms(), now + 60_000);
+        // The early keys are still remembered: their re-deliveries are dropped.
+        w.set_clock(now + 1_000);
+        for &k in &early {
+            assert_eq!(w.observe(k, now), None);
+        }
+        // The year-ahead copy's own re-delivery is dropped too (and moves the watermark with the clock).
+        assert_eq!(w.observe(ahead, now + year), None);
+        assert_eq!(w.watermark_ms(), now + 61_000);
+        // Stamped a year behind: it does not move the watermark, and is remembered a full window.
+        let behind = event_key("t", "behind");
+        assert_eq!(w.observe(behind, now - year), Some(now + 61_000 + 900_000));
+        assert_eq!(w.watermark_ms(), now + 61_000);
+        // Time passes normally: the early keys expire once sane records pass their expiry.
+        w.set_clock(now + 900_000);
+        let later = event_key("t", "later");
+        assert_eq!(w.observe(later, now + 899_000), Some(now + 1_799_000));
+        assert_eq!(
+            w.observe(early[0], now + 899_000),
+            None,
+            "at its expiry: kept"
+        );
+        assert_eq!(w.observe(early[1], now + 899_001), Some(now + 1_799_001));
+    }
+
+    #[test]
+    fn tolerance_is_a_tenth_of_a_small_window() {
+        let mut w = DedupWindow::new(5_000, 0);
+        assert_eq!(w.clock_tolerance_ms(), 500);
+        w.set_clock(10_000);
+        assert_eq!(w.observe(event_key("t", "a"), 99_999), Some(10_500 + 5_000));
+        // Without a clock (benchmarks, tests of the window alone) the record timestamp counts as is.
+        let mut w = DedupWindow::new(5_000, 0);
+        assert_eq!(w.observe(event_key("t", "a"), 99_999), Some(104_999));
     }
 
     #[test]

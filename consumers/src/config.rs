@@ -34,6 +34,11 @@ pub enum LogFormat {
 pub struct Config {
     pub kafka_brokers: String,
     pub group_id: String,
+    /// Static group membership: this process's stable identity in the group (librdkafka
+    /// `group.instance.id`; env `SLUICE_GROUP_INSTANCE_ID`), e.g. the pod name of a StatefulSet. A
+    /// restarted member with the same id gets its partitions back at once instead of after the session
+    /// timeout; a stopped one keeps them until the session timeout. Unset or empty: dynamic membership.
+    pub group_instance_id: Option<String>,
     pub rank_topic: String,
     pub crawl_topic: String,
     pub click_topic: String,
@@ -84,6 +89,9 @@ pub struct Config {
     pub max_buffered_bytes: usize,
     /// Partitions flushed concurrently.
     pub flush_concurrency: usize,
+    /// `/health/ready` turns not-ready when a flush has been in flight (retrying) this long, or when no
+    /// Kafka broker has been reachable this long, in milliseconds.
+    pub ready_stall_timeout_ms: u64,
     /// How long shutdown (and a rebalance's drain) may take before unflushed work is left to replay.
     pub shutdown_timeout_ms: u64,
 
@@ -110,6 +118,7 @@ impl Default for Config {
         Config {
             kafka_brokers: "127.0.0.1:9092".into(),
             group_id: "sluice-ingest".into(),
+            group_instance_id: None,
             rank_topic: EventKind::Rank.default_topic().into(),
             crawl_topic: EventKind::Crawl.default_topic().into(),
             click_topic: EventKind::Click.default_topic().into(),
@@ -137,6 +146,7 @@ impl Default for Config {
             max_buffered_bytes: 512 * 1024 * 1024,
             flush_concurrency: 4,
             shutdown_timeout_ms: 20_000,
+            ready_stall_timeout_ms: 60_000,
             max_record_bytes: limits.max_record_bytes,
             max_event_age_hours: limits.max_past.num_hours(),
             max_event_future_minutes: limits.max_future.num_minutes(),
@@ -163,6 +173,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("kafka_brokers", &self.kafka_brokers)
             .field("group_id", &self.group_id)
+            .field("group_instance_id", &self.group_instance_id)
             .field(
                 "topics",
                 &[&self.rank_topic, &self.crawl_topic, &self.click_topic],
@@ -261,6 +272,18 @@ impl Config {
         }
         if self.shutdown_timeout_ms == 0 {
             bail!("invalid config: shutdown_timeout_ms must be > 0 (milliseconds)");
+        }
+        if self.ready_stall_timeout_ms == 0 {
+            bail!("invalid config: ready_stall_timeout_ms (env SLUICE_READY_STALL_TIMEOUT_MS) must be > 0 (milliseconds)");
+        }
+        if let Some(id) = &self.group_instance_id {
+            if id.len() > 249
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                bail!("invalid config: group_instance_id (env SLUICE_GROUP_INSTANCE_ID) {id:?}: accepted: up to 249 characters of a-z, A-Z, 0-9, '.', '_', '-'");
+            }
         }
         if self.flush_concurrency == 0 || self.postgres_max_connections == 0 {
             bail!("invalid config: flush_concurrency and postgres_max_connections must be > 0");
@@ -364,6 +387,17 @@ impl Config {
             lag_high: self.flush_lag_high as f64,
             ..Default::default()
         }
+    }
+
+    /// The static-membership instance id, if one is set (an empty value means none).
+    pub fn instance_id(&self) -> Option<&str> {
+        self.group_instance_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+    }
+
+    pub fn ready_stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.ready_stall_timeout_ms)
     }
 
     pub fn shutdown_timeout(&self) -> Duration {
@@ -503,6 +537,18 @@ mod tests {
             "ERR invalid config: max_record_bytes must be at least 1 (bytes)"
         );
         assert!(run(&[("SLUICE_MAX_EVENT_AGE_HOURS", "87600")]).starts_with("OK "));
+        assert_eq!(
+            run(&[("SLUICE_READY_STALL_TIMEOUT_MS", "0")]),
+            "ERR invalid config: ready_stall_timeout_ms (env SLUICE_READY_STALL_TIMEOUT_MS) must be > 0 (milliseconds)"
+        );
+        assert_eq!(
+            run(&[("SLUICE_GROUP_INSTANCE_ID", "pod 0")]),
+            "ERR invalid config: group_instance_id (env SLUICE_GROUP_INSTANCE_ID) \"pod 0\": accepted: up to 249 characters of a-z, A-Z, 0-9, '.', '_', '-'"
+        );
+        assert_eq!(
+            run(&[("SLUICE_GROUP_INSTANCE_ID", "sluice-ingest-click-0")]),
+            "OK 127.0.0.1:9092 1000 Text"
+        );
         // Unrelated SLUICE_* variables (used by the stack scripts) are ignored.
         assert_eq!(
             run(&[("SLUICE_STATE_DIR", "/tmp/x")]),

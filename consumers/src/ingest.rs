@@ -28,15 +28,19 @@ use sluice_schemas::{decode, Encoding, EventKind, Limits, RejectReason, ENCODING
 use crate::config::{is_secret_key, Config, StartFrom};
 use crate::metrics::{
     BUFFERED_BYTES, BUFFERED_EVENTS, BUFFERED_KEYS, DEDUP_KEYS, DUPLICATES, EVENTS_AGGREGATED,
-    FLUSH_INTERVAL_SECONDS, PAUSED, READY, RECORDS_CONSUMED, RECORDS_REJECTED, RECORDS_REPLAYED,
+    FLUSH_INTERVAL_SECONDS, OLDEST_UNCOMMITTED_AGE, PAUSED, READY, RECORDS_CONSUMED,
+    RECORDS_REJECTED, RECORDS_REPLAYED,
 };
 use crate::partitions::{IngestContext, Partitions, Topics};
+use crate::routing::{self, MisroutedCounts};
 use crate::telemetry::{self, Health};
 
 /// Records handled per loop turn before housekeeping (flush checks, metrics) runs.
 const RECORDS_PER_TURN: usize = 2048;
 /// Rejections logged per second; the rest are counted and summarized.
 const REJECT_LOGS_PER_SECOND: u32 = 20;
+/// Misrouted records logged per second (they are not refused, so they can be the whole stream).
+const MISROUTED_LOGS_PER_SECOND: u32 = 2;
 
 /// Builds the sinks from the config.
 pub fn sinks(config: &Config) -> anyhow::Result<SinkSet> {
@@ -162,6 +166,8 @@ fn spawn_sink_checks(sinks: SinkSet, health: Arc<Health>) {
                 None => Ok(()),
             };
             let ok = pg.is_ok() && ch.is_ok();
+            health.postgres_down.store(pg.is_err(), Ordering::Relaxed);
+            health.clickhouse_down.store(ch.is_err(), Ordering::Relaxed);
             if let Err(e) = pg.and(ch) {
                 tracing::debug!(error = %e, "sink check failed");
             }
@@ -176,8 +182,8 @@ fn consumer_config(config: &Config) -> ClientConfig {
         StartFrom::Earliest => "earliest",
         StartFrom::Latest => "latest",
     };
-    config.kafka_client_config(&[
-        ("group.id", &config.group_id),
+    let mut settings: Vec<(&str, &str)> = vec![
+        ("group.id", config.group_id.as_str()),
         ("client.id", "sluice-ingest"),
         ("enable.auto.commit", "false"),
         ("enable.auto.offset.store", "false"),
@@ -189,7 +195,13 @@ fn consumer_config(config: &Config) -> ClientConfig {
         // 158k events/s with the default, 320k with 20 ms (docs/BENCHMARKS.md).
         ("fetch.queue.backoff.ms", "20"),
         ("auto.offset.reset", auto_offset_reset),
-    ])
+    ];
+    // Static membership (docs/operations.md, "Static membership"): a restart with the same id gets the
+    // same partitions back without waiting for the old session to time out.
+    if let Some(id) = config.instance_id() {
+        settings.push(("group.instance.id", id));
+    }
+    config.kafka_client_config(&settings)
 }
 
 /// Runs ingest until `shutdown` resolves (then drains and returns) or a permanent error stops it.
@@ -205,7 +217,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             }
         })
         .collect();
-    tracing::info!(brokers = %config.kafka_brokers, group = %config.group_id, ?props, "starting ingest");
+    tracing::info!(brokers = %config.kafka_brokers, group = %config.group_id, instance = ?config.instance_id(), ?props, "starting ingest");
     let sinks = sinks(&config)?;
     if config.sinks_enabled {
         if config.migrate_on_start {
@@ -235,6 +247,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         config.shutdown_timeout(),
         config.dedup_window_ms(),
     ));
+    partitions.health.stall_timeout_ms.store(
+        config.ready_stall_timeout().as_millis() as u64,
+        Ordering::Relaxed,
+    );
     if !config.metrics_addr.is_empty() {
         let prometheus = telemetry::init_metrics()?;
         crate::metrics::register(
@@ -321,6 +337,9 @@ struct Counts {
     rejected: HashMap<(EventKind, RejectReason), u64>,
     reject_logs_left: u32,
     reject_logs_suppressed: u64,
+    misrouted: MisroutedCounts,
+    misrouted_logs_left: u32,
+    misrouted_logs_suppressed: u64,
 }
 
 fn kind_slot(kind: EventKind) -> usize {
@@ -352,6 +371,7 @@ impl Counts {
                     .increment(self.replayed[i]);
             }
         }
+        self.misrouted.publish(|slot| EventKind::ALL[slot]);
         for ((kind, reason), n) in self.rejected.drain() {
             metrics::counter!(RECORDS_REJECTED, "kind" => kind.as_str(), "reason" => reason.as_str()).increment(n);
         }
@@ -366,6 +386,7 @@ impl PollLoop {
     fn run(self) -> anyhow::Result<()> {
         let mut counts = Counts {
             reject_logs_left: REJECT_LOGS_PER_SECOND,
+            misrouted_logs_left: MISROUTED_LOGS_PER_SECOND,
             ..Counts::default()
         };
         let mut controller = FlushController::new(self.controller);
@@ -394,6 +415,7 @@ impl PollLoop {
 
             let now = Instant::now();
             let mut state = self.partitions.lock();
+            state.mark_unflushed(now);
             self.partitions
                 .poll_flush(&self.consumer, &mut state, Duration::ZERO)?;
             let buffered = state.buffered_bytes();
@@ -420,6 +442,7 @@ impl PollLoop {
             }
             let should_pause = over_budget && state.inflight.is_some();
             let (events, dedup_keys) = (state.buffered_events(), state.dedup_keys());
+            let ages = (now >= next_second).then(|| state.oldest_uncommitted(now));
             drop(state);
             if should_pause != paused {
                 self.set_paused(should_pause);
@@ -449,6 +472,21 @@ impl PollLoop {
                     counts.reject_logs_suppressed = 0;
                 }
                 counts.reject_logs_left = REJECT_LOGS_PER_SECOND;
+                if counts.misrouted_logs_suppressed > 0 {
+                    tracing::warn!(
+                        suppressed = counts.misrouted_logs_suppressed,
+                        "more misrouted records than logged"
+                    );
+                    counts.misrouted_logs_suppressed = 0;
+                }
+                counts.misrouted_logs_left = MISROUTED_LOGS_PER_SECOND;
+                for ((topic, partition), age) in ages.unwrap_or_default() {
+                    let labels = [
+                        ("topic", self.partitions.topics.name(topic).to_owned()),
+                        ("partition", partition.to_string()),
+                    ];
+                    metrics::gauge!(OLDEST_UNCOMMITTED_AGE, &labels).set(age.as_secs_f64());
+                }
                 metrics::gauge!(BUFFERED_BYTES).set(buffered as f64);
                 metrics::gauge!(BUFFERED_EVENTS).set(events as f64);
                 metrics::gauge!(BUFFERED_KEYS).set(keys as f64);
@@ -480,6 +518,7 @@ impl PollLoop {
         let decoded = Encoding::from_header(header)
             .and_then(|encoding| decode(kind, encoding, payload, &self.limits, now));
         let offset = message.offset();
+        let now_ms = now.timestamp_millis();
         counts.consumed[kind_slot(kind)] += 1;
         let mut guard = self.partitions.lock();
         let state = &mut *guard;
@@ -496,7 +535,37 @@ impl PollLoop {
                     .to_millis()
                     .unwrap_or_else(|| event.occurred_at().timestamp_millis());
                 let slot = kind_slot(kind);
-                match batch.offer(event, offset, ts, state.dedup.get_mut(&key)) {
+                if !batch.replaying(offset) {
+                    let placed = routing::check(
+                        message.key(),
+                        event.tenant_id(),
+                        event.entity(),
+                        message.partition(),
+                        state.partition_counts.get(&topic).copied(),
+                    );
+                    if let Some(reason) = placed {
+                        counts.misrouted.add(slot, reason);
+                        if counts.misrouted_logs_left > 0 {
+                            counts.misrouted_logs_left -= 1;
+                            tracing::warn!(
+                                topic = %message.topic(),
+                                partition = message.partition(),
+                                offset,
+                                reason = reason.as_str(),
+                                "record is not on the partition Kafka's murmur2 assigns to its key \
+                                 {{tenant_id}}/{{entity}}: a copy of it on another partition would be \
+                                 counted again (docs/guarantees.md)"
+                            );
+                        } else {
+                            counts.misrouted_logs_suppressed += 1;
+                        }
+                    }
+                }
+                let mut window = state.dedup.get_mut(&key);
+                if let Some(window) = window.as_mut() {
+                    window.set_clock(now_ms);
+                }
+                match batch.offer(event, offset, ts, window) {
                     Offered::Added => counts.aggregated[slot] += 1,
                     Offered::Duplicate => counts.duplicates[slot] += 1,
                     Offered::Replayed => counts.replayed[slot] += 1,

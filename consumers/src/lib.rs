@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod partitions;
 pub mod provision;
 pub mod replay;
+pub mod routing;
 pub mod telemetry;
 
 pub use config::Config;

@@ -41,6 +41,14 @@ pub const FETCH_LAG: &str = "sluice_consumer_fetch_lag_records";
 pub const CONSUMER_LAG: &str = "sluice_consumer_lag_records";
 /// Gauge: aggregate rows held in partition batches.
 pub const BUFFERED_KEYS: &str = "sluice_buffered_keys";
+/// Counter: decoded records that are not on the partition Kafka's murmur2 assigns to their key
+/// (`{tenant_id}/{entity}`): still aggregated, but outside the reach of the first copy's dedup window.
+/// Labels: `kind`, `reason` (`no_key`, `key_mismatch`, `wrong_partition`).
+pub const MISROUTED: &str = "sluice_ingest_misrouted_records_total";
+/// Gauge: seconds since this process read the oldest record of the partition that is not yet durably
+/// committed (stored offset in PostgreSQL); 0 when every record read is committed. Labels: `topic`,
+/// `partition`.
+pub const OLDEST_UNCOMMITTED_AGE: &str = "sluice_oldest_uncommitted_age_seconds";
 /// Gauge: 1 when the process is ready (joined its group, both sinks reachable), else 0.
 pub const READY: &str = "sluice_ready";
 
@@ -136,6 +144,16 @@ pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
         Unit::Count,
         "Records written but not yet durably processed (high watermark - committed offset), per assigned partition."
     );
+    describe_counter!(
+        MISROUTED,
+        Unit::Count,
+        "Decoded records not on the partition Kafka's murmur2 assigns to their key, by kind and reason (no_key, key_mismatch, wrong_partition)."
+    );
+    describe_gauge!(
+        OLDEST_UNCOMMITTED_AGE,
+        Unit::Seconds,
+        "Seconds since this process read the oldest record of the partition not yet committed to PostgreSQL (0 when none), per assigned partition."
+    );
     describe_gauge!(
         READY,
         Unit::Count,
@@ -173,6 +191,9 @@ pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
         metrics::counter!(EVENTS_AGGREGATED, "kind" => k).increment(0);
         metrics::counter!(DUPLICATES, "kind" => k).increment(0);
         metrics::counter!(RECORDS_REPLAYED, "kind" => k).increment(0);
+        for reason in crate::routing::Misrouted::ALL {
+            metrics::counter!(MISROUTED, "kind" => k, "reason" => reason.as_str()).increment(0);
+        }
         for reason in RejectReason::ALL {
             metrics::counter!(RECORDS_REJECTED, "kind" => k, "reason" => reason.as_str())
                 .increment(0);

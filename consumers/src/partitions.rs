@@ -32,7 +32,8 @@ use tokio::sync::watch;
 
 use crate::config::StartFrom;
 use crate::metrics::{
-    ASSIGNED_PARTITIONS, CONSUMER_LAG, FETCH_LAG, FLUSHES, FLUSH_SECONDS, REBALANCES,
+    ASSIGNED_PARTITIONS, CONSUMER_LAG, FETCH_LAG, FLUSHES, FLUSH_SECONDS, OLDEST_UNCOMMITTED_AGE,
+    REBALANCES,
 };
 use crate::telemetry::Health;
 
@@ -70,6 +71,8 @@ pub struct InFlight {
     outcomes: mpsc::Receiver<Vec<FlushOutcome>>,
     abort: watch::Sender<bool>,
     started: Instant,
+    /// When this process read the oldest record of each flushed partition (for the age metric).
+    since: Vec<((usize, i32), Instant)>,
 }
 
 /// Mutable state: one batch per assigned partition, keyed by (topic index, partition).
@@ -79,6 +82,11 @@ pub struct State {
     /// Each partition's idempotency window (absent when deduplication is off).
     pub dedup: HashMap<(usize, i32), DedupWindow>,
     pub inflight: Option<InFlight>,
+    /// Partition counts of the subscribed topics (by topic index), read from the brokers on assignment:
+    /// what the misrouting check divides by.
+    pub partition_counts: HashMap<usize, i32>,
+    /// When this process read the oldest record of each partition's current (not yet flushing) batch.
+    pub unflushed_since: HashMap<(usize, i32), Instant>,
 }
 
 impl State {
@@ -101,6 +109,38 @@ impl State {
     /// Keys held in the dedup windows.
     pub fn dedup_keys(&self) -> usize {
         self.dedup.values().map(DedupWindow::len).sum()
+    }
+
+    /// Notes `read_at` as the first read time of every partition whose batch took records since the last
+    /// call and has none yet (called once per poll-loop turn, so ages are exact to within a turn).
+    pub fn mark_unflushed(&mut self, read_at: Instant) {
+        for (key, batch) in &self.batches {
+            if !batch.is_empty() {
+                self.unflushed_since.entry(*key).or_insert(read_at);
+            }
+        }
+    }
+
+    /// Per assigned partition, the age of its oldest uncommitted record (zero when none): the older of
+    /// the in-flight flush's and the current batch's first read.
+    pub fn oldest_uncommitted(&self, now: Instant) -> Vec<((usize, i32), Duration)> {
+        self.batches
+            .keys()
+            .map(|key| {
+                let inflight = self
+                    .inflight
+                    .as_ref()
+                    .and_then(|f| f.since.iter().find(|(k, _)| k == key).map(|(_, at)| *at));
+                let oldest = match (inflight, self.unflushed_since.get(key).copied()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                (
+                    *key,
+                    oldest.map_or(Duration::ZERO, |at| now.saturating_duration_since(at)),
+                )
+            })
+            .collect()
     }
 }
 
@@ -171,20 +211,28 @@ impl Partitions {
             return false;
         }
         let mut batches = Vec::new();
-        for batch in state.batches.values_mut() {
+        let mut since = Vec::new();
+        for (key, batch) in state.batches.iter_mut() {
             if !batch.is_empty() {
                 let next = batch.successor();
                 batches.push(std::mem::replace(batch, next));
+                if let Some(at) = state.unflushed_since.remove(key) {
+                    since.push((*key, at));
+                }
             }
         }
         if batches.is_empty() {
             return false;
         }
-        state.inflight = Some(self.spawn_flush(batches));
+        state.inflight = Some(self.spawn_flush(batches, since));
         true
     }
 
-    fn spawn_flush(&self, batches: Vec<PartitionBatch>) -> InFlight {
+    fn spawn_flush(
+        &self,
+        batches: Vec<PartitionBatch>,
+        since: Vec<((usize, i32), Instant)>,
+    ) -> InFlight {
         let (tx, rx) = mpsc::channel();
         let (abort_tx, abort_rx) = watch::channel(false);
         let flusher = self.flusher.clone();
@@ -193,10 +241,39 @@ impl Partitions {
             // The receiver is gone only if ingest already stopped; replay covers that.
             let _ = tx.send(outcomes);
         });
+        self.health
+            .flush_started_ms
+            .store(crate::telemetry::now_ms(), Ordering::Relaxed);
         InFlight {
             outcomes: rx,
             abort: abort_tx,
             started: Instant::now(),
+            since,
+        }
+    }
+
+    /// After a flush: partitions it committed (or that were fenced and start over) have nothing old
+    /// left; any other outcome leaves their records uncommitted, still as old as they were.
+    fn settle_ages(
+        &self,
+        state: &mut State,
+        since: Vec<((usize, i32), Instant)>,
+        outcomes: &[FlushOutcome],
+    ) {
+        for (key, at) in since {
+            let settled = outcomes.iter().any(|o| match o {
+                FlushOutcome::Committed {
+                    topic, partition, ..
+                }
+                | FlushOutcome::Fenced {
+                    topic, partition, ..
+                } => *partition == key.1 && self.topics.index(topic) == Some(key.0),
+                _ => false,
+            });
+            if !settled && state.batches.contains_key(&key) {
+                let entry = state.unflushed_since.entry(key).or_insert(at);
+                *entry = (*entry).min(at);
+            }
         }
     }
 
@@ -227,7 +304,12 @@ impl Partitions {
         let Some(outcomes) = received else {
             return Ok(false);
         };
-        let started = state.inflight.take().map(|f| f.started);
+        self.health.flush_started_ms.store(0, Ordering::Relaxed);
+        let (started, since) = state
+            .inflight
+            .take()
+            .map_or((None, Vec::new()), |f| (Some(f.started), f.since));
+        self.settle_ages(state, since, &outcomes);
         if let Some(started) = started {
             let took = started.elapsed();
             metrics::histogram!(FLUSH_SECONDS).record(took.as_secs_f64());
@@ -322,6 +404,40 @@ impl Partitions {
         }
     }
 
+    /// Reads the partition count of each topic in `tpl` from the brokers (for the misrouting check). A
+    /// topic whose metadata cannot be read keeps its last count, or goes unchecked.
+    fn refresh_partition_counts(
+        &self,
+        consumer: &BaseConsumer<IngestContext>,
+        tpl: &TopicPartitionList,
+    ) {
+        let mut topics: Vec<String> = tpl
+            .elements()
+            .iter()
+            .map(|e| e.topic().to_owned())
+            .collect();
+        topics.sort_unstable();
+        topics.dedup();
+        for topic in topics {
+            let Some(index) = self.topics.index(&topic) else {
+                continue;
+            };
+            match consumer.fetch_metadata(Some(&topic), Duration::from_secs(5)) {
+                Ok(metadata) => {
+                    if let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) {
+                        let count = t.partitions().len() as i32;
+                        if count > 0 {
+                            self.lock().partition_counts.insert(index, count);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%topic, error = %e, "cannot read the partition count; misrouting is not checked until the next assignment")
+                }
+            }
+        }
+    }
+
     /// Reads stored offsets for newly assigned partitions and records them in `tpl`; creates batches.
     fn on_assign(&self, tpl: &mut TopicPartitionList) {
         metrics::counter!(REBALANCES, "kind" => "assign").increment(1);
@@ -371,6 +487,7 @@ impl Partitions {
         at: Option<Stored>,
     ) {
         let key = (index, partition);
+        state.unflushed_since.remove(&key);
         let replay_until = at.and_then(|s| s.replay_until);
         if let (Some(stored), Some(fence)) = (at, replay_until) {
             tracing::info!(
@@ -455,6 +572,7 @@ impl Partitions {
         let lost = consumer.assignment_lost();
         for key in &revoked {
             state.dedup.remove(key);
+            state.unflushed_since.remove(key);
             // The lag gauges describe owned partitions only: another instance reports these now.
             let labels = [
                 ("topic", self.topics.name(key.0).to_owned()),
@@ -462,6 +580,7 @@ impl Partitions {
             ];
             metrics::gauge!(FETCH_LAG, &labels).set(0.0);
             metrics::gauge!(CONSUMER_LAG, &labels).set(0.0);
+            metrics::gauge!(OLDEST_UNCOMMITTED_AGE, &labels).set(0.0);
         }
         let batches: Vec<PartitionBatch> = revoked
             .iter()
@@ -470,7 +589,7 @@ impl Partitions {
             .collect();
         if !batches.is_empty() && !lost {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            state.inflight = Some(self.spawn_flush(batches));
+            state.inflight = Some(self.spawn_flush(batches, Vec::new()));
             if let Err(e) = self.poll_flush(consumer, &mut state, remaining) {
                 tracing::error!(error = %e, "flush failed during revoke; the next owner replays it");
             }
@@ -489,6 +608,9 @@ pub struct IngestContext {
 impl ClientContext for IngestContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         tracing::warn!(%error, reason, "kafka client error");
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            self.partitions.health.brokers_down();
+        }
     }
 
     /// librdkafka's statistics (every `statistics.interval.ms`, on the poll thread): per assigned
@@ -496,6 +618,13 @@ impl ClientContext for IngestContext {
     /// controller, and the commit lag (high watermark − committed offset, i.e. records not yet durable)
     /// is exported.
     fn stats(&self, statistics: rdkafka::Statistics) {
+        // Readiness: is any broker connection up? (Bootstrap entries included: a client that never
+        // reached one has nothing else.)
+        if statistics.brokers.values().any(|b| b.state == "UP") {
+            self.partitions.health.brokers_up();
+        } else {
+            self.partitions.health.brokers_down();
+        }
         let assigned: std::collections::HashSet<(usize, i32)> =
             self.partitions.lock().batches.keys().copied().collect();
         let mut fetch_lag_total = 0u64;
@@ -547,6 +676,7 @@ impl ConsumerContext for IngestContext {
         );
         let result: KafkaResult<()> = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.partitions.refresh_partition_counts(consumer, tpl);
                 self.partitions.on_assign(tpl);
                 if cooperative {
                     consumer.incremental_assign(tpl)

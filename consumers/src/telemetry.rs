@@ -1,6 +1,8 @@
 //! Process telemetry: tracing output (human text or JSON lines, filtered by `RUST_LOG`, default `info`),
 //! and one small HTTP server on `metrics_addr` serving `/metrics` (Prometheus text), `/health/live`
-//! (the poll loop is turning) and `/health/ready` (joined the group and both sinks reachable).
+//! (the poll loop is turning) and `/health/ready`: ready when ingest can make progress — joined the
+//! group, both sinks reachable, a Kafka broker reachable within `ready_stall_timeout_ms`, no flush in
+//! flight (retrying) for longer than that — else 503 with every failing condition named in the body.
 //! Built on hyper, which the Prometheus exporter already brings in.
 
 use std::convert::Infallible;
@@ -61,7 +63,19 @@ pub struct Health {
     pub sinks_ok: AtomicBool,
     /// Shutting down: not ready any more.
     pub stopping: AtomicBool,
+    /// The last sink check could not reach PostgreSQL / ClickHouse.
+    pub postgres_down: AtomicBool,
+    pub clickhouse_down: AtomicBool,
+    /// Unix ms since when no Kafka broker connection is up (0: one is, or not known yet).
+    pub brokers_down_since_ms: AtomicU64,
+    /// Unix ms when the flush now in flight started (0: none in flight).
+    pub flush_started_ms: AtomicU64,
+    /// `ready_stall_timeout_ms`: how long a flush may be in flight, or the brokers unreachable, before
+    /// the process reports not ready (0 = the default, 60 s).
+    pub stall_timeout_ms: AtomicU64,
 }
+
+const DEFAULT_STALL_TIMEOUT_MS: u64 = 60_000;
 
 /// The poll loop must turn at least this often to count as live (a rebalance drain may block it for
 /// up to `shutdown_timeout_ms`, 20 s by default).
@@ -84,10 +98,63 @@ impl Health {
     }
 
     pub fn ready(&self) -> bool {
-        self.live()
-            && self.joined.load(Ordering::Relaxed)
-            && self.sinks_ok.load(Ordering::Relaxed)
-            && !self.stopping.load(Ordering::Relaxed)
+        self.problems().is_empty()
+    }
+
+    pub fn brokers_down(&self) {
+        let _ = self.brokers_down_since_ms.compare_exchange(
+            0,
+            now_ms(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn brokers_up(&self) {
+        self.brokers_down_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// Why the process is not ready; empty when it is.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let now = now_ms();
+        let stall = match self.stall_timeout_ms.load(Ordering::Relaxed) {
+            0 => DEFAULT_STALL_TIMEOUT_MS,
+            ms => ms,
+        };
+        if !self.live() {
+            problems.push("poll loop stalled".to_owned());
+        }
+        if self.stopping.load(Ordering::Relaxed) {
+            problems.push("shutting down".to_owned());
+        }
+        if !self.joined.load(Ordering::Relaxed) {
+            problems.push("not joined the consumer group yet".to_owned());
+        }
+        let down = self.brokers_down_since_ms.load(Ordering::Relaxed);
+        if down > 0 && now.saturating_sub(down) >= stall {
+            problems.push(format!(
+                "no kafka broker reachable for {} s (ready_stall_timeout_ms={stall})",
+                now.saturating_sub(down) / 1000
+            ));
+        }
+        let started = self.flush_started_ms.load(Ordering::Relaxed);
+        if started > 0 && now.saturating_sub(started) >= stall {
+            problems.push(format!(
+                "flush in flight for {} s, retrying (ready_stall_timeout_ms={stall})",
+                now.saturating_sub(started) / 1000
+            ));
+        }
+        if self.postgres_down.load(Ordering::Relaxed) {
+            problems.push("postgres unreachable".to_owned());
+        }
+        if self.clickhouse_down.load(Ordering::Relaxed) {
+            problems.push("clickhouse unreachable".to_owned());
+        }
+        if !self.sinks_ok.load(Ordering::Relaxed) && problems.is_empty() {
+            problems.push("sinks not checked yet".to_owned());
+        }
+        problems
     }
 }
 
@@ -149,16 +216,14 @@ fn respond(path: &str, prometheus: &PrometheusHandle, health: &Health) -> Respon
             "poll loop stalled\n".to_owned(),
             "text/plain",
         ),
-        "/health/ready" if health.ready() => (StatusCode::OK, "ready\n".to_owned(), "text/plain"),
         "/health/ready" => {
-            let why = format!(
-                "not ready: joined={} sinks_ok={} stopping={} live={}\n",
-                health.joined.load(Ordering::Relaxed),
-                health.sinks_ok.load(Ordering::Relaxed),
-                health.stopping.load(Ordering::Relaxed),
-                health.live()
-            );
-            (StatusCode::SERVICE_UNAVAILABLE, why, "text/plain")
+            let problems = health.problems();
+            if problems.is_empty() {
+                (StatusCode::OK, "ready\n".to_owned(), "text/plain")
+            } else {
+                let why = format!("not ready: {}\n", problems.join("; "));
+                (StatusCode::SERVICE_UNAVAILABLE, why, "text/plain")
+            }
         }
         _ => (
             StatusCode::NOT_FOUND,
@@ -174,4 +239,59 @@ fn respond(path: &str, prometheus: &PrometheusHandle, health: &Health) -> Respon
             .insert(hyper::header::CONTENT_TYPE, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> Health {
+        let h = Health::default();
+        h.beat();
+        h.joined.store(true, Ordering::Relaxed);
+        h.sinks_ok.store(true, Ordering::Relaxed);
+        h.stall_timeout_ms.store(5_000, Ordering::Relaxed);
+        h
+    }
+
+    #[test]
+    fn ready_names_every_failing_condition() {
+        let h = healthy();
+        assert!(h.ready(), "{:?}", h.problems());
+        // A flush in flight or brokers down for less than the bound: still ready.
+        h.flush_started_ms
+            .store(now_ms() - 4_000, Ordering::Relaxed);
+        h.brokers_down_since_ms
+            .store(now_ms() - 4_000, Ordering::Relaxed);
+        assert!(h.ready(), "{:?}", h.problems());
+        h.flush_started_ms
+            .store(now_ms() - 7_000, Ordering::Relaxed);
+        h.brokers_down_since_ms
+            .store(now_ms() - 12_000, Ordering::Relaxed);
+        h.sinks_ok.store(false, Ordering::Relaxed);
+        h.clickhouse_down.store(true, Ordering::Relaxed);
+        assert_eq!(
+            h.problems(),
+            [
+                "no kafka broker reachable for 12 s (ready_stall_timeout_ms=5000)",
+                "flush in flight for 7 s, retrying (ready_stall_timeout_ms=5000)",
+                "clickhouse unreachable",
+            ]
+        );
+        h.brokers_up();
+        h.flush_started_ms.store(0, Ordering::Relaxed);
+        h.clickhouse_down.store(false, Ordering::Relaxed);
+        h.sinks_ok.store(true, Ordering::Relaxed);
+        assert!(h.ready());
+        // brokers_down keeps the first time it was seen.
+        h.brokers_down();
+        let first = h.brokers_down_since_ms.load(Ordering::Relaxed);
+        h.brokers_down_since_ms
+            .store(first - 1_000, Ordering::Relaxed);
+        h.brokers_down();
+        assert_eq!(
+            h.brokers_down_since_ms.load(Ordering::Relaxed),
+            first - 1_000
+        );
+    }
 }

@@ -78,6 +78,10 @@ impl ProducerConfig {
         // Idempotence (which implies acks=all, bounded in-flight requests and infinite retries within
         // message.timeout.ms) is what makes a retried send not duplicate or reorder records.
         cfg.set("enable.idempotence", "true").set("acks", "all");
+        // Kafka's Java-client partitioner: murmur2 of the key (librdkafka's default is CRC32). Every
+        // client writing Sluice topics must place a key on the same partition, or a copy of an event sent
+        // through another client escapes its partition's dedup window (docs/events.md, "Partitioning").
+        cfg.set("partitioner", "murmur2_random");
         cfg
     }
 }
@@ -175,5 +179,16 @@ mod tests {
         assert_eq!(client.get("linger.ms"), Some("50"));
         assert_eq!(client.get("compression.type"), Some("lz4"));
         assert_eq!(client.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+    }
+
+    #[test]
+    fn client_config_forces_the_java_compatible_partitioner() {
+        let mut cfg = ProducerConfig::default();
+        cfg.extra
+            .insert("partitioner".to_owned(), "consistent_random".to_owned());
+        assert_eq!(
+            cfg.client_config().get("partitioner"),
+            Some("murmur2_random")
+        );
     }
 }

@@ -4,14 +4,18 @@
 
 mod analytics;
 mod boundaries;
+mod clock_skew;
 mod e2e;
 mod exactness;
 mod flush_control;
+mod health;
 mod hostile;
 mod observability;
+mod partitioning;
 mod postgres_schema;
 mod replay;
 mod scale_out;
 mod secrets;
+mod static_membership;
 mod support;
 mod writer_role;

@@ -37,6 +37,8 @@ const FAMILIES: &[&str] = &[
     sluice_consumers::metrics::CONSUMER_LAG,
     sluice_consumers::metrics::BUFFERED_KEYS,
     sluice_consumers::metrics::READY,
+    sluice_consumers::metrics::MISROUTED,
+    sluice_consumers::metrics::OLDEST_UNCOMMITTED_AGE,
     sluice_aggregator::metrics::SINK_WRITE_SECONDS,
     sluice_aggregator::metrics::SINK_ROWS,
     sluice_aggregator::metrics::SINK_ERRORS,

@@ -284,10 +284,10 @@ impl TestStack {
     }
 }
 
-/// The `sluice-ingest` binary under test: `SLUICE_INGEST_BIN` when set (a copy taken right after the
-/// build, when several worktrees share one target directory and its `sluice-ingest`), else Cargo's.
+/// The `sluice-ingest` binary under test: cargo's, unless `SLUICE_TEST_INGEST_BIN` names a copy (for
+/// runs from a target directory that other checkouts build into too).
 fn ingest_binary() -> String {
-    std::env::var("SLUICE_INGEST_BIN")
+    std::env::var("SLUICE_TEST_INGEST_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice-ingest").to_owned())
 }
 
