@@ -8,6 +8,7 @@ mod exactness;
 mod flush_control;
 mod observability;
 mod postgres_schema;
+mod properties;
 mod replay;
 mod scale_out;
 mod secrets;
