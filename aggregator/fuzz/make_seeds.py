@@ -160,7 +160,7 @@ SEEDS = {
     "scalar": record(CLICK, "42") + record(CLICK, "null") + record(CLICK, '"x"'),
     "duplicate_keys": record(CLICK, doc(CLICK)[:-1] + ', "event_id": "k-9"}'),
     "deep_nesting_ok": record(CLICK, doc(CLICK, extra=json.loads(nested(100)))),
-    "deep_nesting_too_deep": record(CLICK, doc(CLICK)[:-1] + ', "extra": ' + nested(200) + "}"),
+    "deep_nesting_200": record(CLICK, doc(CLICK)[:-1] + ', "extra": ' + nested(200) + "}"),
     "unknown_fields": record(CRAWL, doc(CRAWL, extra={"a": [1, 2.5, None]}, schema_version=1)),
     "missing_position": record(RANK, doc(RANK, position=DROP)),
     "missing_url": record(CRAWL, doc(CRAWL, url=DROP)),
