@@ -10,7 +10,7 @@ GENERATORS ?= 2
 PARTITIONS ?= 6
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help up down status install build migrate ingest produce run test test-chdb test-unit lint fmt clean-state bench-pg-read load load-100k validate-deploy check-monitoring
+.PHONY: help up down status install build migrate ingest produce run test test-chdb test-unit lint fmt clean-state fuzz-smoke bench-pg-read load load-100k validate-deploy check-monitoring
 
 help:
 	@echo "make run       bring up the stack, build, run ingest + a demo producer for DURATION s (default 60), report"
@@ -21,6 +21,7 @@ help:
 	@echo "make migrate   apply PostgreSQL and ClickHouse migrations"
 	@echo "make lint      cargo fmt --check and clippy -D warnings"
 	@echo "make test-chdb the ClickHouse schema + analyst queries on ClickHouse 26.x (chdb-core)"
+	@echo "make fuzz-smoke [FUZZ_SECONDS=60]   build the pipeline fuzz target (nightly, cargo-fuzz) and fuzz it briefly"
 	@echo "make load RATE=… DURATION=… MIX=… GENERATORS=… PARTITIONS=…   a load run with a report in results/"
 	@echo "make load-100k [DURATION=60]   100,000 events/s with the R0/R1/R2 baselines (docs/BENCHMARKS.md)"
 	@echo "make bench-pg-read [BENCH_ARGS=…]   product-read latency at 12M aggregate rows (builds the dataset once)"
@@ -52,8 +53,13 @@ produce: up build
 run: up build
 	@RATE=$(RATE) DURATION=$(DURATION) bash infra/demo.sh
 
-test: up test-chdb check-monitoring
+test: up test-chdb check-monitoring fuzz-smoke
 	$(CARGO) test --workspace --all-targets
+
+# A bounded run of the decode -> validate -> aggregate -> row encoders fuzz target from its committed
+# corpus (aggregator/fuzz/README.md); needs the nightly toolchain, installs cargo-fuzz if missing.
+fuzz-smoke:
+	@bash aggregator/fuzz/smoke.sh
 
 # promtool checks of the alert rules (with unit tests), the scrape config and the dashboard's PromQL.
 check-monitoring:

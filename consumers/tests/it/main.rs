@@ -13,6 +13,7 @@ mod hostile;
 mod observability;
 mod partitioning;
 mod postgres_schema;
+mod properties;
 mod replay;
 mod scale_out;
 mod secrets;

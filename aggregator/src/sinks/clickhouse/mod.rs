@@ -160,8 +160,9 @@ impl std::fmt::Debug for ClickHouseSink {
     }
 }
 
-#[derive(Row, Serialize)]
-struct RankRow<'a> {
+/// One row of `rank_events` (`clickhouse/migrations/0001_raw_events.sql`), borrowing the event's strings.
+#[derive(Debug, Row, Serialize)]
+pub struct RankRow<'a> {
     event_id: &'a str,
     tenant_id: &'a str,
     occurred_at: u32,
@@ -179,8 +180,9 @@ struct RankRow<'a> {
     ingested_at: u32,
 }
 
-#[derive(Row, Serialize)]
-struct CrawlRow<'a> {
+/// One row of `crawl_events` (`clickhouse/migrations/0001_raw_events.sql`), borrowing the event's strings.
+#[derive(Debug, Row, Serialize)]
+pub struct CrawlRow<'a> {
     event_id: &'a str,
     tenant_id: &'a str,
     occurred_at: u32,
@@ -198,8 +200,9 @@ struct CrawlRow<'a> {
     ingested_at: u32,
 }
 
-#[derive(Row, Serialize)]
-struct ClickRow<'a> {
+/// One row of `click_events` (`clickhouse/migrations/0001_raw_events.sql`), borrowing the event's strings.
+#[derive(Debug, Row, Serialize)]
+pub struct ClickRow<'a> {
     event_id: &'a str,
     tenant_id: &'a str,
     occurred_at: u32,
@@ -568,6 +571,34 @@ impl ClickHouseSink {
         count_rows(table, written);
         Ok(written as u64)
     }
+}
+
+/// The rows one batch writes to the three raw tables, exactly as [`ClickHouseSink::write_all`] hands
+/// them to the `clickhouse` crate's RowBinary serializer. Public for the fuzz target
+/// (`aggregator/fuzz`), which checks every value against the columns' types.
+pub fn raw_rows(batch: &PartitionBatch, ingested_at: u32) -> RawRows<'_> {
+    RawRows {
+        rank: rank_events(batch)
+            .iter()
+            .map(|e| rank_row(batch, e, ingested_at))
+            .collect(),
+        crawl: crawl_events(batch)
+            .iter()
+            .map(|e| crawl_row(batch, e, ingested_at))
+            .collect(),
+        click: click_events(batch)
+            .iter()
+            .map(|e| click_row(batch, e, ingested_at))
+            .collect(),
+    }
+}
+
+/// A batch's rows for `rank_events`, `crawl_events` and `click_events` (see [`raw_rows`]).
+#[derive(Debug)]
+pub struct RawRows<'a> {
+    pub rank: Vec<RankRow<'a>>,
+    pub crawl: Vec<CrawlRow<'a>>,
+    pub click: Vec<ClickRow<'a>>,
 }
 
 fn rank_events(batch: &PartitionBatch) -> &[(i64, RankEvent)] {

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Bounded fuzz smoke run of the `pipeline` target, part of `make test` (`make fuzz-smoke`): builds it with
+# cargo-fuzz on the nightly toolchain (installing cargo-fuzz if missing) and fuzzes for FUZZ_SECONDS
+# (default 60) starting from the committed corpus. New inputs go to a temporary directory, so the
+# committed corpus is not modified; a crash is saved under aggregator/fuzz/artifacts/pipeline/ and fails
+# the run (reproduce: cargo +nightly fuzz run pipeline <that file>). FUZZ_SANITIZER (default none, see
+# README.md for why) and FUZZ_FEATURES (e.g. --features enforce-d1-d3) are passed to cargo fuzz.
+set -euo pipefail
+cd "$(dirname "$0")"
+budget=${FUZZ_SECONDS:-60}
+sanitizer=${FUZZ_SANITIZER:-none}
+
+if ! command -v rustup >/dev/null || ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    echo "fuzz-smoke: cargo fuzz needs a nightly Rust toolchain (it passes -Z flags and sanitizer" \
+         "coverage options); install one with: rustup toolchain install nightly" >&2
+    exit 1
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    echo "fuzz-smoke: cargo-fuzz is missing; installing it: cargo install cargo-fuzz --locked" >&2
+    cargo install cargo-fuzz --locked
+fi
+
+# The fuzz crate is its own workspace with its own target directory (its artifacts are built with
+# nightly and coverage flags; they would only churn the main one).
+unset CARGO_TARGET_DIR
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# shellcheck disable=SC2086 # FUZZ_FEATURES is a list of flags
+cargo +nightly fuzz run --sanitizer "$sanitizer" ${FUZZ_FEATURES:-} pipeline "$work" corpus/pipeline -- \
+    -max_total_time="$budget" -timeout=10 -dict=pipeline.dict -print_final_stats=1
