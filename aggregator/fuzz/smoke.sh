@@ -4,7 +4,7 @@
 # (default 60) starting from the committed corpus. New inputs go to a temporary directory, so the
 # committed corpus is not modified; a crash is saved under aggregator/fuzz/artifacts/pipeline/ and fails
 # the run (reproduce: cargo +nightly fuzz run pipeline <that file>). FUZZ_SANITIZER (default none, see
-# README.md for why) and FUZZ_FEATURES (e.g. --features enforce-d1-d3) are passed to cargo fuzz.
+# README.md for why) is passed to cargo fuzz.
 set -euo pipefail
 cd "$(dirname "$0")"
 budget=${FUZZ_SECONDS:-60}
@@ -25,6 +25,5 @@ fi
 unset CARGO_TARGET_DIR
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# shellcheck disable=SC2086 # FUZZ_FEATURES is a list of flags
-cargo +nightly fuzz run --sanitizer "$sanitizer" ${FUZZ_FEATURES:-} pipeline "$work" corpus/pipeline -- \
+cargo +nightly fuzz run --sanitizer "$sanitizer" pipeline "$work" corpus/pipeline -- \
     -max_total_time="$budget" -timeout=10 -dict=pipeline.dict -print_final_stats=1

@@ -574,23 +574,24 @@ impl ClickHouseSink {
 }
 
 /// The rows one batch writes to the three raw tables, exactly as [`ClickHouseSink::write_all`] hands
-/// them to the `clickhouse` crate's RowBinary serializer. Public for the fuzz target
-/// (`aggregator/fuzz`), which checks every value against the columns' types.
-pub fn raw_rows(batch: &PartitionBatch, ingested_at: u32) -> RawRows<'_> {
-    RawRows {
+/// them to the `clickhouse` crate's RowBinary serializer, or the first value that does not fit its
+/// column. Public for the fuzz target (`aggregator/fuzz`), which checks every value against the
+/// columns' types.
+pub fn raw_rows(batch: &PartitionBatch, ingested_at: u32) -> Result<RawRows<'_>> {
+    Ok(RawRows {
         rank: rank_events(batch)
             .iter()
             .map(|e| rank_row(batch, e, ingested_at))
-            .collect(),
+            .collect::<Result<_>>()?,
         crawl: crawl_events(batch)
             .iter()
             .map(|e| crawl_row(batch, e, ingested_at))
-            .collect(),
+            .collect::<Result<_>>()?,
         click: click_events(batch)
             .iter()
             .map(|e| click_row(batch, e, ingested_at))
-            .collect(),
-    }
+            .collect::<Result<_>>()?,
+    })
 }
 
 /// A batch's rows for `rank_events`, `crawl_events` and `click_events` (see [`raw_rows`]).
