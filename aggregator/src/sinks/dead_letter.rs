@@ -81,11 +81,13 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 1_000_000;
 const RECORD_OVERHEAD: usize = 1024;
 
 /// The shapes a dead letter is tried in, in order, each only after the previous was refused as too
-/// large: `None` is the whole record (when it fits the client's limit); `Some(n)` a truncated copy
-/// whose value is at most `n` bytes (the first one also at most what fits the client's limit), with the
+/// large (all but the first through a producer that sends each record in a batch of its own: the
+/// topic's `max.message.bytes` limits a whole batch, so a small copy batched with a large record
+/// would be refused with it): `None` is the whole record (when it fits the client's limit); `Some(n)`
+/// a truncated copy whose value is at most `n` bytes (the first one also at most what fits the client's limit), with the
 /// original headers only if they fit in [`KEPT_HEADER_BYTES`], the key at most [`KEPT_KEY_BYTES`] and
 /// the detail at most [`KEPT_DETAIL_BYTES`].
-pub const FORMS: [Option<usize>; 4] = [None, Some(usize::MAX), Some(16 * 1024), Some(512)];
+pub const FORMS: [Option<usize>; 5] = [None, None, Some(usize::MAX), Some(16 * 1024), Some(512)];
 pub const KEPT_HEADER_BYTES: usize = 4 * 1024;
 pub const KEPT_KEY_BYTES: usize = 1024;
 pub const KEPT_DETAIL_BYTES: usize = 1024;
@@ -130,6 +132,9 @@ pub fn classify_publish(e: &KafkaError) -> PublishError {
 #[derive(Clone)]
 pub struct DeadLetterSink {
     producer: FutureProducer,
+    /// Sends each record in a batch of its own (`batch.num.messages=1`): for the retries of a record
+    /// refused as too large.
+    single: FutureProducer,
     topic: String,
     max_record_bytes: usize,
 }
@@ -176,8 +181,15 @@ impl DeadLetterSink {
         let producer = cc
             .create()
             .map_err(|e| SinkError::permanent(SINK, e.to_string()))?;
+        let single = cc
+            .set("client.id", "sluice-dead-letters-single")
+            .set("batch.num.messages", "1")
+            .set("linger.ms", "0")
+            .create()
+            .map_err(|e| SinkError::permanent(SINK, e.to_string()))?;
         Ok(DeadLetterSink {
             producer,
+            single,
             topic: topic.to_owned(),
             max_record_bytes,
         })
@@ -239,7 +251,12 @@ impl DeadLetterSink {
         let partition = partition.to_string();
         let offset = letter.offset.to_string();
         let mut last = String::new();
-        for form in FORMS {
+        for (attempt, form) in FORMS.into_iter().enumerate() {
+            let producer = if attempt == 0 {
+                &self.producer
+            } else {
+                &self.single
+            };
             let copy = match form {
                 None if full_size(letter) <= self.max_record_bytes => Copy::whole(letter),
                 None => continue,
@@ -279,7 +296,7 @@ impl DeadLetterSink {
             if let Some(ts) = letter.timestamp_ms {
                 record = record.timestamp(ts);
             }
-            let result = match self.producer.send_result(record) {
+            let result = match producer.send_result(record) {
                 Ok(delivery) => match delivery.await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err((e, _))) => Err(e),
@@ -310,6 +327,7 @@ impl DeadLetterSink {
     /// Waits for queued records (used at shutdown).
     pub fn flush(&self, timeout: Duration) {
         let _ = rdkafka::producer::Producer::flush(&self.producer, Timeout::After(timeout));
+        let _ = rdkafka::producer::Producer::flush(&self.single, Timeout::After(timeout));
     }
 }
 

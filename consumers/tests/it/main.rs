@@ -6,6 +6,7 @@ mod analytics;
 mod e2e;
 mod exactness;
 mod flush_control;
+mod isolation;
 mod observability;
 mod postgres_schema;
 mod replay;

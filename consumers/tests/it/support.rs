@@ -129,7 +129,7 @@ impl TestStack {
         let metrics_port = free_port()?;
         let log = self.log_dir.join(format!("ingest-{label}.log"));
         let stderr = std::fs::File::create(&log)?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-ingest"));
+        let mut cmd = Command::new(ingest_binary());
         cmd.arg("run").stdout(Stdio::null()).stderr(stderr);
         self.configure(
             &mut cmd,
@@ -166,7 +166,7 @@ impl TestStack {
         args: &[&str],
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<std::process::Output> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-ingest"));
+        let mut cmd = Command::new(ingest_binary());
         cmd.args(args);
         self.configure(&mut cmd, extra_env);
         cmd.output().context("running sluice-ingest")
@@ -282,6 +282,16 @@ impl TestStack {
         );
         sluice_loadtest::pg::drop_database(&base_url, &self.name).await
     }
+}
+
+/// The `sluice-ingest` binary under test: cargo's, or `SLUICE_TEST_INGEST_BIN` when set (a copy taken
+/// right after the build, for when several checkouts share one target directory and another build may
+/// replace cargo's binary while the tests run).
+fn ingest_binary() -> String {
+    env_or(
+        "SLUICE_TEST_INGEST_BIN",
+        env!("CARGO_BIN_EXE_sluice-ingest"),
+    )
 }
 
 fn free_port() -> anyhow::Result<u16> {

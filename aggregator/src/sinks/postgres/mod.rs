@@ -180,6 +180,19 @@ impl PostgresSink {
         dedup::load(&self.pool, &self.group, topic, partition, watermark_ms).await
     }
 
+    /// Dead letters parked in `sluice_dead_letters` (the dead-letter topic could not take them) for this
+    /// consumer group, counted by (reason, source topic).
+    pub async fn parked_dead_letters(&self) -> Result<Vec<(String, String, i64)>> {
+        sqlx::query_as(
+            "SELECT reason, source_topic, count(*) FROM sluice_dead_letters
+             WHERE consumer_group = $1 GROUP BY reason, source_topic ORDER BY reason, source_topic",
+        )
+        .bind(&self.group)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
     /// Merges a batch's aggregates and moves its partition's offset, atomically.
     pub async fn commit(&self, batch: &PartitionBatch) -> Result<Commit> {
         let (commit, _) = self.commit_when(batch, std::future::ready(true)).await?;
