@@ -39,7 +39,9 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::batch::PartitionBatch;
-use crate::metrics::{SINK_ERRORS, SINK_REFUSED_EVENTS, SINK_RETRIES, SINK_WRITE_SECONDS};
+use crate::metrics::{
+    DEAD_LETTERS_PARKED, SINK_ERRORS, SINK_REFUSED_EVENTS, SINK_RETRIES, SINK_WRITE_SECONDS,
+};
 use crate::sinks::clickhouse::ClickHouseSink;
 use crate::sinks::dead_letter::{DeadLetter, DeadLetterSink, Parked};
 use crate::sinks::postgres::{Commit, PostgresSink};
@@ -430,11 +432,17 @@ impl Flusher {
             }
         };
         match committed {
-            Commit::Committed { next_offset } => FlushOutcome::Committed {
-                topic,
-                partition,
-                next_offset,
-            },
+            Commit::Committed { next_offset } => {
+                for p in &parked {
+                    metrics::counter!(DEAD_LETTERS_PARKED, "reason" => p.letter.reason)
+                        .increment(1);
+                }
+                FlushOutcome::Committed {
+                    topic,
+                    partition,
+                    next_offset,
+                }
+            }
             Commit::Fenced { stored } => {
                 metrics::counter!(SINK_ERRORS, "sink" => "postgres", "error_type" => "fenced")
                     .increment(1);

@@ -337,8 +337,6 @@ impl PostgresSink {
             .execute(&mut **tx)
             .await
             .map_err(classify)?;
-            metrics::counter!(crate::metrics::DEAD_LETTERS_PARKED, "reason" => l.reason)
-                .increment(1);
         }
         Ok(())
     }
