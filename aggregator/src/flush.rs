@@ -127,11 +127,15 @@ enum Gate {
     Closed(Option<String>),
 }
 
-/// Resolves once the gate leaves `Pending`: true if ClickHouse has the rows (commit), false otherwise
-/// (roll back).
-async fn released(mut gate: watch::Receiver<Gate>) -> bool {
+/// Resolves once the gate leaves `Pending`: true if ClickHouse has the rows of batch `index` (commit),
+/// false otherwise (roll back) — also when ClickHouse refused some of its events and the transaction
+/// was not made without them (`trimmed` false): it must not commit their aggregates.
+async fn released(mut gate: watch::Receiver<Gate>, index: usize, trimmed: bool) -> bool {
     match gate.wait_for(|g| !matches!(g, Gate::Pending)).await {
-        Ok(state) => matches!(*state, Gate::Open(_)),
+        Ok(state) => match &*state {
+            Gate::Open(refusals) => trimmed || !refusals.contains_key(&index),
+            _ => false,
+        },
         Err(_) => false,
     }
 }
@@ -398,7 +402,8 @@ impl Flusher {
                 Gate::Pending | Gate::Open(_) | Gate::Retrying => {}
             }
             let current = trimmed.as_ref().unwrap_or(batch);
-            let attempt = || pg.commit_parking(current, &parked, released(gate.clone()));
+            let release = || released(gate.clone(), index, clickhouse_refusals_applied);
+            let attempt = || pg.commit_parking(current, &parked, release());
             let waited = |(_, waited): &(Option<Commit>, Duration)| *waited;
             match self
                 .retrying_timed("postgres", abort.clone(), attempt, waited)
