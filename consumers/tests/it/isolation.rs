@@ -324,3 +324,56 @@ async fn a_dead_letter_the_topic_cannot_take_does_not_stall_the_partitions() -> 
     assert!(listing.contains(&line), "{listing}");
     stack.cleanup().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_dead_letter_topic_parks_the_letter_and_the_partitions_commit(
+) -> anyhow::Result<()> {
+    let stack = TestStack::new("iso_nodlq", 3).await?;
+    // The broker does not create topics (auto.create.topics.enable=false in infra/kafka): with the
+    // dead-letter topic gone, librdkafka fails the record as an unknown topic once
+    // topic.metadata.propagation.max.ms (here 1 s) has passed.
+    sluice_loadtest::kafka::delete_topics(&stack.brokers, &[&stack.dead_letter_topic]).await?;
+    let config = stack.log_dir.join("sluice.toml");
+    std::fs::write(
+        &config,
+        "[kafka_properties]\n\"topic.metadata.propagation.max.ms\" = \"1000\"\n",
+    )?;
+
+    let events = traffic(&stack, 600)?;
+    let producer = stack.producer(Encoding::Json)?;
+    for event in &events {
+        producer.enqueue(event)?;
+    }
+    let clicks = stack.topic(EventKind::Click).to_owned();
+    let (partition, offset) = producer
+        .send_raw(&clicks, Some(b"bad"), b"{not json", &[])
+        .await?;
+    producer.flush(Duration::from_secs(30))?;
+    anyhow::ensure!(producer.stats().failed == 0, "deliveries failed");
+
+    let config = config.to_string_lossy().into_owned();
+    let mut ingest = stack.spawn_ingest("main", &[("SLUICE_CONFIG", &config)])?;
+    let caught_up = stack.wait_caught_up(Duration::from_secs(25)).await;
+    anyhow::ensure!(ingest.alive(), "ingest exited; log:\n{}", ingest.log_text());
+    caught_up?;
+    let status = ingest.terminate(Duration::from_secs(30))?;
+    assert!(status.success(), "ingest exit status {status}");
+    stack
+        .assert_matches(&Expected::from_events(&events))
+        .await?;
+
+    let parked: Vec<(String, i32, i64, String, Vec<u8>, String)> = sqlx::query_as(
+        "SELECT source_topic, source_partition, source_offset, reason, record_value, publish_error
+         FROM sluice_dead_letters WHERE consumer_group = $1",
+    )
+    .bind(&stack.group)
+    .fetch_all(&stack.pg)
+    .await?;
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    let (topic, p, o, reason, value, error) = &parked[0];
+    assert_eq!((topic, *p, *o), (&clicks, partition, offset));
+    assert_eq!(reason, "invalid_encoding");
+    assert_eq!(value, b"{not json");
+    assert!(error.contains("Unknown topic"), "{error}");
+    stack.cleanup().await
+}
