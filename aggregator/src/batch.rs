@@ -329,6 +329,90 @@ impl PartitionBatch {
         }
     }
 
+    /// Offsets of the events merged into the aggregates (not those below the replay fence), ascending:
+    /// the candidates when PostgreSQL refuses the batch's aggregates.
+    pub fn aggregated_offsets(&self) -> Vec<i64> {
+        let mut offsets: Vec<i64> = self
+            .click_events
+            .iter()
+            .map(|(o, _)| *o)
+            .chain(self.rank_events.iter().map(|(o, _)| *o))
+            .chain(self.crawl_events.iter().map(|r| r.offset))
+            .filter(|o| !self.replaying(*o))
+            .collect();
+        offsets.sort_unstable();
+        offsets
+    }
+
+    /// Offsets of every raw event (ClickHouse rows), ascending.
+    pub fn event_offsets(&self) -> Vec<i64> {
+        let mut offsets: Vec<i64> = self
+            .click_events
+            .iter()
+            .map(|(o, _)| *o)
+            .chain(self.rank_events.iter().map(|(o, _)| *o))
+            .chain(self.crawl_events.iter().map(|r| r.offset))
+            .collect();
+        offsets.sort_unstable();
+        offsets
+    }
+
+    /// The batch with only the events whose offset `keep` accepts: raw rows filtered, aggregates
+    /// recomputed from the kept events (those below the replay fence stay raw rows only, as they came).
+    /// Offset range, dedup entries, watermark, dead letters and counters are this batch's: an event
+    /// left out is still consumed (its offset moves), and the caller dead-letters it.
+    pub fn retain_events(&self, keep: impl Fn(i64) -> bool) -> PartitionBatch {
+        let mut out = PartitionBatch {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            expected_offset: self.expected_offset,
+            end_offset: self.end_offset,
+            replay_until: self.replay_until,
+            dedup_entries: self.dedup_entries.clone(),
+            watermark_ms: self.watermark_ms,
+            duplicates: self.duplicates,
+            dead_letters: self.dead_letters.clone(),
+            records: self.records,
+            replayed: self.replayed,
+            approx_bytes: self.approx_bytes,
+            ..Default::default()
+        };
+        for (offset, e) in self.click_events.iter().filter(|(o, _)| keep(*o)) {
+            if !self.replaying(*offset) {
+                out.aggregate_click(e);
+            }
+            out.click_events.push((*offset, e.clone()));
+        }
+        for (offset, e) in self.rank_events.iter().filter(|(o, _)| keep(*o)) {
+            if !self.replaying(*offset) {
+                out.aggregate_rank(e);
+            }
+            out.rank_events.push((*offset, e.clone()));
+        }
+        for r in self.crawl_events.iter().filter(|r| keep(r.offset)) {
+            if !self.replaying(r.offset) {
+                out.aggregate_crawl(&r.event, &r.domain);
+            }
+            out.crawl_events.push(r.clone());
+        }
+        out.approx_bytes = self.approx_bytes;
+        out
+    }
+
+    /// The event read at `offset`, if this batch holds it.
+    pub fn event_at(&self, offset: i64) -> Option<Event> {
+        if let Some((_, e)) = self.click_events.iter().find(|(o, _)| *o == offset) {
+            return Some(Event::Click(e.clone()));
+        }
+        if let Some((_, e)) = self.rank_events.iter().find(|(o, _)| *o == offset) {
+            return Some(Event::Rank(e.clone()));
+        }
+        self.crawl_events
+            .iter()
+            .find(|r| r.offset == offset)
+            .map(|r| Event::Crawl(r.event.clone()))
+    }
+
     fn advance(&mut self, offset: i64) {
         debug_assert!(
             self.end_offset.is_none_or(|end| offset >= end),
@@ -420,6 +504,40 @@ mod tests {
         let next = batch.successor();
         assert_eq!(next.replay_until, Some(13));
         assert_eq!(next.expected_offset, Some(16));
+    }
+
+    #[test]
+    fn retaining_events_recomputes_the_aggregates() {
+        // Fence at 11: offset 10 is a raw row only; 11..=14 aggregate.
+        let mut batch = PartitionBatch::new("c", 0, Some(10)).with_replay_until(Some(11));
+        batch.offer(click("a", "x"), 10, 1, None);
+        for (offset, code) in [(11, "x"), (12, "poison"), (13, "x"), (14, "y")] {
+            batch.offer(click(&format!("e{offset}"), code), offset, 1, None);
+        }
+        batch.reject(15, Some(letter(15)));
+        assert_eq!(batch.aggregated_offsets(), vec![11, 12, 13, 14]);
+        assert_eq!(batch.event_offsets(), vec![10, 11, 12, 13, 14]);
+
+        let kept = batch.retain_events(|o| o != 12);
+        let clicks: std::collections::BTreeMap<&str, i64> = kept
+            .clicks
+            .iter()
+            .map(|(k, v)| (k.short_code.as_str(), *v))
+            .collect();
+        assert_eq!(clicks, [("x", 2), ("y", 1)].into_iter().collect());
+        assert_eq!(kept.event_offsets(), vec![10, 11, 13, 14]);
+        assert_eq!(kept.aggregated_offsets(), vec![11, 13, 14]);
+        assert_eq!(
+            (kept.expected_offset, kept.end_offset),
+            (Some(10), Some(16))
+        );
+        assert_eq!(kept.dead_letters.len(), 1);
+        assert_eq!(kept.records, 6);
+        match batch.event_at(12) {
+            Some(Event::Click(e)) => assert_eq!(e.short_code, "poison"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(batch.event_at(15), None);
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! processes it like any record. Replay reads from its own consumer group's committed position up to
 //! the end of the topic as it was when the command started, and commits after every record it
 //! re-published was acknowledged: running it twice does not re-send what the first run finished.
+//!
+//! Dead letters the topic could not take (too large even truncated, topic missing or not authorised,
+//! publish still failing after its bound) are parked in PostgreSQL's `sluice_dead_letters` instead;
+//! the listing counts them too, as coming from `<topic> (parked in PostgreSQL)`. They are not
+//! re-published: read them with SQL (docs/operations.md, "Dead letters").
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,13 +19,15 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_aggregator::sinks::dead_letter::headers;
+use sluice_aggregator::sinks::postgres::PostgresSink;
 
 use crate::config::Config;
 
 /// What a replay or a listing saw.
 #[derive(Debug, Default)]
 pub struct Summary {
-    /// (reason, source topic) → records.
+    /// (reason, source topic) → records; letters parked in PostgreSQL count under
+    /// `"<topic> (parked in PostgreSQL)"`.
     pub by_reason: BTreeMap<(String, String), u64>,
     pub republished: u64,
 }
@@ -84,6 +91,20 @@ pub async fn replay(config: &Config, republish: bool) -> anyhow::Result<Summary>
     consumer.assign(&assignment)?;
 
     let mut summary = Summary::default();
+    let postgres = PostgresSink::connect(
+        &config.postgres_url,
+        config.postgres_password()?.as_deref(),
+        &config.group_id,
+        1,
+    )?;
+    for (reason, source, n) in postgres
+        .parked_dead_letters()
+        .await
+        .context("reading parked dead letters (sluice_dead_letters)")?
+    {
+        let source = format!("{source} (parked in PostgreSQL)");
+        *summary.by_reason.entry((reason, source)).or_default() += n as u64;
+    }
     // Next offset to read per partition.
     let mut positions: BTreeMap<i32, i64> =
         ranges.iter().map(|(p, (from, _))| (*p, *from)).collect();

@@ -172,7 +172,7 @@ pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
     describe_counter!(
         sink::SINK_ERRORS,
         Unit::Count,
-        "Failed sink attempts, by sink and error_type (transient, permanent, fenced)."
+        "Failed sink attempts, by sink and error_type (transient, permanent, data, fenced)."
     );
     describe_counter!(
         sink::SINK_RETRIES,
@@ -183,6 +183,21 @@ pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
         sink::DEAD_LETTERS,
         Unit::Count,
         "Records published to the dead-letter topic, by reason."
+    );
+    describe_counter!(
+        sink::DEAD_LETTERS_TRUNCATED,
+        Unit::Count,
+        "Dead letters published as a truncated copy (too large for the topic whole)."
+    );
+    describe_counter!(
+        sink::DEAD_LETTERS_PARKED,
+        Unit::Count,
+        "Dead letters the topic could not take, stored in PostgreSQL (sluice_dead_letters), by reason."
+    );
+    describe_counter!(
+        sink::SINK_REFUSED_EVENTS,
+        Unit::Count,
+        "Validated events a database refused, isolated and dead-lettered (sink_refused), by sink."
     );
 
     for &kind in kinds {
@@ -219,7 +234,7 @@ pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
     sinks.extend(clickhouse.then_some("clickhouse"));
     sinks.extend(dead_letters.then_some("dead_letter"));
     for s in &sinks {
-        for error_type in ["transient", "permanent"] {
+        for error_type in ["transient", "permanent", "data"] {
             metrics::counter!(sink::SINK_ERRORS, "sink" => *s, "error_type" => error_type)
                 .increment(0);
         }
@@ -233,6 +248,10 @@ pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
         for reason in RejectReason::ALL {
             metrics::counter!(sink::DEAD_LETTERS, "reason" => reason.as_str()).increment(0);
         }
+        metrics::counter!(sink::DEAD_LETTERS_TRUNCATED).increment(0);
+    }
+    for s in sinks.iter().filter(|s| **s != "dead_letter") {
+        metrics::counter!(sink::SINK_REFUSED_EVENTS, "sink" => *s).increment(0);
     }
     let _ = metrics::histogram!(FLUSH_SECONDS);
     metrics::gauge!(PAUSED).set(0.0);

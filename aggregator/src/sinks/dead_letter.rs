@@ -1,15 +1,28 @@
 //! The dead-letter sink: records that failed decoding or validation are re-published, byte for byte,
-//! to the dead-letter topic with headers naming why and where from. It is written before the partition's
-//! offset may move past those records (step one of a partition flush), so a poison record is never
-//! dropped silently; a replay may publish it twice (dead letters are at-least-once — the source
-//! coordinates in the headers identify a duplicate).
+//! to the dead-letter topic with headers naming why and where from; events a database refused after
+//! validation (`sink_refused`) are published as the event re-encoded in JSON (the raw bytes of accepted
+//! records are not kept after decoding). It is written before the partition's offset may move past
+//! those records (step one of a partition flush), so a poison record is never dropped silently; a replay
+//! may publish it twice (dead letters are at-least-once — the source coordinates in the headers
+//! identify a duplicate).
+//!
+//! The path never blocks: a record too large for the client's `message.max.bytes` (headers included)
+//! is sent as a truncated copy — a prefix of its value, with headers giving the original size and the
+//! SHA-256 of the original value — and when the broker refuses a copy as too large, a smaller one is
+//! tried ([`FORMS`]). A publish error that retrying cannot fix (too large even when truncated, topic
+//! unknown or not authorised, invalid record) is not retried: the letter comes back to the caller as
+//! [`Parked`], which stores it in PostgreSQL (`sluice_dead_letters`) in the transaction that moves the
+//! offset. Transient errors are the caller's to retry, within a bound (`flush`).
 
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
+use sha2::{Digest, Sha256};
 
 use super::{Result, SinkError};
 
@@ -22,6 +35,12 @@ pub mod headers {
     pub const SOURCE_TOPIC: &str = "sluice-dlq-source-topic";
     pub const SOURCE_PARTITION: &str = "sluice-dlq-source-partition";
     pub const SOURCE_OFFSET: &str = "sluice-dlq-source-offset";
+    /// On a truncated copy only: `true`.
+    pub const TRUNCATED: &str = "sluice-dlq-truncated";
+    /// On a truncated copy only: the original value's length in bytes.
+    pub const ORIGINAL_SIZE: &str = "sluice-dlq-original-size";
+    /// On a truncated copy only: the SHA-256 of the original value, lowercase hex.
+    pub const SHA256: &str = "sluice-dlq-sha256";
     /// Prefix of every header Sluice adds; everything else is the original record's.
     pub const PREFIX: &str = "sluice-dlq-";
 }
@@ -34,7 +53,7 @@ pub struct DeadLetter {
     pub value: Vec<u8>,
     pub headers: Vec<(String, Vec<u8>)>,
     pub timestamp_ms: Option<i64>,
-    /// Low-cardinality reason (a `RejectReason` name).
+    /// Low-cardinality reason (a `RejectReason` name, or `sink_refused`).
     pub reason: &'static str,
     pub detail: String,
 }
@@ -45,23 +64,100 @@ impl DeadLetter {
     }
 }
 
+/// A dead letter the topic could not take, with why: the caller stores it elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    pub letter: DeadLetter,
+    /// The publish error (Kafka error name and text).
+    pub cause: String,
+}
+
+/// librdkafka's default `message.max.bytes`: the largest record (key, value and headers) the client
+/// sends.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1_000_000;
+
+/// What each record carries besides key, value and headers, plus slack (librdkafka counts a record's
+/// wire size with its framing).
+const RECORD_OVERHEAD: usize = 1024;
+
+/// The shapes a dead letter is tried in, in order, each only after the previous was refused as too
+/// large (all but the first through a producer that sends each record in a batch of its own: the
+/// topic's `max.message.bytes` limits a whole batch, so a small copy batched with a large record
+/// would be refused with it): `None` is the whole record (when it fits the client's limit); `Some(n)`
+/// a truncated copy whose value is at most `n` bytes (the first one also at most what fits the client's limit), with the
+/// original headers only if they fit in [`KEPT_HEADER_BYTES`], the key at most [`KEPT_KEY_BYTES`] and
+/// the detail at most [`KEPT_DETAIL_BYTES`].
+pub const FORMS: [Option<usize>; 5] = [None, None, Some(usize::MAX), Some(16 * 1024), Some(512)];
+pub const KEPT_HEADER_BYTES: usize = 4 * 1024;
+pub const KEPT_KEY_BYTES: usize = 1024;
+pub const KEPT_DETAIL_BYTES: usize = 1024;
+
+/// How a publish error is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishError {
+    /// The record is too large for the client or the broker: try a smaller copy.
+    TooLarge,
+    /// Retrying cannot fix it (topic unknown, not authorised, record invalid): park the letter.
+    Permanent,
+    /// May pass (broker unreachable, leader moving, queue full, timed out): retry, within a bound.
+    Transient,
+}
+
+/// Classifies a producer error by its librdkafka code.
+pub fn classify_publish(e: &KafkaError) -> PublishError {
+    use RDKafkaErrorCode as C;
+    match e.rdkafka_error_code() {
+        Some(C::MessageSizeTooLarge | C::MessageBatchTooLarge | C::InvalidMessageSize) => {
+            PublishError::TooLarge
+        }
+        Some(
+            C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::UnknownTopicOrPartition
+            | C::UnknownTopic
+            | C::InvalidTopic
+            | C::InvalidRecord
+            | C::InvalidMessage
+            | C::UnsupportedForMessageFormat
+            | C::PolicyViolation
+            | C::InvalidRequiredAcks
+            | C::InvalidArgument
+            | C::Fatal,
+        ) => PublishError::Permanent,
+        _ => PublishError::Transient,
+    }
+}
+
 /// Publishes dead letters to one topic.
 #[derive(Clone)]
 pub struct DeadLetterSink {
     producer: FutureProducer,
+    /// Sends each record in a batch of its own (`batch.num.messages=1`): for the retries of a record
+    /// refused as too large.
+    single: FutureProducer,
     topic: String,
+    max_record_bytes: usize,
 }
 
 impl std::fmt::Debug for DeadLetterSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeadLetterSink")
             .field("topic", &self.topic)
+            .field("max_record_bytes", &self.max_record_bytes)
             .finish_non_exhaustive()
     }
 }
 
+/// What became of one letter in one attempt.
+enum Sent {
+    Delivered { truncated: bool },
+    Parked(String),
+    Transient(String),
+}
+
 impl DeadLetterSink {
-    /// `properties` are extra librdkafka settings (TLS, SASL) shared with the consumer.
+    /// `properties` are extra librdkafka settings (TLS, SASL) shared with the consumer; a
+    /// `message.max.bytes` among them sets the size above which a dead letter is truncated.
     pub fn new(brokers: &str, topic: &str, properties: &[(String, String)]) -> Result<Self> {
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", brokers)
@@ -70,16 +166,32 @@ impl DeadLetterSink {
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("message.timeout.ms", "30000");
+        let mut max_record_bytes = DEFAULT_MAX_RECORD_BYTES;
         for (k, v) in properties {
             cc.set(k, v);
+            if k == "message.max.bytes" {
+                max_record_bytes = v.parse().map_err(|_| {
+                    SinkError::permanent(
+                        SINK,
+                        format!("invalid librdkafka property message.max.bytes={v:?}: expected a number of bytes"),
+                    )
+                })?;
+            }
         }
-        let producer = cc.create().map_err(|e| SinkError::Permanent {
-            sink: SINK,
-            message: e.to_string(),
-        })?;
+        let producer = cc
+            .create()
+            .map_err(|e| SinkError::permanent(SINK, e.to_string()))?;
+        let single = cc
+            .set("client.id", "sluice-dead-letters-single")
+            .set("batch.num.messages", "1")
+            .set("linger.ms", "0")
+            .create()
+            .map_err(|e| SinkError::permanent(SINK, e.to_string()))?;
         Ok(DeadLetterSink {
             producer,
+            single,
             topic: topic.to_owned(),
+            max_record_bytes,
         })
     }
 
@@ -87,90 +199,320 @@ impl DeadLetterSink {
         &self.topic
     }
 
-    /// Publishes every dead letter of one source partition and waits for all acknowledgements.
+    /// Publishes every dead letter of one source partition and waits for all acknowledgements. Returns
+    /// the letters the topic cannot take (see the module doc), for the caller to park; `Err` is a
+    /// transient error (some letters may have been published: retrying publishes them again).
     pub async fn publish(
         &self,
         source_topic: &str,
         source_partition: i32,
         letters: &[DeadLetter],
-    ) -> Result<()> {
-        let mut pending = Vec::with_capacity(letters.len());
-        for letter in letters {
-            let partition = source_partition.to_string();
-            let offset = letter.offset.to_string();
-            let mut hs = OwnedHeaders::new_with_capacity(letter.headers.len() + 5);
-            for (k, v) in &letter.headers {
+    ) -> Result<Vec<Parked>> {
+        let sends = letters
+            .iter()
+            .map(|letter| self.publish_one(source_topic, source_partition, letter));
+        let results = join_all(sends).await;
+        let mut parked = Vec::new();
+        let mut transient = None;
+        for (letter, sent) in letters.iter().zip(results) {
+            match sent {
+                Sent::Delivered { truncated } => {
+                    metrics::counter!(crate::metrics::DEAD_LETTERS, "reason" => letter.reason)
+                        .increment(1);
+                    if truncated {
+                        metrics::counter!(crate::metrics::DEAD_LETTERS_TRUNCATED).increment(1);
+                    }
+                }
+                Sent::Parked(cause) => {
+                    tracing::warn!(
+                        source_topic,
+                        source_partition,
+                        offset = letter.offset,
+                        reason = letter.reason,
+                        %cause,
+                        "dead-letter topic cannot take the record; it is parked in PostgreSQL"
+                    );
+                    parked.push(Parked {
+                        letter: letter.clone(),
+                        cause,
+                    });
+                }
+                Sent::Transient(e) => transient = Some(e),
+            }
+        }
+        match transient {
+            Some(message) => Err(SinkError::transient(SINK, message)),
+            None => Ok(parked),
+        }
+    }
+
+    /// One letter through the [`FORMS`] ladder.
+    async fn publish_one(&self, source_topic: &str, partition: i32, letter: &DeadLetter) -> Sent {
+        let partition = partition.to_string();
+        let offset = letter.offset.to_string();
+        let mut last = String::new();
+        for (attempt, form) in FORMS.into_iter().enumerate() {
+            let producer = if attempt == 0 {
+                &self.producer
+            } else {
+                &self.single
+            };
+            let copy = match form {
+                None if full_size(letter) <= self.max_record_bytes => Copy::whole(letter),
+                None => continue,
+                Some(cap) => Copy::truncated(letter, cap, self.max_record_bytes),
+            };
+            let mut hs = OwnedHeaders::new_with_capacity(copy.headers.len() + 8);
+            for (k, v) in copy.headers {
                 hs = hs.insert(Header {
                     key: k,
                     value: Some(v),
                 });
             }
-            hs = hs
-                .insert(Header {
-                    key: headers::REASON,
-                    value: Some(letter.reason),
-                })
-                .insert(Header {
-                    key: headers::DETAIL,
-                    value: Some(&letter.detail),
-                })
-                .insert(Header {
-                    key: headers::SOURCE_TOPIC,
-                    value: Some(source_topic),
-                })
-                .insert(Header {
-                    key: headers::SOURCE_PARTITION,
-                    value: Some(&partition),
-                })
-                .insert(Header {
-                    key: headers::SOURCE_OFFSET,
-                    value: Some(&offset),
+            let mut sluice = vec![
+                (headers::REASON, letter.reason.as_bytes()),
+                (headers::DETAIL, copy.detail.as_bytes()),
+                (headers::SOURCE_TOPIC, source_topic.as_bytes()),
+                (headers::SOURCE_PARTITION, partition.as_bytes()),
+                (headers::SOURCE_OFFSET, offset.as_bytes()),
+            ];
+            if let Some((size, hash)) = &copy.original {
+                sluice.push((headers::TRUNCATED, b"true"));
+                sluice.push((headers::ORIGINAL_SIZE, size.as_bytes()));
+                sluice.push((headers::SHA256, hash.as_bytes()));
+            }
+            for (k, v) in sluice {
+                hs = hs.insert(Header {
+                    key: k,
+                    value: Some(v),
                 });
+            }
             let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
-                .payload(&letter.value)
+                .payload(copy.value)
                 .headers(hs);
-            if let Some(key) = &letter.key {
-                record = record.key(key.as_slice());
+            if let Some(key) = copy.key {
+                record = record.key(key);
             }
             if let Some(ts) = letter.timestamp_ms {
                 record = record.timestamp(ts);
             }
-            // send_result enqueues without waiting; the futures resolve on delivery.
-            match self.producer.send_result(record) {
-                Ok(delivery) => pending.push(delivery),
-                Err((e, _)) => {
-                    return Err(SinkError::Transient {
-                        sink: SINK,
-                        message: e.to_string(),
-                    })
+            let result = match producer.send_result(record) {
+                Ok(delivery) => match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _))) => Err(e),
+                    Err(_) => Err(KafkaError::Canceled),
+                },
+                Err((e, _)) => Err(e),
+            };
+            let e = match result {
+                Ok(()) => {
+                    return Sent::Delivered {
+                        truncated: copy.original.is_some(),
+                    }
                 }
+                Err(e) => e,
+            };
+            last = e.to_string();
+            match classify_publish(&e) {
+                PublishError::TooLarge => continue,
+                PublishError::Permanent => return Sent::Parked(last),
+                PublishError::Transient => return Sent::Transient(last),
             }
         }
-        for delivery in pending {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => {
-                    return Err(SinkError::Transient {
-                        sink: SINK,
-                        message: e.to_string(),
-                    })
-                }
-                Err(_) => {
-                    return Err(SinkError::Transient {
-                        sink: SINK,
-                        message: "delivery report lost".into(),
-                    })
-                }
-            }
-        }
-        for letter in letters {
-            metrics::counter!(crate::metrics::DEAD_LETTERS, "reason" => letter.reason).increment(1);
-        }
-        Ok(())
+        Sent::Parked(format!(
+            "too large for the dead-letter topic even truncated: {last}"
+        ))
     }
 
     /// Waits for queued records (used at shutdown).
     pub fn flush(&self, timeout: Duration) {
         let _ = rdkafka::producer::Producer::flush(&self.producer, Timeout::After(timeout));
+        let _ = rdkafka::producer::Producer::flush(&self.single, Timeout::After(timeout));
+    }
+}
+
+/// Bytes of a record as the client counts it, with slack for the framing.
+fn full_size(letter: &DeadLetter) -> usize {
+    letter.value.len()
+        + letter.key.as_ref().map_or(0, Vec::len)
+        + header_bytes(&letter.headers)
+        + letter.detail.len()
+        + RECORD_OVERHEAD
+}
+
+fn header_bytes(hs: &[(String, Vec<u8>)]) -> usize {
+    hs.iter().map(|(k, v)| k.len() + v.len() + 8).sum()
+}
+
+/// The record actually sent for a letter.
+struct Copy<'a> {
+    key: Option<&'a [u8]>,
+    value: &'a [u8],
+    headers: &'a [(String, Vec<u8>)],
+    detail: &'a str,
+    /// For a truncated copy: the original value's size and SHA-256 (hex).
+    original: Option<(String, String)>,
+}
+
+impl<'a> Copy<'a> {
+    fn whole(letter: &'a DeadLetter) -> Self {
+        Copy {
+            key: letter.key.as_deref(),
+            value: &letter.value,
+            headers: &letter.headers,
+            detail: &letter.detail,
+            original: None,
+        }
+    }
+
+    /// A copy whose value is the first bytes of the original: at most `cap`, and at most what leaves
+    /// room within `max_record` for the kept key, headers and detail.
+    fn truncated(letter: &'a DeadLetter, cap: usize, max_record: usize) -> Self {
+        let headers: &[(String, Vec<u8>)] = if header_bytes(&letter.headers) <= KEPT_HEADER_BYTES {
+            &letter.headers
+        } else {
+            &[]
+        };
+        let key = letter
+            .key
+            .as_deref()
+            .map(|k| &k[..k.len().min(KEPT_KEY_BYTES)]);
+        let detail = prefix_str(&letter.detail, KEPT_DETAIL_BYTES);
+        let used =
+            key.map_or(0, <[u8]>::len) + header_bytes(headers) + detail.len() + 2 * RECORD_OVERHEAD;
+        let room = max_record.saturating_sub(used);
+        let keep = letter.value.len().min(cap).min(room);
+        Copy {
+            key,
+            value: &letter.value[..keep],
+            headers,
+            detail,
+            original: Some((letter.value.len().to_string(), sha256_hex(&letter.value))),
+        }
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn prefix_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(value_len: usize, headers: usize) -> DeadLetter {
+        DeadLetter {
+            offset: 7,
+            key: Some(vec![b'k'; 3000]),
+            value: vec![b'v'; value_len],
+            headers: (0..headers)
+                .map(|i| (format!("h{i}"), vec![b'x'; 100]))
+                .collect(),
+            timestamp_ms: None,
+            reason: "invalid_encoding",
+            detail: "é".repeat(1000),
+        }
+    }
+
+    #[test]
+    fn a_truncated_copy_fits_and_names_the_original() {
+        let big = letter(3_000_000, 2);
+        assert!(full_size(&big) > DEFAULT_MAX_RECORD_BYTES);
+        let copy = Copy::truncated(&big, usize::MAX, DEFAULT_MAX_RECORD_BYTES);
+        let size = copy.value.len()
+            + copy.key.map_or(0, <[u8]>::len)
+            + header_bytes(copy.headers)
+            + copy.detail.len()
+            + RECORD_OVERHEAD;
+        assert!(size <= DEFAULT_MAX_RECORD_BYTES, "{size}");
+        // Room used up: the value is as long as fits.
+        assert!(copy.value.len() > 990_000, "{}", copy.value.len());
+        assert_eq!(copy.key.unwrap().len(), KEPT_KEY_BYTES);
+        assert_eq!(copy.headers.len(), 2, "small original headers are kept");
+        // 'é' is two bytes: the detail is cut on a character boundary.
+        assert_eq!(copy.detail.len(), KEPT_DETAIL_BYTES);
+        assert_eq!(copy.original.as_ref().unwrap().0, "3000000");
+        assert_eq!(copy.original.unwrap().1, sha256_hex(&big.value));
+
+        let many_headers = letter(3_000_000, 100);
+        let small = Copy::truncated(&many_headers, 512, DEFAULT_MAX_RECORD_BYTES);
+        assert_eq!(small.value.len(), 512);
+        assert!(
+            small.headers.is_empty(),
+            "10 KB of original headers dropped"
+        );
+    }
+
+    #[test]
+    fn sha256_is_the_standard_digest() {
+        // sha256sum of the empty input and of "abc".
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn classifies_publish_errors() {
+        use RDKafkaErrorCode as C;
+        let produce = |c| KafkaError::MessageProduction(c);
+        assert_eq!(
+            classify_publish(&produce(C::MessageSizeTooLarge)),
+            PublishError::TooLarge
+        );
+        assert_eq!(
+            classify_publish(&produce(C::MessageBatchTooLarge)),
+            PublishError::TooLarge
+        );
+        for permanent in [
+            C::TopicAuthorizationFailed,
+            C::UnknownTopicOrPartition,
+            C::UnknownTopic,
+            C::InvalidRecord,
+            C::PolicyViolation,
+        ] {
+            assert_eq!(
+                classify_publish(&produce(permanent)),
+                PublishError::Permanent,
+                "{permanent:?}"
+            );
+        }
+        for transient in [
+            C::MessageTimedOut,
+            C::QueueFull,
+            C::NotLeaderForPartition,
+            C::AllBrokersDown,
+            C::NotEnoughReplicas,
+        ] {
+            assert_eq!(
+                classify_publish(&produce(transient)),
+                PublishError::Transient,
+                "{transient:?}"
+            );
+        }
+        assert_eq!(
+            classify_publish(&KafkaError::Canceled),
+            PublishError::Transient
+        );
     }
 }

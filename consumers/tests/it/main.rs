@@ -10,6 +10,7 @@ mod exactness;
 mod flush_control;
 mod health;
 mod hostile;
+mod isolation;
 mod observability;
 mod partitioning;
 mod postgres_schema;

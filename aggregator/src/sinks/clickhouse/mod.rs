@@ -20,7 +20,7 @@ use clickhouse::{Client, Row};
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 
-use super::{Result, SinkError};
+use super::{clickhouse_class, clickhouse_code, ErrorClass, Result, SinkError};
 use crate::batch::{CrawlRecord, PartitionBatch};
 use sluice_schemas::{ClickEvent, RankEvent};
 
@@ -291,9 +291,8 @@ impl ClickHouseSink {
             .fetch_one()
             .await
             .map_err(classify)?;
-        ServerVersion::parse(&text).ok_or_else(|| SinkError::Permanent {
-            sink: SINK,
-            message: format!("unrecognised server version {text:?}"),
+        ServerVersion::parse(&text).ok_or_else(|| {
+            SinkError::permanent(SINK, format!("unrecognised server version {text:?}"))
         })
     }
 
@@ -761,10 +760,7 @@ pub fn statements(sql: &str) -> Vec<String> {
 
 /// The first month (`YYYYMM`) retention keeps: the month of the day `months` months before `today`.
 fn retention_cutoff(months: u32, today: NaiveDate) -> Result<u32> {
-    let invalid = |message: String| SinkError::Permanent {
-        sink: SINK,
-        message,
-    };
+    let invalid = |message: String| SinkError::permanent(SINK, message);
     if months == 0 {
         return Err(invalid(
             "retention must be at least one month (0 would drop the current month)".to_owned(),
@@ -814,27 +810,21 @@ fn strip_comments(statement: &str) -> String {
         .to_owned()
 }
 
-/// Network trouble and server overload are transient; anything else (schema mismatch, syntax) is not.
+/// Network trouble is transient; a server exception goes by its code ([`clickhouse_class`]: content
+/// refused, transient such as overload, or permanent) and keeps it; anything else (schema mismatch,
+/// encoding) is permanent.
 fn classify(e: clickhouse::error::Error) -> SinkError {
     use clickhouse::error::Error as E;
-    let transient = match &e {
-        E::Network(_) | E::TimedOut => true,
-        // Server-side codes worth retrying: memory limit (241), too many parts (252), timeouts (159, 209),
-        // network (210), table read-only during restart (242), too many simultaneous queries (202).
-        E::BadResponse(msg) => [
-            "Code: 241",
-            "Code: 252",
-            "Code: 159",
-            "Code: 209",
-            "Code: 210",
-            "Code: 242",
-            "Code: 202",
-        ]
-        .iter()
-        .any(|c| msg.contains(c)),
-        _ => false,
+    let message = super::postgres::redact(&e.to_string());
+    let (class, code) = match &e {
+        E::Network(_) | E::TimedOut => (ErrorClass::Transient, None),
+        E::BadResponse(text) => match clickhouse_code(text) {
+            Some(code) => (clickhouse_class(code), Some(code.to_string())),
+            None => (ErrorClass::Permanent, None),
+        },
+        _ => (ErrorClass::Permanent, None),
     };
-    SinkError::new(SINK, transient, super::postgres::redact(&e.to_string()))
+    SinkError::new(SINK, class, code, message)
 }
 
 #[cfg(test)]

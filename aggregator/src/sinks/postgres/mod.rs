@@ -16,9 +16,10 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
 use sqlx::Arguments;
 use sqlx::{Connection, PgPool, Postgres, Transaction};
 
-use super::{Result, SinkError};
+use super::{postgres_class, ErrorClass, Result, SinkError};
 use crate::batch::PartitionBatch;
 use crate::dedup::EventKey;
+use crate::sinks::dead_letter::Parked;
 
 mod dedup;
 mod partitions;
@@ -68,11 +69,12 @@ impl PostgresSink {
         group: &str,
         max_connections: u32,
     ) -> Result<Self> {
-        let mut options: PgConnectOptions =
-            url.parse().map_err(|e: sqlx::Error| SinkError::Permanent {
-                sink: SINK,
-                message: format!("invalid postgres URL: {}", redact(&e.to_string())),
-            })?;
+        let mut options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
+            SinkError::permanent(
+                SINK,
+                format!("invalid postgres URL: {}", redact(&e.to_string())),
+            )
+        })?;
         if let Some(password) = password {
             options = options.password(password);
         }
@@ -101,10 +103,7 @@ impl PostgresSink {
     pub async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => classify(e),
-            other => SinkError::Permanent {
-                sink: SINK,
-                message: other.to_string(),
-            },
+            other => SinkError::permanent(SINK, other.to_string()),
         })
     }
 
@@ -181,6 +180,19 @@ impl PostgresSink {
         dedup::load(&self.pool, &self.group, topic, partition, watermark_ms).await
     }
 
+    /// Dead letters parked in `sluice_dead_letters` (the dead-letter topic could not take them) for this
+    /// consumer group, counted by (reason, source topic).
+    pub async fn parked_dead_letters(&self) -> Result<Vec<(String, String, i64)>> {
+        sqlx::query_as(
+            "SELECT reason, source_topic, count(*) FROM sluice_dead_letters
+             WHERE consumer_group = $1 GROUP BY reason, source_topic ORDER BY reason, source_topic",
+        )
+        .bind(&self.group)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
     /// Merges a batch's aggregates and moves its partition's offset, atomically.
     pub async fn commit(&self, batch: &PartitionBatch) -> Result<Commit> {
         let (commit, _) = self.commit_when(batch, std::future::ready(true)).await?;
@@ -196,6 +208,18 @@ impl PostgresSink {
     pub async fn commit_when(
         &self,
         batch: &PartitionBatch,
+        release: impl std::future::Future<Output = bool>,
+    ) -> Result<(Option<Commit>, std::time::Duration)> {
+        self.commit_parking(batch, &[], release).await
+    }
+
+    /// [`commit_when`](Self::commit_when) that also stores `parked` — dead letters the dead-letter
+    /// topic could not take — in `sluice_dead_letters`, in the same transaction (so each is stored
+    /// exactly once, with the offset that passes it).
+    pub async fn commit_parking(
+        &self,
+        batch: &PartitionBatch,
+        parked: &[Parked],
         release: impl std::future::Future<Output = bool>,
     ) -> Result<(Option<Commit>, std::time::Duration)> {
         let waited = std::time::Duration::ZERO;
@@ -216,33 +240,11 @@ impl PostgresSink {
             return Ok((Some(Commit::Fenced { stored }), waited));
         }
         dedup::persist(&mut tx, &self.group, batch, end).await?;
+        if !parked.is_empty() {
+            self.park(&mut tx, batch, parked).await?;
+        }
         if self.aggregates {
-            type Arguments = fn(&PartitionBatch) -> Result<PgArguments>;
-            let upserts: [(&'static str, usize, &'static str, Arguments); 3] = [
-                (
-                    "click_daily",
-                    batch.clicks.len(),
-                    CLICK_DAILY_UPSERT,
-                    click_daily_arguments,
-                ),
-                (
-                    "rank_daily",
-                    batch.ranks.len(),
-                    RANK_DAILY_UPSERT,
-                    rank_daily_arguments,
-                ),
-                (
-                    "crawl_hourly",
-                    batch.crawls.len(),
-                    CRAWL_HOURLY_UPSERT,
-                    crawl_hourly_arguments,
-                ),
-            ];
-            for (table, rows, sql, arguments) in upserts {
-                if rows > 0 {
-                    upsert(&mut tx, table, rows, sql, arguments(batch)?).await?;
-                }
-            }
+            self.upsert_aggregates(&mut tx, batch).await?;
         }
         let started = std::time::Instant::now();
         let released = release.await;
@@ -253,6 +255,90 @@ impl PostgresSink {
         }
         tx.commit().await.map_err(classify)?;
         Ok((Some(Commit::Committed { next_offset: end }), waited))
+    }
+
+    /// Merges the batch's aggregates (one set-based upsert per table) inside `tx`.
+    async fn upsert_aggregates(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        batch: &PartitionBatch,
+    ) -> Result<()> {
+        type Arguments = fn(&PartitionBatch) -> Result<PgArguments>;
+        let upserts: [(&'static str, usize, &'static str, Arguments); 3] = [
+            (
+                "click_daily",
+                batch.clicks.len(),
+                CLICK_DAILY_UPSERT,
+                click_daily_arguments,
+            ),
+            (
+                "rank_daily",
+                batch.ranks.len(),
+                RANK_DAILY_UPSERT,
+                rank_daily_arguments,
+            ),
+            (
+                "crawl_hourly",
+                batch.crawls.len(),
+                CRAWL_HOURLY_UPSERT,
+                crawl_hourly_arguments,
+            ),
+        ];
+        for (table, rows, sql, arguments) in upserts {
+            if rows > 0 {
+                upsert(tx, table, rows, sql, arguments(batch)?).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the upserts of `batch`'s aggregates in a transaction that always rolls back: whether
+    /// PostgreSQL takes these rows, with nothing written. The flusher probes subsets of a refused
+    /// batch's events with it to find the ones PostgreSQL refuses.
+    pub async fn probe_aggregates(&self, batch: &PartitionBatch) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let result = self.upsert_aggregates(&mut tx, batch).await;
+        tx.rollback().await.map_err(classify)?;
+        result
+    }
+
+    /// Stores dead letters the topic could not take (see [`commit_parking`](Self::commit_parking)).
+    /// Text columns cannot hold NUL: it becomes U+FFFD in header names and the detail.
+    async fn park(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        batch: &PartitionBatch,
+        parked: &[Parked],
+    ) -> Result<()> {
+        let text = |s: &str| s.replace('\0', "\u{FFFD}");
+        for p in parked {
+            let l = &p.letter;
+            let names: Vec<String> = l.headers.iter().map(|(k, _)| text(k)).collect();
+            let values: Vec<&[u8]> = l.headers.iter().map(|(_, v)| v.as_slice()).collect();
+            sqlx::query(
+                "INSERT INTO sluice_dead_letters (consumer_group, source_topic, source_partition,
+                        source_offset, reason, detail, publish_error, record_key, record_value,
+                        header_names, header_values, record_timestamp_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&self.group)
+            .bind(&batch.topic)
+            .bind(batch.partition)
+            .bind(l.offset)
+            .bind(l.reason)
+            .bind(text(&l.detail))
+            .bind(text(&p.cause))
+            .bind(l.key.as_deref())
+            .bind(l.value.as_slice())
+            .bind(names)
+            .bind(values)
+            .bind(l.timestamp_ms)
+            .execute(&mut **tx)
+            .await
+            .map_err(classify)?;
+        }
+        Ok(())
     }
 
     async fn swap_offset(
@@ -458,7 +544,7 @@ where
     T: sqlx::Encode<'t, Postgres> + sqlx::Type<Postgres>,
 {
     args.add(value)
-        .map_err(|e| SinkError::new(SINK, false, format!("encoding a bind parameter: {e}")))
+        .map_err(|e| SinkError::permanent(SINK, format!("encoding a bind parameter: {e}")))
 }
 
 /// Runs one upsert with its encoded parameters and counts its rows.
@@ -478,27 +564,24 @@ async fn upsert(
     Ok(())
 }
 
-/// Splits sqlx errors into transient (retry) and permanent (do not).
+/// Classifies sqlx errors: I/O and pool trouble is transient; a database error goes by its SQLSTATE
+/// ([`postgres_class`]: content refused, transient, or permanent) and keeps it; anything else is
+/// permanent.
 pub(crate) fn classify(e: sqlx::Error) -> SinkError {
-    let transient = match &e {
+    let (class, code) = match &e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exception; 40001/40P01: serialization failure/deadlock; 53: insufficient
-            // resources; 57P0x: admin shutdown, crash shutdown, cannot connect now.
-            code.starts_with("08")
-                || code == "40001"
-                || code == "40P01"
-                || code.starts_with("53")
-                || code.starts_with("57P")
-        }),
-        _ => false,
+        | sqlx::Error::WorkerCrashed => (ErrorClass::Transient, None),
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => (postgres_class(&code), Some(code.into_owned())),
+            None => (ErrorClass::Permanent, None),
+        },
+        _ => (ErrorClass::Permanent, None),
     };
-    SinkError::new(SINK, transient, redact(&e.to_string()))
+    SinkError::new(SINK, class, code, redact(&e.to_string()))
 }
 
 /// Masks anything that looks like a password in a connection string inside an error message.

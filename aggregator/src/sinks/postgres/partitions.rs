@@ -30,9 +30,8 @@ impl PostgresSink {
     /// advisory lock. Runs as the tables' owner or a member of `sluice_writer` (the SQL function is
     /// `SECURITY DEFINER`: the partitions are created by, and belong to, the owner).
     pub async fn ensure_partitions(&self, months_ahead: u32) -> Result<PartitionMaintenance> {
-        let months_ahead = i32::try_from(months_ahead).map_err(|_| SinkError::Permanent {
-            sink: SINK,
-            message: format!("months_ahead {months_ahead} is out of range"),
+        let months_ahead = i32::try_from(months_ahead).map_err(|_| {
+            SinkError::permanent(SINK, format!("months_ahead {months_ahead} is out of range"))
         })?;
         let mut tx = self.pool().begin().await.map_err(classify)?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -67,10 +66,9 @@ impl PostgresSink {
 fn classify_maintenance(e: sqlx::Error) -> SinkError {
     let lock_timeout =
         matches!(&e, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"));
-    match classify(e) {
-        SinkError::Permanent { sink, message } if lock_timeout => {
-            SinkError::Transient { sink, message }
-        }
-        other => other,
+    let mut error = classify(e);
+    if lock_timeout {
+        error.class = super::super::ErrorClass::Transient;
     }
+    error
 }

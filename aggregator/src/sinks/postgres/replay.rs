@@ -69,13 +69,13 @@ impl PostgresSink {
         let mut fences = BTreeMap::new();
         for r in rewinds {
             if r.to >= r.from || r.to < 0 {
-                return Err(SinkError::Permanent {
-                    sink: super::SINK,
-                    message: format!(
+                return Err(SinkError::permanent(
+                    super::SINK,
+                    format!(
                         "partition {}: a rewind goes back, to an offset >= 0 (asked {} -> {})",
                         r.partition, r.from, r.to
                     ),
-                }
+                )
                 .into());
             }
             let fence: Option<(Option<i64>,)> = sqlx::query_as(
