@@ -239,11 +239,16 @@ where
     T: TryFrom<S>,
     S: Copy + std::fmt::Display,
 {
-    T::try_from(value).map_err(|_| SinkError::Permanent {
-        sink: SINK,
-        message: format!(
-            "event {event_id:?}: {column}={value} does not fit its ClickHouse column (a validation gap)"
-        ),
+    // A data error: the flush isolates the event and dead-letters it (`sink_refused`).
+    T::try_from(value).map_err(|_| {
+        SinkError::new(
+            SINK,
+            ErrorClass::Data,
+            None,
+            format!(
+                "event {event_id:?}: {column}={value} does not fit its ClickHouse column (a validation gap)"
+            ),
+        )
     })
 }
 
@@ -728,12 +733,14 @@ fn streams<'a>(
 /// The partition number for the `UInt16` column: a topic with more than 65,536 partitions is a
 /// configuration the raw tables cannot record, refused rather than clamped onto partition 65535.
 fn kafka_partition(batch: &PartitionBatch) -> Result<u16> {
-    u16::try_from(batch.partition).map_err(|_| SinkError::Permanent {
-        sink: SINK,
-        message: format!(
-            "{}/{}: kafka_partition does not fit the raw tables' UInt16 column (0..=65535)",
-            batch.topic, batch.partition
-        ),
+    u16::try_from(batch.partition).map_err(|_| {
+        SinkError::permanent(
+            SINK,
+            format!(
+                "{}/{}: kafka_partition does not fit the raw tables' UInt16 column (0..=65535)",
+                batch.topic, batch.partition
+            ),
+        )
     })
 }
 
