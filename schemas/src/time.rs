@@ -36,23 +36,26 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::
 /// Parses an RFC 3339 `date-time` (see the module documentation) into a UTC instant in whole
 /// microseconds; the error names the field and says why.
 pub fn parse_rfc3339(text: &str) -> Result<DateTime<Utc>, String> {
-    // The value is echoed in the detail, cut to 64 characters: a record may carry kilobytes here.
-    let shown: String = text.chars().take(64).collect();
+    // The value is echoed in the detail, cut to 64 characters (a record may carry kilobytes here), and
+    // only on the error paths: this runs once per event.
+    let shown = || text.chars().take(64).collect::<String>();
     // chrono also takes a space as the separator (RFC 3339's prose allows it by agreement); the
     // grammar, and the JSON Schema `date-time` format, do not.
     if !matches!(text.as_bytes().get(10), Some(b'T' | b't')) {
         return Err(format!(
-            "occurred_at is not RFC 3339 (date and time must be separated by T): {shown:?}"
+            "occurred_at is not RFC 3339 (date and time must be separated by T): {:?}",
+            shown()
         ));
     }
     let parsed = DateTime::parse_from_rfc3339(text)
-        .map_err(|e| format!("occurred_at is not RFC 3339 ({e}): {shown:?}"))?;
+        .map_err(|e| format!("occurred_at is not RFC 3339 ({e}): {:?}", shown()))?;
     let utc = parsed.with_timezone(&Utc);
     // chrono keeps a parsed second 60 as a nanosecond count of one second or more.
     if utc.nanosecond() >= 1_000_000_000 {
         if (utc.hour(), utc.minute()) != (23, 59) {
             return Err(format!(
-                "occurred_at has second 60 outside 23:59:60 UTC, the only place RFC 3339 allows a leap second: {shown:?}"
+                "occurred_at has second 60 outside 23:59:60 UTC, the only place RFC 3339 allows a leap second: {:?}",
+                shown()
             ));
         }
         return Ok(utc
