@@ -401,6 +401,10 @@ impl PollLoop {
             // One clock read per turn for the timestamp-window check (at most ~100 ms stale against
             // a window of an hour ahead and a year back), not one per record.
             let now = chrono::Utc::now();
+            // The same clock caps the dedup time of this turn's records (DedupWindow::set_clock).
+            self.partitions
+                .lock()
+                .set_dedup_clock(now.timestamp_millis());
             for _ in 0..RECORDS_PER_TURN {
                 match self.consumer.poll(timeout) {
                     None => {
@@ -518,7 +522,6 @@ impl PollLoop {
         let decoded = Encoding::from_header(header)
             .and_then(|encoding| decode(kind, encoding, payload, &self.limits, now));
         let offset = message.offset();
-        let now_ms = now.timestamp_millis();
         counts.consumed[kind_slot(kind)] += 1;
         let mut guard = self.partitions.lock();
         let state = &mut *guard;
@@ -561,11 +564,7 @@ impl PollLoop {
                         }
                     }
                 }
-                let mut window = state.dedup.get_mut(&key);
-                if let Some(window) = window.as_mut() {
-                    window.set_clock(now_ms);
-                }
-                match batch.offer(event, offset, ts, window) {
+                match batch.offer(event, offset, ts, state.dedup.get_mut(&key)) {
                     Offered::Added => counts.aggregated[slot] += 1,
                     Offered::Duplicate => counts.duplicates[slot] += 1,
                     Offered::Replayed => counts.replayed[slot] += 1,

@@ -111,6 +111,13 @@ impl State {
         self.dedup.values().map(DedupWindow::len).sum()
     }
 
+    /// Sets every dedup window's clock (Unix ms): once per poll-loop turn.
+    pub fn set_dedup_clock(&mut self, now_ms: i64) {
+        for window in self.dedup.values_mut() {
+            window.set_clock(now_ms);
+        }
+    }
+
     /// Notes `read_at` as the first read time of every partition whose batch took records since the last
     /// call and has none yet (called once per poll-loop turn, so ages are exact to within a turn).
     pub fn mark_unflushed(&mut self, read_at: Instant) {
@@ -511,7 +518,9 @@ impl Partitions {
                     .postgres
                     .load_dedup(topic, partition, watermark)
             });
-            let restored = DedupWindow::restore(window, watermark, entries.unwrap_or_default());
+            let mut restored = DedupWindow::restore(window, watermark, entries.unwrap_or_default());
+            // Assigned mid-turn: the clock until the poll loop's next turn sets it again.
+            restored.set_clock(chrono::Utc::now().timestamp_millis());
             state.dedup.insert(key, restored);
         }
     }
