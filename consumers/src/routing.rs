@@ -10,6 +10,7 @@
 //! `KAFKA_SEED`: the endianness-independent MurmurHash2, which is Kafka's variant); the unit test below
 //! holds it to Kafka's own test vectors (`UtilsTest.testMurmur2`).
 
+use sluice_schemas::event::is_partition_key;
 use sluice_schemas::EventKind;
 
 /// Why a record is not where its key says it should be. A bounded metric label.
@@ -54,15 +55,6 @@ pub fn kafka_partition(key: &[u8], partitions: i32) -> i32 {
     (hash % partitions.max(1) as u32) as i32
 }
 
-/// Whether `key` is exactly `{tenant_id}/{entity}` (compared in place, no allocation).
-pub fn key_matches(key: &[u8], tenant_id: &str, entity: &str) -> bool {
-    let (t, e) = (tenant_id.as_bytes(), entity.as_bytes());
-    key.len() == t.len() + 1 + e.len()
-        && key.starts_with(t)
-        && key[t.len()] == b'/'
-        && key.ends_with(e)
-}
-
 /// Checks one decoded event's placement. `partitions`: the topic's partition count, when known.
 pub fn check(
     key: Option<&[u8]>,
@@ -74,7 +66,7 @@ pub fn check(
     let Some(key) = key else {
         return Some(Misrouted::NoKey);
     };
-    if !key_matches(key, tenant_id, entity) {
+    if !is_partition_key(key, tenant_id, entity) {
         return Some(Misrouted::KeyMismatch);
     }
     match partitions {
@@ -175,8 +167,8 @@ mod tests {
             );
         }
         // Tenants and entities may themselves contain '/': the key is still compared exactly.
-        assert!(key_matches(b"a/b/c", "a/b", "c"));
-        assert!(key_matches(b"a/b/c", "a", "b/c"));
-        assert!(!key_matches(b"a/b/c", "a", "b"));
+        assert!(is_partition_key(b"a/b/c", "a/b", "c"));
+        assert!(is_partition_key(b"a/b/c", "a", "b/c"));
+        assert!(!is_partition_key(b"a/b/c", "a", "b"));
     }
 }

@@ -193,6 +193,16 @@ pub fn partition_key(tenant_id: &str, entity: &str) -> String {
     key
 }
 
+/// Whether `key` is exactly [`partition_key`]`(tenant_id, entity)`, compared in place (ingest checks
+/// every record's key with it, so it allocates nothing).
+pub fn is_partition_key(key: &[u8], tenant_id: &str, entity: &str) -> bool {
+    let (t, e) = (tenant_id.as_bytes(), entity.as_bytes());
+    key.len() == t.len() + 1 + e.len()
+        && key.starts_with(t)
+        && key[t.len()] == b'/'
+        && key.ends_with(e)
+}
+
 /// A field that must be present but may be `null` (serde treats a bare `Option` as optional).
 fn required_nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
