@@ -129,7 +129,7 @@ impl TestStack {
         let metrics_port = free_port()?;
         let log = self.log_dir.join(format!("ingest-{label}.log"));
         let stderr = std::fs::File::create(&log)?;
-        let mut cmd = Command::new(ingest_binary());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-ingest"));
         cmd.arg("run").stdout(Stdio::null()).stderr(stderr);
         self.configure(
             &mut cmd,
@@ -166,7 +166,7 @@ impl TestStack {
         args: &[&str],
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<std::process::Output> {
-        let mut cmd = Command::new(ingest_binary());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-ingest"));
         cmd.args(args);
         self.configure(&mut cmd, extra_env);
         cmd.output().context("running sluice-ingest")
@@ -282,13 +282,6 @@ impl TestStack {
         );
         sluice_loadtest::pg::drop_database(&base_url, &self.name).await
     }
-}
-
-/// The `sluice-ingest` binary under test: cargo's, unless `SLUICE_TEST_INGEST_BIN` names a copy (for
-/// runs from a target directory that other checkouts build into too).
-fn ingest_binary() -> String {
-    std::env::var("SLUICE_TEST_INGEST_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice-ingest").to_owned())
 }
 
 fn free_port() -> anyhow::Result<u16> {
