@@ -109,10 +109,11 @@ fn run(data: &[u8]) {
             }
         };
         assert_eq!(event.kind(), record.kind);
-        let gaps = contract_gaps(&event, record.encoding, record.payload);
-        if !gaps.is_empty() {
-            panic!("accepted an event outside the contract: {gaps:?}: {event:?}");
-        }
+        let violations = contract_violations(&event, record.encoding, record.payload);
+        assert!(
+            violations.is_empty(),
+            "accepted an event outside the contract: {violations:?}: {event:?}"
+        );
         assert_round_trips(&event, &limits, now);
         let sibling = sibling(&event, &limits, now);
         for delivery in [Some(event.clone()), Some(event), sibling]
@@ -139,17 +140,17 @@ fn run(data: &[u8]) {
 }
 
 /// What an accepted event may not contain under D1-D3, checked here independently of `validate`.
-fn contract_gaps(event: &Event, encoding: Encoding, payload: &[u8]) -> Vec<String> {
-    let mut gaps = Vec::new();
+fn contract_violations(event: &Event, encoding: Encoding, payload: &[u8]) -> Vec<String> {
+    let mut violations = Vec::new();
     for (field, value) in strings(event) {
         if value.contains('\0') {
-            gaps.push(format!("D1: U+0000 in {field}"));
+            violations.push(format!("D1: U+0000 in {field}"));
         }
     }
     if let Event::Crawl(e) = event {
         for (field, value) in [("bytes", e.bytes), ("fetch_ms", e.fetch_ms)] {
             if !(0..=i64::from(u32::MAX)).contains(&value) {
-                gaps.push(format!("D2: {field}={value} outside 0..=4294967295"));
+                violations.push(format!("D2: {field}={value} outside 0..=4294967295"));
             }
         }
     }
@@ -158,7 +159,7 @@ fn contract_gaps(event: &Event, encoding: Encoding, payload: &[u8]) -> Vec<Strin
             .iter()
             .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
         if first != Some(&b'{') {
-            gaps.push("D3: the JSON value is not an object".into());
+            violations.push("D3: the JSON value is not an object".into());
         }
         if let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(payload) {
             let integers: &[&str] = match event.kind() {
@@ -169,13 +170,13 @@ fn contract_gaps(event: &Event, encoding: Encoding, payload: &[u8]) -> Vec<Strin
             for &field in integers {
                 if let Some(v) = doc.get(field) {
                     if !(v.is_null() || v.is_i64() || v.is_u64()) {
-                        gaps.push(format!("D2: {field}={v} is not a JSON integer"));
+                        violations.push(format!("D2: {field}={v} is not a JSON integer"));
                     }
                 }
             }
         }
     }
-    gaps
+    violations
 }
 
 /// Every string of an event, by field name.
