@@ -391,12 +391,20 @@ impl Flusher {
                     clickhouse_refusals_applied = true;
                     if let Some(refused) = refusals.get(&index) {
                         let current = trimmed.as_ref().unwrap_or(batch);
-                        let (next, letters) = self.without_refused(current, refused, "");
-                        match self.publish_refused(batch, letters, abort.clone()).await {
-                            Some(p) => parked.extend(p),
+                        let taken_out = self
+                            .take_out_refused(
+                                batch,
+                                current,
+                                refused,
+                                "",
+                                abort.clone(),
+                                &mut parked,
+                            )
+                            .await;
+                        match taken_out {
+                            Some(next) => trimmed = Some(next),
                             None => return FlushOutcome::Aborted { topic, partition },
                         }
-                        trimmed = Some(next);
                     }
                 }
                 Gate::Pending | Gate::Open(_) | Gate::Retrying => {}
@@ -426,12 +434,20 @@ impl Flusher {
                     } else {
                         ""
                     };
-                    let (next, letters) = self.without_refused(current, &refused, stored);
-                    match self.publish_refused(batch, letters, abort.clone()).await {
-                        Some(p) => parked.extend(p),
+                    let taken_out = self
+                        .take_out_refused(
+                            batch,
+                            current,
+                            &refused,
+                            stored,
+                            abort.clone(),
+                            &mut parked,
+                        )
+                        .await;
+                    match taken_out {
+                        Some(next) => trimmed = Some(next),
                         None => return FlushOutcome::Aborted { topic, partition },
                     }
-                    trimmed = Some(next);
                 }
                 Err(e) => return FlushOutcome::failed(topic, partition, e),
             }
@@ -458,6 +474,22 @@ impl Flusher {
                 }
             }
         }
+    }
+
+    /// `current` (the partition's batch, or what is left of it) without the `refused` events, whose dead
+    /// letters are published — or added to `parked` when the topic cannot take them. `None` when aborted.
+    async fn take_out_refused(
+        &self,
+        batch: &PartitionBatch,
+        current: &PartitionBatch,
+        refused: &[Refused],
+        note: &str,
+        abort: watch::Receiver<bool>,
+        parked: &mut Vec<Parked>,
+    ) -> Option<PartitionBatch> {
+        let (next, letters) = self.without_refused(current, refused, note);
+        parked.extend(self.publish_refused(batch, letters, abort).await?);
+        Some(next)
     }
 
     /// `batch` without the `refused` events, and their dead letters (reason `sink_refused`, the value
