@@ -6,10 +6,7 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::{TimeDelta, Utc};
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -19,20 +16,13 @@ use crate::support::{corner, metric_value, TestStack};
 
 /// Lets `topic` accept record timestamps any distance ahead of the broker's clock.
 pub(crate) async fn allow_future_timestamps(stack: &TestStack, topic: &str) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &stack.brokers)
-        .create()?;
-    let max = i64::MAX.to_string();
-    let alter = AlterConfig::new(ResourceSpecifier::Topic(topic))
-        .set("message.timestamp.after.max.ms", &max);
-    for result in admin
-        .alter_configs(&[alter], &AdminOptions::new())
+    stack
+        .set_topic_config(
+            topic,
+            "message.timestamp.after.max.ms",
+            &i64::MAX.to_string(),
+        )
         .await
-        .context("alter_configs")?
-    {
-        result.map_err(|(r, e)| anyhow::anyhow!("cannot alter {r:?}: {e}"))?;
-    }
-    Ok(())
 }
 
 /// Publishes `event` as JSON with the given Kafka record timestamp; returns (partition, offset).

@@ -211,20 +211,11 @@ async fn an_event_clickhouse_refuses_is_dead_lettered_and_the_rest_commits() -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_the_topic_cannot_take_does_not_stall_the_partitions() -> anyhow::Result<()> {
-    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::config::ClientConfig;
-
     let stack = TestStack::new("iso_dlq", 3).await?;
     // The dead-letter topic takes records of at most 4 KiB.
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &stack.brokers)
-        .create()?;
-    let alter = AlterConfig::new(ResourceSpecifier::Topic(&stack.dead_letter_topic))
-        .set("max.message.bytes", "4096");
-    for result in admin.alter_configs([&alter], &AdminOptions::new()).await? {
-        result.map_err(|(_, e)| anyhow::anyhow!("altering the dead-letter topic: {e}"))?;
-    }
+    stack
+        .set_topic_config(&stack.dead_letter_topic, "max.message.bytes", "4096")
+        .await?;
 
     let events = traffic(&stack, 900)?;
     let producer = stack.producer(Encoding::Json)?;

@@ -104,6 +104,29 @@ impl TestStack {
         &self.topics[&kind]
     }
 
+    /// Sets one topic-level config (`max.message.bytes`, `message.timestamp.after.max.ms`, …) on `topic`.
+    pub(crate) async fn set_topic_config(
+        &self,
+        topic: &str,
+        key: &str,
+        value: &str,
+    ) -> anyhow::Result<()> {
+        use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+        use rdkafka::client::DefaultClientContext;
+        let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create()?;
+        let alter = AlterConfig::new(ResourceSpecifier::Topic(topic)).set(key, value);
+        for result in admin
+            .alter_configs([&alter], &AdminOptions::new())
+            .await
+            .context("alter_configs")?
+        {
+            result.map_err(|(r, e)| anyhow::anyhow!("cannot set {key} on {r:?}: {e}"))?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn topic_names(&self) -> Vec<&str> {
         self.topics.values().map(String::as_str).collect()
     }
