@@ -210,6 +210,21 @@ pub struct CrawlHourly {
 }
 
 impl CrawlHourly {
+    /// The values in `crawl_hourly`'s column order: pages, status_2xx … status_5xx, fetch_ms_sum,
+    /// fetch_ms_max, bytes_sum.
+    pub fn columns(&self) -> [i64; 8] {
+        [
+            self.pages,
+            self.status_2xx,
+            self.status_3xx,
+            self.status_4xx,
+            self.status_5xx,
+            self.fetch_ms_sum,
+            self.fetch_ms_max,
+            self.bytes_sum,
+        ]
+    }
+
     pub fn add(&mut self, status_code: i32, fetch_ms: i64, bytes: i64) {
         let mut one = CrawlHourly {
             pages: 1,

@@ -325,19 +325,7 @@ fn merged(batches: &[&PartitionBatch]) -> Totals {
             .collect(),
         crawls: crawls
             .into_iter()
-            .map(|(k, v)| {
-                let values = [
-                    v.pages,
-                    v.status_2xx,
-                    v.status_3xx,
-                    v.status_4xx,
-                    v.status_5xx,
-                    v.fetch_ms_sum,
-                    v.fetch_ms_max,
-                    v.bytes_sum,
-                ];
-                (k, values.map(i128::from))
-            })
+            .map(|(k, v)| (k, v.columns().map(i128::from)))
             .collect(),
     }
 }

@@ -406,18 +406,7 @@ impl Oracle {
                     k.domain.clone(),
                     k.hour.timestamp(),
                 );
-                let values = [
-                    v.pages,
-                    v.status_2xx,
-                    v.status_3xx,
-                    v.status_4xx,
-                    v.status_5xx,
-                    v.fetch_ms_sum,
-                    v.fetch_ms_max,
-                    v.bytes_sum,
-                ]
-                .map(i128::from);
-                (key, values)
+                (key, v.columns().map(i128::from))
             })
             .collect();
         assert_eq!(got_crawls, crawls, "crawl_hourly");
@@ -426,7 +415,8 @@ impl Oracle {
     /// Each ClickHouse row must carry the event's values unchanged: a value outside its column type
     /// (negative or beyond u32 seconds, a position beyond UInt8, …) shows up as a difference.
     fn check_clickhouse_rows(&self, batch: &PartitionBatch) {
-        let rows = raw_rows(batch, INGESTED_AT).expect("every accepted value fits its ClickHouse column");
+        let rows =
+            raw_rows(batch, INGESTED_AT).expect("every accepted value fits its ClickHouse column");
         let to_json = |row: Result<Value, serde_json::Error>| row.expect("a row serializes");
         let got_rank: Vec<Value> = rows
             .rank

@@ -499,17 +499,7 @@ pub fn crawl_hourly_arguments(batch: &PartitionBatch) -> Result<PgArguments> {
         campaign.push(k.campaign_id.as_str());
         domain.push(k.domain.as_str());
         hour.push(k.hour);
-        let values = [
-            v.pages,
-            v.status_2xx,
-            v.status_3xx,
-            v.status_4xx,
-            v.status_5xx,
-            v.fetch_ms_sum,
-            v.fetch_ms_max,
-            v.bytes_sum,
-        ];
-        for (col, value) in nums.iter_mut().zip(values) {
+        for (col, value) in nums.iter_mut().zip(v.columns()) {
             col.push(value);
         }
     }
