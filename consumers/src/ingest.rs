@@ -335,11 +335,47 @@ struct Counts {
     duplicates: [u64; 3],
     replayed: [u64; 3],
     rejected: HashMap<(EventKind, RejectReason), u64>,
-    reject_logs_left: u32,
-    reject_logs_suppressed: u64,
+    reject_logs: LogBudget,
     misrouted: MisroutedCounts,
-    misrouted_logs_left: u32,
-    misrouted_logs_suppressed: u64,
+    misrouted_logs: LogBudget,
+}
+
+/// At most `per_second` log lines of one kind a second; the rest are counted and summarized.
+#[derive(Default)]
+struct LogBudget {
+    per_second: u32,
+    left: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    fn new(per_second: u32) -> Self {
+        LogBudget {
+            per_second,
+            left: per_second,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether one more line may be logged this second (if not, it is counted).
+    fn allow(&mut self) -> bool {
+        if self.left > 0 {
+            self.left -= 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+
+    /// Summarizes what this second suppressed (`what`: "records rejected", …) and refills the budget.
+    fn next_second(&mut self, what: &str) {
+        if self.suppressed > 0 {
+            tracing::warn!(suppressed = self.suppressed, "more {what} than logged");
+            self.suppressed = 0;
+        }
+        self.left = self.per_second;
+    }
 }
 
 fn kind_slot(kind: EventKind) -> usize {
@@ -385,8 +421,8 @@ impl Counts {
 impl PollLoop {
     fn run(self) -> anyhow::Result<()> {
         let mut counts = Counts {
-            reject_logs_left: REJECT_LOGS_PER_SECOND,
-            misrouted_logs_left: MISROUTED_LOGS_PER_SECOND,
+            reject_logs: LogBudget::new(REJECT_LOGS_PER_SECOND),
+            misrouted_logs: LogBudget::new(MISROUTED_LOGS_PER_SECOND),
             ..Counts::default()
         };
         let mut controller = FlushController::new(self.controller);
@@ -468,22 +504,8 @@ impl PollLoop {
                 }
                 metrics::gauge!(FLUSH_INTERVAL_SECONDS).set(interval.as_secs_f64());
                 counts.publish();
-                if counts.reject_logs_suppressed > 0 {
-                    tracing::warn!(
-                        suppressed = counts.reject_logs_suppressed,
-                        "more records rejected than logged"
-                    );
-                    counts.reject_logs_suppressed = 0;
-                }
-                counts.reject_logs_left = REJECT_LOGS_PER_SECOND;
-                if counts.misrouted_logs_suppressed > 0 {
-                    tracing::warn!(
-                        suppressed = counts.misrouted_logs_suppressed,
-                        "more misrouted records than logged"
-                    );
-                    counts.misrouted_logs_suppressed = 0;
-                }
-                counts.misrouted_logs_left = MISROUTED_LOGS_PER_SECOND;
+                counts.reject_logs.next_second("records rejected");
+                counts.misrouted_logs.next_second("misrouted records");
                 for ((topic, partition), age) in ages.unwrap_or_default() {
                     let labels = [
                         ("topic", self.partitions.topics.name(topic).to_owned()),
@@ -548,8 +570,7 @@ impl PollLoop {
                     );
                     if let Some(reason) = placed {
                         counts.misrouted.add(slot, reason);
-                        if counts.misrouted_logs_left > 0 {
-                            counts.misrouted_logs_left -= 1;
+                        if counts.misrouted_logs.allow() {
                             tracing::warn!(
                                 topic = %message.topic(),
                                 partition = message.partition(),
@@ -559,8 +580,6 @@ impl PollLoop {
                                  {{tenant_id}}/{{entity}}: a copy of it on another partition would be \
                                  counted again (docs/guarantees.md)"
                             );
-                        } else {
-                            counts.misrouted_logs_suppressed += 1;
                         }
                     }
                 }
@@ -594,8 +613,7 @@ impl PollLoop {
                 });
                 batch.reject(offset, letter);
                 *counts.rejected.entry((kind, rejection.reason)).or_insert(0) += 1;
-                if counts.reject_logs_left > 0 {
-                    counts.reject_logs_left -= 1;
+                if counts.reject_logs.allow() {
                     tracing::warn!(
                         topic = %message.topic(),
                         partition = message.partition(),
@@ -604,8 +622,6 @@ impl PollLoop {
                         detail = %rejection.detail,
                         "record rejected"
                     );
-                } else {
-                    counts.reject_logs_suppressed += 1;
                 }
             }
         }
