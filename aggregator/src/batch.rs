@@ -332,15 +332,8 @@ impl PartitionBatch {
     /// Offsets of the events merged into the aggregates (not those below the replay fence), ascending:
     /// the candidates when PostgreSQL refuses the batch's aggregates.
     pub fn aggregated_offsets(&self) -> Vec<i64> {
-        let mut offsets: Vec<i64> = self
-            .click_events
-            .iter()
-            .map(|(o, _)| *o)
-            .chain(self.rank_events.iter().map(|(o, _)| *o))
-            .chain(self.crawl_events.iter().map(|r| r.offset))
-            .filter(|o| !self.replaying(*o))
-            .collect();
-        offsets.sort_unstable();
+        let mut offsets = self.event_offsets();
+        offsets.retain(|o| !self.replaying(*o));
         offsets
     }
 
