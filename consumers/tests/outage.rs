@@ -195,10 +195,10 @@ async fn tiered_groups_keep_postgres_fresh_while_clickhouse_is_down() -> anyhow:
         distinct,
         "aggregates complete while ClickHouse is down"
     );
-    let high = sluice_loadtest::kafka::high_watermarks(&test.brokers, &test.topic_names())?;
-    let olap_stored = sluice_loadtest::kafka::stored_offsets(&test.pg, &olap_group).await?;
+    let high = sluice_loadtest::kit::kafka::high_watermarks(&test.brokers, &test.topic_names())?;
+    let olap_stored = sluice_loadtest::kit::kafka::stored_offsets(&test.pg, &olap_group).await?;
     assert!(
-        sluice_loadtest::kafka::lag(&high, &olap_stored) > 0,
+        sluice_loadtest::kit::kafka::lag(&high, &olap_stored) > 0,
         "the OLAP group cannot have finished without ClickHouse"
     );
     println!(

@@ -7,8 +7,10 @@
 //!
 //! [`load`] is the load-run driver behind the `sluice-load` binary: isolated topics and databases,
 //! generator processes, baselines, latency sampling, per-process CPU and memory, and a report.
+//!
+//! [`kit`] is what the integration tests, the load driver and the demo share: `sluice-ingest` as a child
+//! process, its metrics, throwaway databases and topics.
 
-pub mod kafka;
+pub mod kit;
 pub mod load;
-pub mod pg;
 pub mod verify;

@@ -307,7 +307,7 @@ fn dead_letters(stack: &TestStack) -> anyhow::Result<Vec<Letter>> {
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default()
     };
-    let messages = sluice_loadtest::kafka::read_all(&stack.brokers, &stack.dead_letter_topic)?;
+    let messages = sluice_loadtest::kit::kafka::read_all(&stack.brokers, &stack.dead_letter_topic)?;
     let mut out: Vec<Letter> = messages
         .iter()
         .map(|m| {

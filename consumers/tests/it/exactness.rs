@@ -121,7 +121,7 @@ async fn rewinds_change_nothing() -> anyhow::Result<()> {
     stack.assert_matches(&expected).await?;
 
     // 1. kafka-consumer-groups --reset-offsets --to-earliest, done through the admin API.
-    sluice_loadtest::kafka::reset_group_offsets(
+    sluice_loadtest::kit::kafka::reset_group_offsets(
         &stack.brokers,
         &stack.group,
         &stack.topic_names(),

@@ -66,13 +66,13 @@ async fn interval_rises_with_a_backlog_and_returns_to_the_minimum() -> anyhow::R
                 peak_interval.max(metric_value(&metrics, "sluice_flush_interval_seconds", &[]));
         }
         if drained.is_none() {
-            let high = sluice_loadtest::kafka::high_watermarks(
+            let high = sluice_loadtest::kit::kafka::high_watermarks(
                 &adaptive.brokers,
                 &adaptive.topic_names(),
             )?;
             let stored =
-                sluice_loadtest::kafka::stored_offsets(&adaptive.pg, &adaptive.group).await?;
-            if sluice_loadtest::kafka::lag(&high, &stored) == 0 {
+                sluice_loadtest::kit::kafka::stored_offsets(&adaptive.pg, &adaptive.group).await?;
+            if sluice_loadtest::kit::kafka::lag(&high, &stored) == 0 {
                 drained = Some(started.elapsed());
             }
         }

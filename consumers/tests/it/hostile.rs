@@ -375,7 +375,7 @@ fn dead_letters(stack: &TestStack) -> anyhow::Result<Vec<Letter>> {
             .unwrap_or_default()
     };
     let mut out: Vec<Letter> =
-        sluice_loadtest::kafka::read_all(&stack.brokers, &stack.dead_letter_topic)?
+        sluice_loadtest::kit::kafka::read_all(&stack.brokers, &stack.dead_letter_topic)?
             .iter()
             .map(|m| {
                 let offset = header(m, "sluice-dlq-source-offset").parse().unwrap_or(-1);

@@ -87,7 +87,7 @@ fn header(m: &OwnedMessage, name: &str) -> String {
 
 /// The dead letters of the test's topic: (event id of the re-encoded value, reason, detail).
 fn refused_letters(stack: &TestStack) -> anyhow::Result<Vec<(String, String, String)>> {
-    let messages = sluice_loadtest::kafka::read_all(&stack.brokers, &stack.dead_letter_topic)?;
+    let messages = sluice_loadtest::kit::kafka::read_all(&stack.brokers, &stack.dead_letter_topic)?;
     let mut out = Vec::new();
     for m in &messages {
         let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
@@ -257,7 +257,7 @@ async fn a_dead_letter_the_topic_cannot_take_does_not_stall_the_partitions() -> 
         .await?;
 
     // The truncated copy: a prefix of the value, with the original size and hash.
-    let letters = sluice_loadtest::kafka::read_all(&stack.brokers, &stack.dead_letter_topic)?;
+    let letters = sluice_loadtest::kit::kafka::read_all(&stack.brokers, &stack.dead_letter_topic)?;
     assert_eq!(
         letters.len(),
         1,
@@ -323,7 +323,7 @@ async fn a_missing_dead_letter_topic_parks_the_letter_and_the_partitions_commit(
     // The broker does not create topics (auto.create.topics.enable=false in infra/kafka): with the
     // dead-letter topic gone, librdkafka fails the record as an unknown topic once
     // topic.metadata.propagation.max.ms (here 1 s) has passed.
-    sluice_loadtest::kafka::delete_topics(&stack.brokers, &[&stack.dead_letter_topic]).await?;
+    sluice_loadtest::kit::kafka::delete_topics(&stack.brokers, &[&stack.dead_letter_topic]).await?;
     let config = stack.log_dir.join("sluice.toml");
     std::fs::write(
         &config,

@@ -63,7 +63,7 @@ impl TestDb {
 
     async fn drop_db(self) -> anyhow::Result<()> {
         self.pool.close().await;
-        sluice_loadtest::pg::drop_database(&base_url(), &self.name).await
+        sluice_loadtest::kit::databases::drop_database(&base_url(), &self.name).await
     }
 }
 

@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sluice_loadtest::kafka::{high_watermarks, Offsets};
+use sluice_loadtest::kit::kafka::{high_watermarks, Offsets};
 use sluice_loadtest::verify::Expected;
 use sluice_producers::synth::{Synth, SynthConfig};
 use sluice_schemas::{encode, Encoding, Event, EventKind, ENCODING_HEADER};
@@ -274,7 +274,7 @@ async fn ingest_caught_up(
 }
 
 fn dead_letters(stack: &TestStack) -> anyhow::Result<usize> {
-    Ok(sluice_loadtest::kafka::read_all(&stack.brokers, &stack.dead_letter_topic)?.len())
+    Ok(sluice_loadtest::kit::kafka::read_all(&stack.brokers, &stack.dead_letter_topic)?.len())
 }
 
 /// Runs `sluice-ingest replay` expecting a refusal; returns its stderr.

@@ -1,21 +1,32 @@
-//! Test harness: per-test isolation (topics, group, databases), the ingest child process, metrics
-//! scraping, and the final comparison with the independent verifier.
+//! Test harness: per-test isolation (topics, group, databases), synthetic traffic, and the final
+//! comparison with the independent verifier. Starting ingest, reading its metrics and making and
+//! dropping databases and topics is the kit's ([`sluice_loadtest::kit`]), shared with the load driver
+//! and the demo.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+pub(crate) use sluice_loadtest::kit::metric_value;
+pub(crate) use sluice_loadtest::kit::IngestProcess as Ingest;
+use sluice_loadtest::kit::{Databases, IngestSetup};
 use sluice_loadtest::verify::{diff, Actual, Expected, Snapshot};
 use sluice_producers::synth::{Synth, SynthConfig};
 use sluice_producers::{EventProducer, ProducerConfig};
 use sluice_schemas::{Encoding, Event, EventKind};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 pub(crate) fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_owned())
+}
+
+/// The stack's PostgreSQL database, from which each test's own is created.
+pub(crate) fn postgres_admin_url() -> String {
+    env_or(
+        "SLUICE_POSTGRES_URL",
+        "postgres://sluice:sluice@127.0.0.1:5432/sluice",
+    )
 }
 
 /// Everything one test owns on the shared stack.
@@ -31,11 +42,14 @@ pub(crate) struct TestStack {
     pub(crate) ch_database: String,
     pub(crate) ch: clickhouse::Client,
     pub(crate) log_dir: PathBuf,
+    /// `sluice-ingest` pointed at this test's topics and databases.
+    ingest: IngestSetup,
 }
 
 impl TestStack {
-    /// Creates topics (`partitions` each), a PostgreSQL database and a ClickHouse database named after
-    /// the test plus a random suffix. Fails with a hint when the stack is not up.
+    /// Creates a PostgreSQL database, a ClickHouse database and topics (`partitions` each, through
+    /// `sluice-ingest provision`) named after the test plus a random suffix. Fails with a hint when the
+    /// stack is not up.
     pub(crate) async fn new(test: &str, partitions: i32) -> anyhow::Result<TestStack> {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let name = format!("{test}_{suffix}");
@@ -45,58 +59,41 @@ impl TestStack {
             .map(|k| (*k, format!("{name}-{}", k.default_topic())))
             .collect();
         let dead_letter_topic = format!("{name}-dead-letters");
-        let mut names: Vec<&str> = topics.values().map(String::as_str).collect();
-        names.push(&dead_letter_topic);
-        sluice_loadtest::kafka::create_topics(&brokers, &names, partitions)
-            .await
-            .context("creating topics (is the stack up? run `make up`)")?;
-
-        let base_url = env_or(
-            "SLUICE_POSTGRES_URL",
-            "postgres://sluice:sluice@127.0.0.1:5432/sluice",
-        );
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&base_url)
-            .await
-            .context("connecting to postgres")?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await?;
-        admin.close().await;
-        let (head, _) = base_url
-            .rsplit_once('/')
-            .context("postgres URL has no database path")?;
-        let pg_url = format!("{head}/{name}");
-        let pg = PgPoolOptions::new()
-            .max_connections(4)
-            .connect(&pg_url)
-            .await?;
-
         let ch_url = env_or("SLUICE_CLICKHOUSE_URL", "http://127.0.0.1:8123");
-        let ch = clickhouse::Client::default()
-            .with_url(&ch_url)
-            .with_validation(false);
-        ch.query(&format!("CREATE DATABASE {name}"))
-            .execute()
-            .await
-            .context("creating clickhouse database")?;
-        let ch = ch.with_database(&name);
+        let dbs = Databases::create(&postgres_admin_url(), &ch_url, &name).await?;
+        let group = format!("{name}-group");
+        let ingest = IngestSetup {
+            binary: env!("CARGO_BIN_EXE_sluice-ingest").into(),
+            brokers: brokers.clone(),
+            group: group.clone(),
+            topics: EventKind::ALL.map(|k| topics[&k].clone()),
+            dead_letter_topic: dead_letter_topic.clone(),
+            postgres_url: dbs.pg_url.clone(),
+            clickhouse_url: ch_url.clone(),
+            clickhouse_database: name.clone(),
+            rust_log: "info".into(),
+            env: vec![("SLUICE_FLUSH_INTERVAL_MS".into(), "300".into())],
+            own_process_group: false,
+        };
+        ingest
+            .provision(partitions)
+            .context("creating topics (is the stack up? run `make up`)")?;
 
         let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&name);
         std::fs::create_dir_all(&log_dir)?;
         Ok(TestStack {
-            group: format!("{name}-group"),
+            group,
             name: name.clone(),
             brokers,
             topics,
             dead_letter_topic,
-            pg_url,
-            pg,
+            pg_url: dbs.pg_url,
+            pg: dbs.pg,
             ch_url,
             ch_database: name,
-            ch,
+            ch: dbs.ch,
             log_dir,
+            ingest,
         })
     }
 
@@ -143,28 +140,14 @@ impl TestStack {
         Ok(EventProducer::new(config)?)
     }
 
-    /// Starts `sluice-ingest` against this test's topics and databases.
+    /// Starts `sluice-ingest` against this test's topics and databases (log: `ingest-<label>.log`).
     pub(crate) fn spawn_ingest(
         &self,
         label: &str,
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<Ingest> {
-        let metrics_port = free_port()?;
         let log = self.log_dir.join(format!("ingest-{label}.log"));
-        let stderr = std::fs::File::create(&log)?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-ingest"));
-        cmd.arg("run").stdout(Stdio::null()).stderr(stderr);
-        self.configure(
-            &mut cmd,
-            &[("SLUICE_METRICS_ADDR", &format!("127.0.0.1:{metrics_port}"))],
-        );
-        self.configure_extra(&mut cmd, extra_env);
-        let child = cmd.spawn().context("spawning sluice-ingest")?;
-        Ok(Ingest {
-            child,
-            metrics_port,
-            log,
-        })
+        self.ingest.spawn(&log, extra_env)
     }
 
     /// Runs a one-shot `sluice-ingest` subcommand with this test's settings; returns its stdout.
@@ -173,14 +156,7 @@ impl TestStack {
         args: &[&str],
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<String> {
-        let output = self.ingest_command_output(args, extra_env)?;
-        if !output.status.success() {
-            bail!(
-                "sluice-ingest {args:?} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        self.ingest.run(args, extra_env)
     }
 
     /// Runs a one-shot `sluice-ingest` subcommand with this test's settings, whatever its exit status.
@@ -189,58 +165,21 @@ impl TestStack {
         args: &[&str],
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<std::process::Output> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-ingest"));
-        cmd.args(args);
-        self.configure(&mut cmd, extra_env);
-        cmd.output().context("running sluice-ingest")
-    }
-
-    /// Points a `sluice-ingest` command at this test's topics and databases (and nothing else from the
-    /// caller's environment).
-    fn configure(&self, cmd: &mut Command, extra_env: &[(&str, &str)]) {
-        cmd.env_clear()
-            .env("PATH", env_or("PATH", "/usr/bin:/bin"))
-            .env("RUST_LOG", "info")
-            .env("SLUICE_KAFKA_BROKERS", &self.brokers)
-            .env("SLUICE_GROUP_ID", &self.group)
-            .env("SLUICE_RANK_TOPIC", self.topic(EventKind::Rank))
-            .env("SLUICE_CRAWL_TOPIC", self.topic(EventKind::Crawl))
-            .env("SLUICE_CLICK_TOPIC", self.topic(EventKind::Click))
-            .env("SLUICE_DEAD_LETTER_TOPIC", &self.dead_letter_topic)
-            .env("SLUICE_POSTGRES_URL", &self.pg_url)
-            .env("SLUICE_CLICKHOUSE_URL", &self.ch_url)
-            .env("SLUICE_CLICKHOUSE_DATABASE", &self.ch_database)
-            .env("SLUICE_FLUSH_INTERVAL_MS", "300");
-        self.configure_extra(cmd, extra_env);
-    }
-
-    fn configure_extra(&self, cmd: &mut Command, extra_env: &[(&str, &str)]) {
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
+        self.ingest.output(args, extra_env)
     }
 
     /// Waits until ingest has durably processed everything written to this test's topics.
     pub(crate) async fn wait_caught_up(&self, timeout: Duration) -> anyhow::Result<()> {
-        sluice_loadtest::kafka::wait_caught_up(
-            &self.brokers,
-            &self.pg,
-            &self.group,
-            &self.topic_names(),
-            timeout,
-        )
-        .await
-        .map(|_| ())
+        self.wait_group_caught_up(&self.group, timeout).await
     }
 
     /// Waits until the given consumer group has durably processed everything in this test's topics.
-    #[allow(dead_code)] // used by tests/outage.rs, which shares this module
     pub(crate) async fn wait_group_caught_up(
         &self,
         group: &str,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        sluice_loadtest::kafka::wait_caught_up(
+        sluice_loadtest::kit::kafka::wait_caught_up(
             &self.brokers,
             &self.pg,
             group,
@@ -293,165 +232,16 @@ impl TestStack {
     pub(crate) async fn cleanup(self) -> anyhow::Result<()> {
         let mut topics = self.topic_names();
         topics.push(&self.dead_letter_topic);
-        sluice_loadtest::kafka::delete_topics(&self.brokers, &topics).await?;
-        self.ch
-            .query(&format!("DROP DATABASE IF EXISTS {}", self.ch_database))
-            .execute()
-            .await?;
-        self.pg.close().await;
-        let base_url = env_or(
-            "SLUICE_POSTGRES_URL",
-            "postgres://sluice:sluice@127.0.0.1:5432/sluice",
-        );
-        sluice_loadtest::pg::drop_database(&base_url, &self.name).await
+        sluice_loadtest::kit::kafka::delete_topics(&self.brokers, &topics).await?;
+        let dbs = Databases {
+            name: self.name.clone(),
+            pg_url: self.pg_url.clone(),
+            pg: self.pg.clone(),
+            clickhouse_url: self.ch_url.clone(),
+            ch: self.ch.clone(),
+        };
+        dbs.drop(&postgres_admin_url()).await
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// A running `sluice-ingest`.
-pub(crate) struct Ingest {
-    child: Child,
-    metrics_port: u16,
-    pub(crate) log: PathBuf,
-}
-
-impl Ingest {
-    /// Sends SIGTERM and waits for the exit status.
-    pub(crate) fn terminate(
-        mut self,
-        timeout: Duration,
-    ) -> anyhow::Result<std::process::ExitStatus> {
-        signal(self.child.id(), "TERM")?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                bail!(
-                    "sluice-ingest did not exit within {timeout:?} of SIGTERM; log: {}",
-                    self.log.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL: no flush, no commit, no goodbye.
-    pub(crate) fn crash(mut self) -> anyhow::Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-
-    /// Resident memory of the process, in bytes (from /proc).
-    #[allow(dead_code)] // used by tests/outage.rs, which shares this module
-    pub(crate) fn rss_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
-    }
-
-    /// Still running?
-    #[allow(dead_code)] // used by tests/outage.rs
-    pub(crate) fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// GET `path` on the metrics/health port: (status code, body).
-    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await?;
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .context("no HTTP status line")?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map_or("", |(_, b)| b)
-            .to_owned();
-        Ok((status, body))
-    }
-
-    /// The Prometheus text exposition, as served by the running process.
-    pub(crate) async fn metrics(&self) -> anyhow::Result<String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .await?;
-        let mut body = String::new();
-        stream.read_to_string(&mut body).await?;
-        Ok(body)
-    }
-
-    /// Polls the exposition until `ready` holds (or the timeout passes; then returns the last one).
-    pub(crate) async fn metrics_when(
-        &self,
-        timeout: Duration,
-        ready: impl Fn(&str) -> bool,
-    ) -> anyhow::Result<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let text = self.metrics().await?;
-            if ready(&text) || Instant::now() > deadline {
-                return Ok(text);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    pub(crate) fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Ingest {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status()?;
-    if !status.success() {
-        bail!("kill -{name} {pid} failed");
-    }
-    Ok(())
-}
-
-/// The value of one sample line `name{labels} value` in a Prometheus exposition (0 when absent).
-pub(crate) fn metric_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    exposition
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(series, _)| {
-            series.split('{').next() == Some(name)
-                && labels
-                    .iter()
-                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|(_, v)| v.parse::<f64>().ok())
-        .sum()
 }
 
 /// Background publisher of synthetic traffic; `join` returns every event it published, re-sends

@@ -149,7 +149,7 @@ pub async fn poll_postgres(
     while !stop.load(Ordering::Relaxed) {
         tick.tick().await;
         let started = std::time::Instant::now();
-        let result = crate::kafka::stored_offsets(&pg, &group).await;
+        let result = crate::kit::kafka::stored_offsets(&pg, &group).await;
         tracker.add_cost(true, started.elapsed().as_secs_f64());
         let stored = match result {
             Ok(stored) => stored,

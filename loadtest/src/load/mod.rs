@@ -7,7 +7,6 @@
 //! - [`generate`]: one generator process (`sluice-load generate --share k/N`) and exact regeneration.
 //! - [`generators`]: the driver's side of the generator processes.
 //! - [`drain`]: the bare-reader baseline R0 (`sluice-load drain`).
-//! - [`ingest`]: the `sluice-ingest` child and its metrics.
 //! - [`latency`]: event → queryable latency samples and their pollers.
 //! - [`accounting`]: totals per table and the full verifier over regenerated events.
 //! - [`procstat`]: CPU and memory of processes from `/proc`.
@@ -18,7 +17,6 @@ pub mod chart;
 pub mod drain;
 pub mod generate;
 pub mod generators;
-pub mod ingest;
 pub mod latency;
 pub mod procstat;
 pub mod report;

@@ -26,13 +26,10 @@ use chrono::Utc;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sluice_schemas::EventKind;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
 
 use super::accounting::{self, PerKind};
 use super::generate::{GenSummary, ProducerSettings, Shape};
 use super::generators::{GenPlan, Generators};
-use super::ingest::{metric_sum, scrape, IngestProcess, IngestSetup};
 use super::latency::{self, Tracker};
 use super::procstat::{self, Target};
 use super::report::{
@@ -40,7 +37,9 @@ use super::report::{
     Produce, Report, Settings,
 };
 use super::{chart, drain::DrainResult};
-use crate::kafka::{self as kafka_util, Offsets};
+use crate::kit::kafka::{self as kafka_util, Offsets};
+use crate::kit::metrics::{metric_sum, scrape};
+use crate::kit::{Databases, IngestSetup};
 
 const CONSUMED: &str = "sluice_ingest_records_consumed_total";
 const PG_POLL: Duration = Duration::from_millis(100);
@@ -187,63 +186,43 @@ impl Names {
     }
 }
 
-/// A run's databases.
-#[derive(Debug, Clone)]
-struct Databases {
-    name: String,
-    pg_url: String,
-    pg: PgPool,
-    ch: clickhouse::Client,
+/// Ingest on a phase's topics and databases, its sinks on or off.
+fn ingest_setup(
+    args: &RunArgs,
+    names: &Names,
+    dbs: &Databases,
+    group: String,
+    sinks_enabled: bool,
+) -> IngestSetup {
+    let mut env = vec![("SLUICE_SINKS_ENABLED".to_owned(), sinks_enabled.to_string())];
+    env.extend(args.ingest_env.iter().cloned());
+    IngestSetup {
+        binary: args.ingest_bin.clone(),
+        brokers: args.brokers.clone(),
+        group,
+        topics: names.topics.clone(),
+        dead_letter_topic: names.dead_letters.clone(),
+        postgres_url: dbs.pg_url.clone(),
+        clickhouse_url: args.clickhouse_url.clone(),
+        clickhouse_database: dbs.name.clone(),
+        rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        env,
+        own_process_group: false,
+    }
 }
 
-fn database_url(base: &str, name: &str) -> anyhow::Result<String> {
-    let (head, _) = base
-        .rsplit_once('/')
-        .context("the PostgreSQL URL has no database path")?;
-    Ok(format!("{head}/{name}"))
-}
-
-async fn create_databases(args: &RunArgs, name: &str) -> anyhow::Result<Databases> {
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&args.postgres_url)
-        .await
-        .context("connecting to PostgreSQL (is the stack up? `make up`)")?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .with_context(|| format!("creating PostgreSQL database {name}"))?;
-    admin.close().await;
-    let pg_url = database_url(&args.postgres_url, name)?;
-    let pg = PgPoolOptions::new()
-        .max_connections(4)
-        .connect(&pg_url)
-        .await
-        .with_context(|| format!("connecting to {name}"))?;
-    let ch = clickhouse::Client::default()
-        .with_url(&args.clickhouse_url)
-        .with_validation(false);
-    ch.query(&format!("CREATE DATABASE {name}"))
-        .execute()
-        .await
-        .with_context(|| format!("creating ClickHouse database {name}"))?;
-    Ok(Databases {
-        name: name.to_owned(),
-        pg_url,
-        pg,
-        ch: ch.with_database(name),
-    })
+/// A phase's own topics and databases: the databases, then the topics (`sluice-ingest provision`).
+async fn isolate(args: &RunArgs, names: &Names) -> anyhow::Result<Databases> {
+    let dbs = Databases::create(&args.postgres_url, &args.clickhouse_url, &names.database).await?;
+    ingest_setup(args, names, &dbs, names.group("provision"), true)
+        .provision(args.partitions)
+        .context("creating the topics (is the stack up? `make up`)")?;
+    Ok(dbs)
 }
 
 async fn drop_everything(args: &RunArgs, names: &Names, dbs: Databases) -> anyhow::Result<()> {
     kafka_util::delete_topics(&args.brokers, &names.all_topics()).await?;
-    dbs.ch
-        .query(&format!("DROP DATABASE IF EXISTS {}", dbs.name))
-        .execute()
-        .await
-        .context("dropping the ClickHouse database")?;
-    dbs.pg.close().await;
-    crate::pg::drop_database(&args.postgres_url, &dbs.name).await
+    dbs.drop(&args.postgres_url).await
 }
 
 /// Cleanup never fails a run: a leftover is reported and can be dropped by hand.
@@ -648,24 +627,11 @@ async fn main_run(
     sample_every: u64,
 ) -> anyhow::Result<Report> {
     let names = Names::new(id, None);
-    kafka_util::create_topics(&args.brokers, &names.all_topics(), args.partitions)
-        .await
-        .context("creating the run's topics (is the stack up? `make up`)")?;
-    let dbs = create_databases(args, &names.database).await?;
+    let dbs = isolate(args, &names).await?;
     let group = names.group("ingest");
-    let setup = IngestSetup {
-        brokers: args.brokers.clone(),
-        group: group.clone(),
-        topics: names.topics.clone(),
-        dead_letter_topic: names.dead_letters.clone(),
-        postgres_url: dbs.pg_url.clone(),
-        clickhouse_url: args.clickhouse_url.clone(),
-        clickhouse_database: dbs.name.clone(),
-        sinks_enabled: true,
-        extra_env: args.ingest_env.clone(),
-    };
+    let setup = ingest_setup(args, &names, &dbs, group.clone(), true);
     say("starting sluice-ingest");
-    let mut ingest = IngestProcess::spawn(&args.ingest_bin, &setup, &dir.join("ingest.log"))?;
+    let mut ingest = setup.spawn(&dir.join("ingest.log"), &[])?;
     let partitions = 3 * args.partitions as usize;
     ingest
         .wait_assigned(partitions, Duration::from_secs(120))
@@ -1035,10 +1001,7 @@ async fn baselines(
     stack: &procstat::StackPids,
 ) -> anyhow::Result<Baselines> {
     let names = Names::new(id, Some("base"));
-    kafka_util::create_topics(&args.brokers, &names.all_topics(), args.partitions)
-        .await
-        .context("creating the baseline topics (is the stack up? `make up`)")?;
-    let dbs = create_databases(args, &names.database).await?;
+    let dbs = isolate(args, &names).await?;
     let events = (args.rate * args.prefill_secs).round() as u64;
     say(format!("baselines: pre-filling {events} events"));
     let plan = GenPlan {
@@ -1126,19 +1089,9 @@ async fn baselines(
 
     // R1: ingest without sinks.
     say("baselines: R1 — sluice-ingest with SLUICE_SINKS_ENABLED=false");
-    let mut setup = IngestSetup {
-        brokers: args.brokers.clone(),
-        group: names.group("r1"),
-        topics: names.topics.clone(),
-        dead_letter_topic: names.dead_letters.clone(),
-        postgres_url: dbs.pg_url.clone(),
-        clickhouse_url: args.clickhouse_url.clone(),
-        clickhouse_database: dbs.name.clone(),
-        sinks_enabled: false,
-        extra_env: args.ingest_env.clone(),
-    };
+    let setup = ingest_setup(args, &names, &dbs, names.group("r1"), false);
     let partitions = 3 * args.partitions as usize;
-    let mut ingest = IngestProcess::spawn(&args.ingest_bin, &setup, &dir.join("ingest-r1.log"))?;
+    let mut ingest = setup.spawn(&dir.join("ingest-r1.log"), &[])?;
     let t0 = ingest
         .wait_assigned(partitions, Duration::from_secs(120))
         .await?;
@@ -1188,9 +1141,8 @@ async fn baselines(
 
     // R2: ingest with both sinks, fresh group and databases.
     say("baselines: R2 — sluice-ingest with PostgreSQL and ClickHouse");
-    setup.group = names.group("r2");
-    setup.sinks_enabled = true;
-    let mut ingest = IngestProcess::spawn(&args.ingest_bin, &setup, &dir.join("ingest-r2.log"))?;
+    let setup = ingest_setup(args, &names, &dbs, names.group("r2"), true);
+    let mut ingest = setup.spawn(&dir.join("ingest-r2.log"), &[])?;
     let t0 = ingest
         .wait_assigned(partitions, Duration::from_secs(120))
         .await?;

@@ -1,12 +1,14 @@
-//! Kafka helpers shared by load runs and tests: topic creation and deletion through the admin API, high
-//! watermarks (how far each partition has been written), and the stored offsets the ingest service
-//! keeps in PostgreSQL — together they answer "has ingest caught up?".
+//! Kafka as the kit sees it: topic deletion through the admin API (creation is `sluice-ingest
+//! provision`, [`IngestSetup::provision`](super::IngestSetup::provision)), high watermarks (how far each
+//! partition has been written) and the stored offsets the ingest service keeps in PostgreSQL — together
+//! they answer "has ingest caught up?" — and a few operator moves tests make (read a whole topic, reset
+//! a group's offsets).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -20,27 +22,6 @@ fn admin(brokers: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
         .set("bootstrap.servers", brokers)
         .create()
         .context("cannot create kafka admin client")
-}
-
-/// Creates topics (replication 1) and fails if any could not be created.
-pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) -> anyhow::Result<()> {
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
-        .collect();
-    let results = admin(brokers)?
-        .create_topics(
-            &new,
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .context("create_topics")?;
-    for result in results {
-        if let Err((topic, code)) = result {
-            bail!("cannot create topic {topic}: {code}");
-        }
-    }
-    Ok(())
 }
 
 /// Deletes topics, ignoring ones that do not exist.
