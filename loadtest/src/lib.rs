@@ -9,8 +9,10 @@
 //! generator processes, baselines, latency sampling, per-process CPU and memory, and a report.
 //!
 //! [`kit`] is what the integration tests, the load driver and the demo share: `sluice-ingest` as a child
-//! process, its metrics, throwaway databases and topics.
+//! process, its metrics, throwaway databases and topics. [`demo`] is `make run`'s bounded demo
+//! (`sluice-load demo`) on it.
 
+pub mod demo;
 pub mod kit;
 pub mod load;
 pub mod verify;

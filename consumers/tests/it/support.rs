@@ -76,7 +76,7 @@ impl TestStack {
             own_process_group: false,
         };
         ingest
-            .provision(partitions)
+            .provision(partitions, partitions)
             .context("creating topics (is the stack up? run `make up`)")?;
 
         let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&name);
@@ -193,14 +193,7 @@ impl TestStack {
     /// Events counted in the PostgreSQL aggregates: sum(clicks) + sum(checks) + sum(pages).
     #[allow(dead_code)] // used by tests/outage.rs, which shares this module
     pub(crate) async fn events_in_postgres(&self) -> anyhow::Result<i64> {
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT ((SELECT coalesce(sum(clicks), 0) FROM click_daily)
-                   + (SELECT coalesce(sum(checks), 0) FROM rank_daily)
-                   + (SELECT coalesce(sum(pages), 0) FROM crawl_hourly))::bigint",
-        )
-        .fetch_one(&self.pg)
-        .await?;
-        Ok(n)
+        sluice_loadtest::kit::databases::events_in_postgres(&self.pg).await
     }
 
     /// Reads both databases and demands exact equality with the expected snapshot.

@@ -6,12 +6,16 @@
 //! - `sluice-load generate --share k/N …` is one generator (the driver starts these; they can run on
 //!   other machines too: everything they report goes to stdout as JSON lines).
 //! - `sluice-load drain …` is the bare-reader baseline R0.
+//! - `sluice-load demo [--rate 5000] [--duration 60]` is `make run`'s bounded demo on the stack's own
+//!   databases ([`sluice_loadtest::demo`]).
 //!
-//! Exit status: 0 when the run passed (drained, exact accounting, clean ingest exit), 1 otherwise.
+//! Exit status: 0 when the run passed (drained, exact accounting, clean ingest exit; for the demo:
+//! every event exactly once), 1 otherwise, 130 for a demo stopped by Ctrl-C.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sluice_loadtest::demo;
 use sluice_loadtest::load::{drain, generate, run};
 use tracing_subscriber::EnvFilter;
 
@@ -34,6 +38,8 @@ enum Command {
     Generate(Box<generate::GenerateArgs>),
     /// Read topics as fast as possible and report the rate and CPU (baseline R0).
     Drain(drain::DrainArgs),
+    /// The bounded end-to-end demo of `make run`: ingest, a producer, progress, sample queries.
+    Demo(demo::DemoArgs),
 }
 
 /// The generators and the R0 drain allocate per event as ingest does; the same allocator keeps the load
@@ -50,8 +56,7 @@ fn main() -> ExitCode {
         )
         .init();
     match dispatch(cli) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("sluice-load: error: {e:#}");
             ExitCode::FAILURE
@@ -59,24 +64,32 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cli: Cli) -> anyhow::Result<bool> {
-    match cli.command {
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    };
+    let passed = match cli.command {
         Command::Run(args) => {
             let command = std::env::args().collect::<Vec<_>>().join(" ");
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            runtime.block_on(run::run(*args, command))
+            runtime()?.block_on(run::run(*args, command))?
         }
         Command::Generate(args) => {
             generate::run(&args)?;
-            Ok(true)
+            true
         }
         Command::Drain(args) => {
             let result = drain::run(&args)?;
             println!("{}", serde_json::to_string(&result)?);
-            Ok(true)
+            true
         }
-    }
+        Command::Demo(args) => return runtime()?.block_on(demo::run(args)),
+    };
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

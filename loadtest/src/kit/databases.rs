@@ -72,6 +72,30 @@ impl Databases {
     }
 }
 
+/// Events counted in the PostgreSQL aggregates: sum(clicks) + sum(checks) + sum(pages).
+pub async fn events_in_postgres(pg: &PgPool) -> anyhow::Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT ((SELECT coalesce(sum(clicks), 0) FROM click_daily)
+               + (SELECT coalesce(sum(checks), 0) FROM rank_daily)
+               + (SELECT coalesce(sum(pages), 0) FROM crawl_hourly))::bigint",
+    )
+    .fetch_one(pg)
+    .await
+    .context("counting the events in the PostgreSQL aggregates")?;
+    Ok(n)
+}
+
+/// Raw event rows in ClickHouse, each event once (`FINAL` collapses re-inserted copies).
+pub async fn rows_in_clickhouse(ch: &clickhouse::Client) -> anyhow::Result<u64> {
+    ch.query(
+        "SELECT (SELECT count() FROM rank_events FINAL) + (SELECT count() FROM crawl_events FINAL)
+              + (SELECT count() FROM click_events FINAL)",
+    )
+    .fetch_one()
+    .await
+    .context("counting the rows in ClickHouse")
+}
+
 /// `base` (a PostgreSQL URL) with its database replaced by `name`.
 pub fn database_url(base: &str, name: &str) -> anyhow::Result<String> {
     let (head, _) = base

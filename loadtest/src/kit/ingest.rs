@@ -86,25 +86,40 @@ impl IngestSetup {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// Creates this setup's event topics and its dead-letter topic, `partitions` each, through
-    /// `sluice-ingest provision` (the one way topics are made); returns its report, a line a topic.
-    pub fn provision(&self, partitions: i32) -> anyhow::Result<String> {
-        let n = partitions.to_string();
+    /// Creates this setup's event topics (`partitions` each) and its dead-letter topic
+    /// (`dead_letter_partitions`) through `sluice-ingest provision`, the one way topics are made; topics
+    /// that exist are left as they are. Returns provision's report, a line a topic.
+    pub fn provision(
+        &self,
+        partitions: i32,
+        dead_letter_partitions: i32,
+    ) -> anyhow::Result<String> {
+        let (n, d) = (partitions.to_string(), dead_letter_partitions.to_string());
         self.run(
             &[
                 "provision",
                 "--partitions",
                 &n,
                 "--dead-letter-partitions",
-                &n,
+                &d,
             ],
             &[],
         )
     }
 
-    /// Starts `sluice-ingest run` with its metrics on a free port and stderr to `log`.
+    /// Starts `sluice-ingest run` with stderr to `log` and its metrics on a free port, unless `self.env`
+    /// or `extra` name one (`SLUICE_METRICS_ADDR`).
     pub fn spawn(&self, log: &Path, extra: &[(&str, &str)]) -> anyhow::Result<IngestProcess> {
-        let metrics_addr = format!("127.0.0.1:{}", free_port()?);
+        let named = extra
+            .iter()
+            .copied()
+            .chain(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .find(|(k, _)| *k == "SLUICE_METRICS_ADDR")
+            .map(|(_, v)| v.to_owned());
+        let metrics_addr = match named {
+            Some(addr) => addr,
+            None => format!("127.0.0.1:{}", free_port()?),
+        };
         let stderr = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         // The port before `self.env` and `extra`, so that either may still move it.

@@ -89,7 +89,7 @@ pub(super) fn ingest_setup(
 pub(super) async fn isolate(args: &RunArgs, names: &Names) -> anyhow::Result<Databases> {
     let dbs = Databases::create(&args.postgres_url, &args.clickhouse_url, &names.database).await?;
     ingest_setup(args, names, &dbs, names.group("provision"), true)
-        .provision(args.partitions)
+        .provision(args.partitions, args.partitions)
         .context("creating the topics (is the stack up? `make up`)")?;
     Ok(dbs)
 }
