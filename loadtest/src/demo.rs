@@ -24,7 +24,7 @@ use sqlx::{PgPool, Row};
 
 use crate::kit::databases::{events_in_postgres, rows_in_clickhouse};
 use crate::kit::ingest::signal;
-use crate::kit::{metric_sum, IngestProcess, IngestSetup};
+use crate::kit::{metric_sum, IngestProcess, IngestSetup, StackArgs};
 
 /// The counter the ingest rate is read from.
 const CONSUMED: &str = "sluice_ingest_records_consumed_total";
@@ -51,20 +51,8 @@ pub struct DemoArgs {
     /// The stack's state directory; the demo's logs go to `<state>/demo`.
     #[arg(long, env = "SLUICE_STATE_DIR", default_value = ".state")]
     pub state_dir: PathBuf,
-    #[arg(long, env = "SLUICE_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
-    #[arg(
-        long,
-        env = "SLUICE_POSTGRES_URL",
-        default_value = "postgres://sluice:sluice@127.0.0.1:5432/sluice"
-    )]
-    pub postgres_url: String,
-    #[arg(
-        long,
-        env = "SLUICE_CLICKHOUSE_URL",
-        default_value = "http://127.0.0.1:8123"
-    )]
-    pub clickhouse_url: String,
+    #[command(flatten)]
+    pub stack: StackArgs,
     #[arg(long, env = "SLUICE_CLICKHOUSE_DATABASE", default_value = "sluice")]
     pub clickhouse_database: String,
     /// Ingest's metrics and health endpoint.
@@ -157,11 +145,11 @@ impl Counts {
     async fn connect(args: &DemoArgs) -> anyhow::Result<Counts> {
         let pg = PgPoolOptions::new()
             .max_connections(2)
-            .connect(&args.postgres_url)
+            .connect(&args.stack.postgres_url)
             .await
             .context("connecting to PostgreSQL (is the stack up? `make up`)")?;
         let ch = clickhouse::Client::default()
-            .with_url(&args.clickhouse_url)
+            .with_url(&args.stack.clickhouse_url)
             .with_database(&args.clickhouse_database)
             .with_validation(false);
         let base_pg = events_in_postgres(&pg).await?;
@@ -363,12 +351,12 @@ fn ingest_setup(args: &DemoArgs, bin_dir: &Path, run_id: &str) -> IngestSetup {
         std::env::var("SLUICE_DEAD_LETTER_TOPIC").unwrap_or_else(|_| "sluice-dead-letters".into());
     IngestSetup {
         binary: bin_dir.join("sluice-ingest"),
-        brokers: args.brokers.clone(),
+        brokers: args.stack.brokers.clone(),
         group: format!("sluice-{run_id}"),
         topics: ["rank", "crawl", "click"].map(|k| format!("{run_id}-{k}-events")),
         dead_letter_topic,
-        postgres_url: args.postgres_url.clone(),
-        clickhouse_url: args.clickhouse_url.clone(),
+        postgres_url: args.stack.postgres_url.clone(),
+        clickhouse_url: args.stack.clickhouse_url.clone(),
         clickhouse_database: args.clickhouse_database.clone(),
         rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         env: passed_on(env),
@@ -410,7 +398,7 @@ fn spawn_producer(
         .args(["synthetic", "--rate", &args.rate.to_string()])
         .args(["--duration", &format!("{}s", args.duration)])
         .args(["--run-id", run_id])
-        .env("SLUICE_KAFKA_BROKERS", &args.brokers)
+        .env("SLUICE_KAFKA_BROKERS", &args.stack.brokers)
         .env("SLUICE_RANK_TOPIC", &setup.topics[0])
         .env("SLUICE_CRAWL_TOPIC", &setup.topics[1])
         .env("SLUICE_CLICK_TOPIC", &setup.topics[2])

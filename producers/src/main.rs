@@ -305,25 +305,16 @@ impl Progress {
         }
         let achieved_rate = rate(sent - self.last_sent, now - self.last_at);
         let stats = producer.stats();
-        match target_rate {
-            Some(target_rate) => tracing::info!(
-                sent,
-                target_rate,
-                achieved_rate,
-                delivered = stats.delivered,
-                failed = stats.failed,
-                in_flight = producer.in_flight(),
-                "progress"
-            ),
-            None => tracing::info!(
-                sent,
-                achieved_rate,
-                delivered = stats.delivered,
-                failed = stats.failed,
-                in_flight = producer.in_flight(),
-                "progress"
-            ),
-        }
+        // A `None` target (unpaced) leaves the field out.
+        tracing::info!(
+            sent,
+            target_rate,
+            achieved_rate,
+            delivered = stats.delivered,
+            failed = stats.failed,
+            in_flight = producer.in_flight(),
+            "progress"
+        );
         self.next += Duration::from_secs(1);
         if self.next < now {
             self.next = now + Duration::from_secs(1);

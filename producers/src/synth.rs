@@ -373,6 +373,11 @@ impl Synth {
         items[self.rng.random_range(0..items.len())]
     }
 
+    /// With probability `p`, one of `items` (the coin is tossed first, then the item picked).
+    fn maybe_pick(&mut self, p: f64, items: &[&str]) -> Option<String> {
+        self.rng.random_bool(p).then(|| self.pick(items).to_owned())
+    }
+
     fn rank(
         &mut self,
         event_id: String,
@@ -489,18 +494,9 @@ impl Synth {
         occurred_at: DateTime<Utc>,
     ) -> ClickEvent {
         let link = self.links.sample(&mut self.rng);
-        let referrer = self
-            .rng
-            .random_bool(0.7)
-            .then(|| self.pick(&REFERRERS).to_owned());
-        let country = self
-            .rng
-            .random_bool(0.9)
-            .then(|| self.pick(&COUNTRIES).to_owned());
-        let user_agent = self
-            .rng
-            .random_bool(0.9)
-            .then(|| self.pick(&USER_AGENTS).to_owned());
+        let referrer = self.maybe_pick(0.7, &REFERRERS);
+        let country = self.maybe_pick(0.9, &COUNTRIES);
+        let user_agent = self.maybe_pick(0.9, &USER_AGENTS);
         let visitor_id = self
             .rng
             .random_bool(0.85)

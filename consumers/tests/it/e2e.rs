@@ -215,9 +215,11 @@ async fn every_aggregate_and_raw_row_matches_the_published_events() -> anyhow::R
     // once a second, so wait for the consumed count to settle first.
     let total = (events.len() + bad.len()) as f64;
     let metrics = ingest
-        .metrics_when(Duration::from_secs(10), |m| {
-            metric_value(m, "sluice_ingest_records_consumed_total", &[]) >= total
-        })
+        .metrics_after(
+            "sluice_ingest_records_consumed_total",
+            total,
+            Duration::from_secs(10),
+        )
         .await?;
     for reason in [
         "invalid_encoding",

@@ -23,12 +23,8 @@ fn distinct(events: &[sluice_schemas::Event]) -> usize {
 async fn duplicate_storm_counts_each_event_once() -> anyhow::Result<()> {
     let stack = TestStack::new("dupstorm", 3).await?;
     let ingest = stack.spawn_ingest("main", &[])?;
-    let traffic = stack.start_traffic(TrafficShape {
-        seed: 11,
-        rate: 2000,
-        new_events: 6000,
-        resends: (1, 2),
-    })?;
+    let traffic =
+        stack.start_traffic(TrafficShape::seed(11).rate(2000).events(6000).resends(1, 2))?;
     let events = traffic.join()?;
     let unique = distinct(&events);
     assert_eq!(unique, 6000);
@@ -36,9 +32,11 @@ async fn duplicate_storm_counts_each_event_once() -> anyhow::Result<()> {
     stack.wait_caught_up(Duration::from_secs(120)).await?;
     let dropped = (events.len() - unique) as f64;
     let metrics = ingest
-        .metrics_when(Duration::from_secs(10), |m| {
-            metric_value(m, "sluice_ingest_duplicates_total", &[]) >= dropped
-        })
+        .metrics_after(
+            "sluice_ingest_duplicates_total",
+            dropped,
+            Duration::from_secs(10),
+        )
         .await?;
     assert_eq!(
         metric_value(&metrics, "sluice_ingest_duplicates_total", &[]),
@@ -51,12 +49,12 @@ async fn duplicate_storm_counts_each_event_once() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_lose_nothing_and_count_nothing_twice() -> anyhow::Result<()> {
     let stack = TestStack::new("crash", 3).await?;
-    let traffic = stack.start_traffic(TrafficShape {
-        seed: 12,
-        rate: 1500,
-        new_events: 22_500,
-        resends: (0, 1),
-    })?;
+    let traffic = stack.start_traffic(
+        TrafficShape::seed(12)
+            .rate(1500)
+            .events(22_500)
+            .resends(0, 1),
+    )?;
     let seed: u64 = rand::rng().random();
     println!("crash moments seed: {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -75,12 +73,12 @@ async fn crashes_lose_nothing_and_count_nothing_twice() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalances_lose_nothing_and_count_nothing_twice() -> anyhow::Result<()> {
     let stack = TestStack::new("rebalance", 4).await?;
-    let traffic = stack.start_traffic(TrafficShape {
-        seed: 13,
-        rate: 1500,
-        new_events: 24_000,
-        resends: (0, 1),
-    })?;
+    let traffic = stack.start_traffic(
+        TrafficShape::seed(13)
+            .rate(1500)
+            .events(24_000)
+            .resends(0, 1),
+    )?;
     let step = Duration::from_millis(2500);
     let a = stack.spawn_ingest("a", &[])?;
     tokio::time::sleep(step).await;
@@ -106,14 +104,7 @@ async fn rebalances_lose_nothing_and_count_nothing_twice() -> anyhow::Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewinds_change_nothing() -> anyhow::Result<()> {
     let stack = TestStack::new("rewind", 3).await?;
-    let events = stack
-        .start_traffic(TrafficShape {
-            seed: 14,
-            rate: 5000,
-            new_events: 5000,
-            resends: (0, 1),
-        })?
-        .join()?;
+    let events = stack.publish(TrafficShape::seed(14).rate(5000).events(5000).resends(0, 1))?;
     let ingest = stack.spawn_ingest("first", &[])?;
     stack.wait_caught_up(Duration::from_secs(120)).await?;
     assert!(ingest.terminate(Duration::from_secs(30))?.success());
@@ -147,9 +138,11 @@ async fn rewinds_change_nothing() -> anyhow::Result<()> {
     stack.wait_caught_up(Duration::from_secs(120)).await?;
     let total = events.len() as f64;
     let metrics = ingest
-        .metrics_when(Duration::from_secs(10), |m| {
-            metric_value(m, "sluice_ingest_records_consumed_total", &[]) >= total
-        })
+        .metrics_after(
+            "sluice_ingest_records_consumed_total",
+            total,
+            Duration::from_secs(10),
+        )
         .await?;
     assert_eq!(
         metric_value(&metrics, "sluice_ingest_duplicates_total", &[]),

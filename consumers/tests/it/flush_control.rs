@@ -16,12 +16,10 @@ const BACKLOG: usize = 400_000;
 async fn interval_rises_with_a_backlog_and_returns_to_the_minimum() -> anyhow::Result<()> {
     let fixed = TestStack::new("ctl_fixed", 3).await?;
     let adaptive = TestStack::new("ctl_adaptive", 3).await?;
-    let shape = TrafficShape {
-        seed: 31,
-        rate: 1_000_000,
-        new_events: BACKLOG,
-        resends: (0, 0),
-    };
+    let shape = TrafficShape::seed(31)
+        .rate(1_000_000)
+        .events(BACKLOG)
+        .resends(0, 0);
     let (a, b) = (fixed.start_traffic(shape)?, adaptive.start_traffic(shape)?);
     let (fixed_events, adaptive_events) = (a.join()?, b.join()?);
 

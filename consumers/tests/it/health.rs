@@ -118,28 +118,14 @@ async fn a_flush_stuck_on_an_unreachable_clickhouse_makes_ingest_unready() -> an
             ("SLUICE_READY_STALL_TIMEOUT_MS", "3000"),
         ],
     )?;
-    let first = stack
-        .start_traffic(TrafficShape {
-            seed: 81,
-            rate: 2_000,
-            new_events: 200,
-            resends: (0, 1),
-        })?
-        .join()?;
+    let first = stack.publish(TrafficShape::seed(81).rate(2_000).events(200).resends(0, 1))?;
     stack.wait_caught_up(Duration::from_secs(30)).await?;
     let (status, body) = ready_when(&ingest, Duration::from_secs(10), |s, _| s == 200).await?;
     assert_eq!((status, body.as_str()), (200, "ready\n"));
 
     // ClickHouse unreachable: the next flush retries and cannot finish.
     proxy.cut();
-    let second = stack
-        .start_traffic(TrafficShape {
-            seed: 82,
-            rate: 2_000,
-            new_events: 200,
-            resends: (0, 0),
-        })?
-        .join()?;
+    let second = stack.publish(TrafficShape::seed(82).rate(2_000).events(200).resends(0, 0))?;
     let cut_at = Instant::now();
     let (status, body) = ready_when(&ingest, Duration::from_secs(20), |s, b| {
         s == 503 && b.contains("flush in flight for") && b.contains("clickhouse unreachable")

@@ -266,9 +266,11 @@ async fn ingest_caught_up(
     let ingest = stack.spawn_ingest(name, WINDOW)?;
     stack.wait_caught_up(Duration::from_secs(120)).await?;
     let metrics = ingest
-        .metrics_when(Duration::from_secs(10), |m| {
-            metric_value(m, "sluice_ingest_records_consumed_total", &[]) >= records as f64
-        })
+        .metrics_after(
+            "sluice_ingest_records_consumed_total",
+            records as f64,
+            Duration::from_secs(10),
+        )
         .await?;
     Ok((ingest, metrics))
 }

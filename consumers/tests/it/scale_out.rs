@@ -43,14 +43,12 @@ async fn drain(
     seed: u64,
 ) -> anyhow::Result<(Vec<Event>, f64, Vec<f64>)> {
     let started = Instant::now();
-    let events = stack
-        .start_traffic(TrafficShape {
-            seed,
-            rate: 1_000_000,
-            new_events: BACKLOG,
-            resends: (0, 0),
-        })?
-        .join()?;
+    let events = stack.publish(
+        TrafficShape::seed(seed)
+            .rate(1_000_000)
+            .events(BACKLOG)
+            .resends(0, 0),
+    )?;
     stack.wait_caught_up(Duration::from_secs(180)).await?;
     let seconds = started.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(10);

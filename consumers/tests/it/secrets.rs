@@ -44,14 +44,7 @@ async fn secrets_from_files_and_properties_never_reach_the_logs() -> anyhow::Res
 
     let shown = stack.run_ingest_command(&["config"], &env)?;
     assert!(shown.contains("sasl.password"), "{shown}");
-    let events = stack
-        .start_traffic(TrafficShape {
-            seed: 41,
-            rate: 5000,
-            new_events: 500,
-            resends: (0, 0),
-        })?
-        .join()?;
+    let events = stack.publish(TrafficShape::seed(41).rate(5000).events(500).resends(0, 0))?;
     let ingest = stack.spawn_ingest("secret", &env)?;
     stack.wait_caught_up(Duration::from_secs(120)).await?;
     assert!(ingest.terminate(Duration::from_secs(30))?.success());

@@ -254,6 +254,34 @@ pub(crate) struct TrafficShape {
     pub(crate) resends: (u32, u32),
 }
 
+impl TrafficShape {
+    /// Seeded traffic: 1,000 new events at 1,000/s and no re-sends until told otherwise.
+    pub(crate) fn seed(seed: u64) -> TrafficShape {
+        TrafficShape {
+            seed,
+            rate: 1000,
+            new_events: 1000,
+            resends: (0, 0),
+        }
+    }
+
+    pub(crate) fn rate(self, rate: u32) -> TrafficShape {
+        TrafficShape { rate, ..self }
+    }
+
+    pub(crate) fn events(self, new_events: usize) -> TrafficShape {
+        TrafficShape { new_events, ..self }
+    }
+
+    /// Each event sent again `min..=max` more times.
+    pub(crate) fn resends(self, min: u32, max: u32) -> TrafficShape {
+        TrafficShape {
+            resends: (min, max),
+            ..self
+        }
+    }
+}
+
 impl Traffic {
     pub(crate) fn join(self) -> anyhow::Result<Vec<Event>> {
         self.thread
@@ -263,6 +291,11 @@ impl Traffic {
 }
 
 impl TestStack {
+    /// Publishes and waits until every event is delivered; returns them, re-sends included.
+    pub(crate) fn publish(&self, shape: TrafficShape) -> anyhow::Result<Vec<Event>> {
+        self.start_traffic(shape)?.join()
+    }
+
     /// Starts publishing in a background thread (JSON and bincode alternating).
     pub(crate) fn start_traffic(&self, shape: TrafficShape) -> anyhow::Result<Traffic> {
         use rand::{Rng, SeedableRng};

@@ -192,6 +192,18 @@ impl IngestProcess {
         }
     }
 
+    /// Polls the exposition until the family `name` sums to at least `at_least` (or the timeout
+    /// passes; then returns the last one).
+    pub async fn metrics_after(
+        &self,
+        name: &str,
+        at_least: f64,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
+        self.metrics_when(timeout, |text| metric_sum(text, name) >= at_least)
+            .await
+    }
+
     /// Still running?
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

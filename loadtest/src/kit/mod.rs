@@ -14,6 +14,48 @@ pub mod ingest;
 pub mod kafka;
 pub mod metrics;
 
+use std::fmt;
+
 pub use databases::Databases;
 pub use ingest::{IngestProcess, IngestSetup};
 pub use metrics::{metric_sum, metric_value};
+
+/// Where the stack is: flags, or the environment `infra/stack.sh env` prints.
+#[derive(Clone, clap::Args)]
+pub struct StackArgs {
+    #[arg(long, env = "SLUICE_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// An existing PostgreSQL database (throwaway databases are created from it).
+    #[arg(
+        long,
+        env = "SLUICE_POSTGRES_URL",
+        default_value = "postgres://sluice:sluice@127.0.0.1:5432/sluice"
+    )]
+    pub postgres_url: String,
+    #[arg(
+        long,
+        env = "SLUICE_CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:8123"
+    )]
+    pub clickhouse_url: String,
+}
+
+/// Without the PostgreSQL URL's password.
+impl fmt::Debug for StackArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let postgres = url::Url::parse(&self.postgres_url).map_or_else(
+            |_| "<unparsable>".to_owned(),
+            |mut u| {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("***"));
+                }
+                u.to_string()
+            },
+        );
+        f.debug_struct("StackArgs")
+            .field("brokers", &self.brokers)
+            .field("postgres_url", &postgres)
+            .field("clickhouse_url", &self.clickhouse_url)
+            .finish()
+    }
+}

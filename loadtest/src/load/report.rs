@@ -300,49 +300,49 @@ impl Report {
         let i = &self.ingest;
         let _ = writeln!(md, "## Throughput\n");
         let _ = writeln!(md, "| figure | value |\n|---|---:|");
-        let _ = writeln!(
-            md,
-            "| target produce rate | {:.0} events/s |",
-            p.target_rate
-        );
-        let _ = writeln!(
-            md,
-            "| achieved produce rate (delivered ÷ production time) | {:.0} events/s |",
-            p.achieved_rate
-        );
-        let _ = writeln!(
-            md,
-            "| events sent / delivered / failed | {} / {} / {} |",
-            p.sent, p.delivered, p.failed
-        );
-        let _ = writeln!(md, "| per kind | {} |", kinds(&p.per_kind));
-        let _ = writeln!(
-            md,
-            "| ingest rate while producing (records read) | {:.0} events/s |",
-            i.rate_while_producing
-        );
-        let _ = writeln!(
-            md,
-            "| ingest peak read rate (over ≈5 s) | {:.0} events/s |",
-            i.peak_rate
-        );
-        let _ = writeln!(
-            md,
-            "| end-to-end rate (events ÷ start → all durable) | {:.0} events/s |",
-            i.end_to_end_rate
-        );
-        let _ = writeln!(
-            md,
-            "| max lag / final lag (high watermarks − stored offsets) | {} / {} records |",
-            i.max_lag, i.final_lag
-        );
-        let _ = writeln!(
-            md,
-            "| drained after production ended | {} in {:.1} s |",
-            if i.drained { "yes" } else { "NO" },
-            i.drain_s
-        );
-        let _ = writeln!(md, "| ingest exit on SIGTERM | {} |", i.exit_status);
+        let figures = [
+            (
+                "target produce rate",
+                format!("{:.0} events/s", p.target_rate),
+            ),
+            (
+                "achieved produce rate (delivered ÷ production time)",
+                format!("{:.0} events/s", p.achieved_rate),
+            ),
+            (
+                "events sent / delivered / failed",
+                format!("{} / {} / {}", p.sent, p.delivered, p.failed),
+            ),
+            ("per kind", kinds(&p.per_kind)),
+            (
+                "ingest rate while producing (records read)",
+                format!("{:.0} events/s", i.rate_while_producing),
+            ),
+            (
+                "ingest peak read rate (over ≈5 s)",
+                format!("{:.0} events/s", i.peak_rate),
+            ),
+            (
+                "end-to-end rate (events ÷ start → all durable)",
+                format!("{:.0} events/s", i.end_to_end_rate),
+            ),
+            (
+                "max lag / final lag (high watermarks − stored offsets)",
+                format!("{} / {} records", i.max_lag, i.final_lag),
+            ),
+            (
+                "drained after production ended",
+                format!(
+                    "{} in {:.1} s",
+                    if i.drained { "yes" } else { "NO" },
+                    i.drain_s
+                ),
+            ),
+            ("ingest exit on SIGTERM", i.exit_status.clone()),
+        ];
+        for (figure, value) in figures {
+            let _ = writeln!(md, "| {figure} | {value} |");
+        }
         let _ = writeln!(md, "\n![rates](rates.png)\n");
 
         let l = &self.latency;

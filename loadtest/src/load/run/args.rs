@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::kit::StackArgs;
 use crate::load::generate::{ProducerSettings, Shape};
 
 /// How much of the accounting check to run.
@@ -62,21 +63,9 @@ pub struct RunArgs {
     pub state_dir: PathBuf,
     #[arg(long, default_value = "target/release/sluice-ingest")]
     pub ingest_bin: PathBuf,
-    #[arg(long, env = "SLUICE_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    pub brokers: String,
-    /// An existing database the run's own databases are created from.
-    #[arg(
-        long,
-        env = "SLUICE_POSTGRES_URL",
-        default_value = "postgres://sluice:sluice@127.0.0.1:5432/sluice"
-    )]
-    pub postgres_url: String,
-    #[arg(
-        long,
-        env = "SLUICE_CLICKHOUSE_URL",
-        default_value = "http://127.0.0.1:8123"
-    )]
-    pub clickhouse_url: String,
+    /// The stack; the run's own databases are created from its PostgreSQL database.
+    #[command(flatten)]
+    pub stack: StackArgs,
     #[command(flatten)]
     pub shape: Shape,
     #[command(flatten)]

@@ -35,7 +35,7 @@ pub(super) async fn baselines(
     say(format!("baselines: pre-filling {events} events"));
     let plan = GenPlan {
         label: "prefill".into(),
-        brokers: args.brokers.clone(),
+        brokers: args.stack.brokers.clone(),
         topics: names.topics.clone(),
         run_id: names.run_id.clone(),
         generators: args.generators,
@@ -73,7 +73,7 @@ pub(super) async fn baselines(
     let busy = MachineBusy::start();
     let output = tokio::process::Command::new(&exe)
         .arg("drain")
-        .arg(format!("--brokers={}", args.brokers))
+        .arg(format!("--brokers={}", args.stack.brokers))
         .arg(format!("--topics={}", names.topics.join(",")))
         .arg(format!("--expect={events}"))
         .arg(format!("--group={}", names.group("r0")))
@@ -185,7 +185,7 @@ pub(super) async fn baselines(
         cpu_of(ch_target),
         cpu_of(kafka_target),
     ];
-    let watermarks = Watermarks::new(&args.brokers, &names.topics, args.partitions)?;
+    let watermarks = Watermarks::new(&args.stack.brokers, &names.topics, args.partitions)?;
     let high = watermarks.high().await?;
     let deadline = Instant::now() + Duration::from_secs(1800);
     loop {

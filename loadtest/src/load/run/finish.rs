@@ -22,21 +22,9 @@ use crate::load::report::{
 impl Run<'_> {
     /// Stops everything, checks the accounting and assembles the report; cleans up after a passing
     /// run (unless `--keep`).
-    pub(super) async fn finish(self, window: Window) -> anyhow::Result<Report> {
-        let Run {
-            args,
-            id,
-            dir,
-            sample_every,
-            names,
-            dbs,
-            group: _,
-            ingest,
-            watermarks: _,
-            tracker,
-            stop_pollers,
-        } = self;
-        let ingest = ingest.expect("ingest runs until finish");
+    pub(super) async fn finish(mut self, window: Window) -> anyhow::Result<Report> {
+        let (args, id, dir) = (self.args, self.id, self.dir);
+        let ingest = self.ingest.take().expect("ingest runs until finish");
         let Window {
             t0,
             generators,
@@ -69,13 +57,13 @@ impl Run<'_> {
         // Let the pollers see the last samples (everything is durable now, so they are visible).
         let grace = Instant::now() + Duration::from_secs(10);
         loop {
-            let (n, pg, ch) = tracker.counts();
+            let (n, pg, ch) = self.tracker.counts();
             if (pg == n && (ch == n || args.ch_poll_ms == 0)) || Instant::now() > grace {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        stop_pollers.store(true, Ordering::Relaxed);
+        self.stop_pollers.store(true, Ordering::Relaxed);
         let summaries = generators.finish(Duration::from_secs(30)).await?;
 
         say("stopping sluice-ingest (SIGTERM)");
@@ -130,7 +118,7 @@ impl Run<'_> {
         // Accounting.
         say("accounting: totals per table");
         let published = per_kind(&summaries);
-        let totals = accounting::totals(published, &dbs.pg, Some(&dbs.ch)).await?;
+        let totals = accounting::totals(published, &self.dbs.pg, Some(&self.dbs.ch)).await?;
         if !totals.ok {
             problems.push("totals differ from the published events".into());
         }
@@ -141,8 +129,14 @@ impl Run<'_> {
             say(format!(
                 "accounting: full verifier over {sent} regenerated events (this takes a while)"
             ));
-            let full =
-                accounting::full(&args.shape, &names.run_id, &summaries, &dbs.pg, &dbs.ch).await?;
+            let full = accounting::full(
+                &args.shape,
+                &self.names.run_id,
+                &summaries,
+                &self.dbs.pg,
+                &self.dbs.ch,
+            )
+            .await?;
             if !full.ok {
                 problems.push("the verifier found differences".into());
             }
@@ -151,7 +145,7 @@ impl Run<'_> {
             None
         };
 
-        let (pg_latency, ch_latency) = latency::summarize(&tracker.snapshot());
+        let (pg_latency, ch_latency) = latency::summarize(&self.tracker.snapshot());
         let mut processes: Vec<ProcessFigure> = summaries
             .iter()
             .map(|(s, _)| ProcessFigure {
@@ -179,13 +173,13 @@ impl Run<'_> {
                 duration_s: args.duration,
                 generators: args.generators,
                 partitions: args.partitions,
-                sample_every,
+                sample_every: self.sample_every,
                 shape: args.shape.clone(),
                 producer: args.producer.clone(),
                 ingest_env: args.ingest_env.clone(),
-                topics: names.topics.to_vec(),
-                postgres_database: dbs.name.clone(),
-                clickhouse_database: dbs.name.clone(),
+                topics: self.names.topics.to_vec(),
+                postgres_database: self.dbs.name.clone(),
+                clickhouse_database: self.dbs.name.clone(),
             },
             baselines: None,
             produce: Produce {
@@ -209,12 +203,12 @@ impl Run<'_> {
                 exit_status,
             },
             latency: Latency {
-                samples: tracker.counts().0,
+                samples: self.tracker.counts().0,
                 postgres: pg_latency,
                 clickhouse: ch_latency,
                 pg_poll_ms: PG_POLL.as_millis() as u64,
                 ch_poll_ms: args.ch_poll_ms,
-                poll_cost: tracker.cost(),
+                poll_cost: self.tracker.cost(),
             },
             window_s,
             machine_busy_cores: machine_busy,
@@ -229,11 +223,11 @@ impl Run<'_> {
         };
         let mut report = report;
         if ok && !args.keep {
-            clean_up(args, &names, dbs, &mut report.problems).await;
+            clean_up(args, &self.names, self.dbs, &mut report.problems).await;
         } else {
             say(format!(
                 "kept topics load-{id}-* and databases {} for inspection",
-                names.database
+                self.names.database
             ));
         }
         Ok(report)

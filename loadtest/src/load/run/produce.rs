@@ -45,7 +45,7 @@ impl Run<'_> {
         let start_at_ms = Utc::now().timestamp_millis() + 3000;
         let plan = GenPlan {
             label: "main".into(),
-            brokers: args.brokers.clone(),
+            brokers: args.stack.brokers.clone(),
             topics: self.names.topics.clone(),
             run_id: self.names.run_id.clone(),
             generators: args.generators,

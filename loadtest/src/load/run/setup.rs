@@ -72,12 +72,12 @@ pub(super) fn ingest_setup(
     env.extend(args.ingest_env.iter().cloned());
     IngestSetup {
         binary: args.ingest_bin.clone(),
-        brokers: args.brokers.clone(),
+        brokers: args.stack.brokers.clone(),
         group,
         topics: names.topics.clone(),
         dead_letter_topic: names.dead_letters.clone(),
         postgres_url: dbs.pg_url.clone(),
-        clickhouse_url: args.clickhouse_url.clone(),
+        clickhouse_url: args.stack.clickhouse_url.clone(),
         clickhouse_database: dbs.name.clone(),
         rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         env,
@@ -87,7 +87,12 @@ pub(super) fn ingest_setup(
 
 /// A phase's own topics and databases: the databases, then the topics (`sluice-ingest provision`).
 pub(super) async fn isolate(args: &RunArgs, names: &Names) -> anyhow::Result<Databases> {
-    let dbs = Databases::create(&args.postgres_url, &args.clickhouse_url, &names.database).await?;
+    let dbs = Databases::create(
+        &args.stack.postgres_url,
+        &args.stack.clickhouse_url,
+        &names.database,
+    )
+    .await?;
     ingest_setup(args, names, &dbs, names.group("provision"), true)
         .provision(args.partitions, args.partitions)
         .context("creating the topics (is the stack up? `make up`)")?;
@@ -95,8 +100,8 @@ pub(super) async fn isolate(args: &RunArgs, names: &Names) -> anyhow::Result<Dat
 }
 
 async fn drop_everything(args: &RunArgs, names: &Names, dbs: Databases) -> anyhow::Result<()> {
-    kafka_util::delete_topics(&args.brokers, &names.all_topics()).await?;
-    dbs.drop(&args.postgres_url).await
+    kafka_util::delete_topics(&args.stack.brokers, &names.all_topics()).await?;
+    dbs.drop(&args.stack.postgres_url).await
 }
 
 /// Cleanup never fails a run: a leftover is reported and can be dropped by hand.
@@ -137,7 +142,7 @@ impl<'a> Run<'a> {
         ingest
             .wait_assigned(partitions, Duration::from_secs(120))
             .await?;
-        let watermarks = Watermarks::new(&args.brokers, &names.topics, args.partitions)?;
+        let watermarks = Watermarks::new(&args.stack.brokers, &names.topics, args.partitions)?;
 
         let tracker = Tracker::default();
         let stop_pollers = Arc::new(AtomicBool::new(false));
