@@ -57,12 +57,7 @@ async fn sink_outages_pause_and_recover_exactly() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
         ingest.rss_bytes().unwrap_or(0)
     };
-    let traffic = test.start_traffic(
-        TrafficShape::seed(21)
-            .rate(4000)
-            .events(160_000)
-            .resends(0, 1),
-    )?;
+    let traffic = test.start_traffic(TrafficShape::seed(21).rate(4000).events(160_000))?;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     stack(&["stop", "clickhouse"])?;
@@ -173,12 +168,7 @@ async fn tiered_groups_keep_postgres_fresh_while_clickhouse_is_down() -> anyhow:
     )?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stack(&["stop", "clickhouse"])?;
-    let events = test.publish(
-        TrafficShape::seed(61)
-            .rate(3000)
-            .events(15_000)
-            .resends(0, 1),
-    )?;
+    let events = test.publish(TrafficShape::seed(61).rate(3000).events(15_000))?;
     let distinct = events
         .iter()
         .map(|e| e.event_id())

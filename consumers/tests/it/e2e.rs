@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sluice_loadtest::verify::Expected;
-use sluice_producers::synth::{Synth, SynthConfig};
 use sluice_schemas::{encode, Encoding, Event, EventKind, ENCODING_HEADER};
 
 use crate::support::corner::{click, crawl, rank};
@@ -80,14 +79,7 @@ async fn every_aggregate_and_raw_row_matches_the_published_events() -> anyhow::R
     let stack = TestStack::new("e2e", 3).await?;
     let now = Utc::now();
 
-    let mut synth = Synth::new(
-        SynthConfig {
-            seed: 7,
-            tenants: 4,
-            ..SynthConfig::default()
-        },
-        &stack.name,
-    )?;
+    let mut synth = stack.synth(7, 4)?;
     let mut events: Vec<Event> = (0..3000).map(|_| synth.next(now)).collect();
     events.extend(corner_cases(now));
     for kind in EventKind::ALL {

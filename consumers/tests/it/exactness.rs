@@ -49,12 +49,7 @@ async fn duplicate_storm_counts_each_event_once() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_lose_nothing_and_count_nothing_twice() -> anyhow::Result<()> {
     let stack = TestStack::new("crash", 3).await?;
-    let traffic = stack.start_traffic(
-        TrafficShape::seed(12)
-            .rate(1500)
-            .events(22_500)
-            .resends(0, 1),
-    )?;
+    let traffic = stack.start_traffic(TrafficShape::seed(12).rate(1500).events(22_500))?;
     let seed: u64 = rand::rng().random();
     println!("crash moments seed: {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -73,12 +68,7 @@ async fn crashes_lose_nothing_and_count_nothing_twice() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalances_lose_nothing_and_count_nothing_twice() -> anyhow::Result<()> {
     let stack = TestStack::new("rebalance", 4).await?;
-    let traffic = stack.start_traffic(
-        TrafficShape::seed(13)
-            .rate(1500)
-            .events(24_000)
-            .resends(0, 1),
-    )?;
+    let traffic = stack.start_traffic(TrafficShape::seed(13).rate(1500).events(24_000))?;
     let step = Duration::from_millis(2500);
     let a = stack.spawn_ingest("a", &[])?;
     tokio::time::sleep(step).await;
@@ -104,7 +94,7 @@ async fn rebalances_lose_nothing_and_count_nothing_twice() -> anyhow::Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewinds_change_nothing() -> anyhow::Result<()> {
     let stack = TestStack::new("rewind", 3).await?;
-    let events = stack.publish(TrafficShape::seed(14).rate(5000).events(5000).resends(0, 1))?;
+    let events = stack.publish(TrafficShape::seed(14).rate(5000).events(5000))?;
     let ingest = stack.spawn_ingest("first", &[])?;
     stack.wait_caught_up(Duration::from_secs(120)).await?;
     assert!(ingest.terminate(Duration::from_secs(30))?.success());

@@ -118,7 +118,7 @@ async fn a_flush_stuck_on_an_unreachable_clickhouse_makes_ingest_unready() -> an
             ("SLUICE_READY_STALL_TIMEOUT_MS", "3000"),
         ],
     )?;
-    let first = stack.publish(TrafficShape::seed(81).rate(2_000).events(200).resends(0, 1))?;
+    let first = stack.publish(TrafficShape::seed(81).rate(2_000).events(200))?;
     stack.wait_caught_up(Duration::from_secs(30)).await?;
     let (status, body) = ready_when(&ingest, Duration::from_secs(10), |s, _| s == 200).await?;
     assert_eq!((status, body.as_str()), (200, "ready\n"));

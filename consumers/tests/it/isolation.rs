@@ -10,7 +10,6 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use sluice_loadtest::verify::{diff, Actual, Expected, Snapshot};
-use sluice_producers::synth::{Synth, SynthConfig};
 use sluice_schemas::{Encoding, Event, EventKind};
 
 use crate::support::{corner, TestStack};
@@ -30,14 +29,7 @@ type ParkedRow = (
 
 /// `n` synthetic events of every kind.
 fn traffic(stack: &TestStack, n: usize) -> anyhow::Result<Vec<Event>> {
-    let mut synth = Synth::new(
-        SynthConfig {
-            seed: 13,
-            tenants: 3,
-            ..SynthConfig::default()
-        },
-        &stack.name,
-    )?;
+    let mut synth = stack.synth(13, 3)?;
     let now = Utc::now();
     Ok((0..n).map(|_| synth.next(now)).collect())
 }

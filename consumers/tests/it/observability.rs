@@ -75,8 +75,7 @@ async fn dashboard_and_alerts_use_only_exported_metrics() -> anyhow::Result<()> 
     // A running ingest with a little traffic, one re-sent event and one malformed record.
     let stack = TestStack::new("observability", 2).await?;
     let ingest = stack.spawn_ingest("a", &[])?;
-    let traffic =
-        stack.start_traffic(TrafficShape::seed(11).rate(5_000).events(300).resends(0, 1))?;
+    let traffic = stack.start_traffic(TrafficShape::seed(11).rate(5_000).events(300))?;
     let producer = stack.producer(sluice_schemas::Encoding::Json)?;
     producer
         .send_raw(

@@ -13,7 +13,7 @@ use sluice_aggregator::sinks::postgres::{Commit, PostgresSink, PARTITION_MONTHS_
 use sluice_aggregator::PartitionBatch;
 use sluice_schemas::{ClickEvent, CrawlEvent, Event, RankEvent};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::support::env_or;
@@ -38,22 +38,8 @@ impl TestDb {
     async fn new(test: &str) -> anyhow::Result<TestDb> {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let name = format!("{test}_{suffix}");
-        let base = base_url();
-        let mut admin = PgConnection::connect(&base)
-            .await
-            .context("connecting to postgres (is the stack up? run `make up`)")?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await?;
-        admin.close().await?;
-        let (head, _) = base
-            .rsplit_once('/')
-            .context("postgres URL has no database path")?;
-        let url = format!("{head}/{name}");
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect(&url)
-            .await?;
+        let (url, pool) =
+            sluice_loadtest::kit::databases::create_postgres(&base_url(), &name).await?;
         Ok(TestDb { name, url, pool })
     }
 

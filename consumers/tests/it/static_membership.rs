@@ -13,11 +13,10 @@ async fn a_restarted_static_member_is_back_within_five_seconds() -> anyhow::Resu
     let stack = TestStack::new("static_member", 4).await?;
     let id = [("SLUICE_GROUP_INSTANCE_ID", "ingest-0")];
     let first = stack.spawn_ingest("a", &id)?;
-    let mut events = stack.publish(TrafficShape::seed(91).rate(2_000).events(300).resends(0, 1))?;
+    let mut events = stack.publish(TrafficShape::seed(91).rate(2_000).events(300))?;
     stack.wait_caught_up(Duration::from_secs(30)).await?;
     // Records the killed process read but never committed, then records published while it is down.
-    let traffic =
-        stack.start_traffic(TrafficShape::seed(92).rate(2_000).events(300).resends(0, 1))?;
+    let traffic = stack.start_traffic(TrafficShape::seed(92).rate(2_000).events(300))?;
     tokio::time::sleep(Duration::from_millis(100)).await;
     first.crash()?;
     events.extend(traffic.join()?);

@@ -140,6 +140,16 @@ impl TestStack {
         Ok(EventProducer::new(config)?)
     }
 
+    /// A synthetic event generator of this test's own (event ids carry the test's name).
+    pub(crate) fn synth(&self, seed: u64, tenants: usize) -> anyhow::Result<Synth> {
+        let config = SynthConfig {
+            seed,
+            tenants,
+            ..SynthConfig::default()
+        };
+        Ok(Synth::new(config, &self.name)?)
+    }
+
     /// Starts `sluice-ingest` against this test's topics and databases (log: `ingest-<label>.log`).
     pub(crate) fn spawn_ingest(
         &self,
@@ -255,13 +265,13 @@ pub(crate) struct TrafficShape {
 }
 
 impl TrafficShape {
-    /// Seeded traffic: 1,000 new events at 1,000/s and no re-sends until told otherwise.
+    /// Seeded traffic: 1,000 new events at 1,000/s, each re-sent at most once, until told otherwise.
     pub(crate) fn seed(seed: u64) -> TrafficShape {
         TrafficShape {
             seed,
             rate: 1000,
             new_events: 1000,
-            resends: (0, 0),
+            resends: (0, 1),
         }
     }
 

@@ -100,7 +100,7 @@ async fn ingest_runs_as_the_writer_role_and_cannot_change_the_schema() -> anyhow
 
     // Ingest as the writer.
     let ingest = stack.spawn_ingest("writer", &as_writer)?;
-    let events = stack.publish(TrafficShape::seed(41).rate(2000).events(3000).resends(0, 1))?;
+    let events = stack.publish(TrafficShape::seed(41).rate(2000).events(3000))?;
     let kinds: BTreeSet<EventKind> = events.iter().map(|e| e.kind()).collect();
     assert_eq!(kinds.len(), 3, "events of every kind");
     stack.wait_caught_up(Duration::from_secs(120)).await?;

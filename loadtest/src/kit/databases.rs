@@ -28,22 +28,7 @@ impl Databases {
         clickhouse_url: &str,
         name: &str,
     ) -> anyhow::Result<Databases> {
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(admin_url)
-            .await
-            .context("connecting to PostgreSQL (is the stack up? `make up`)")?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .with_context(|| format!("creating PostgreSQL database {name}"))?;
-        admin.close().await;
-        let pg_url = database_url(admin_url, name)?;
-        let pg = PgPoolOptions::new()
-            .max_connections(4)
-            .connect(&pg_url)
-            .await
-            .with_context(|| format!("connecting to {name}"))?;
+        let (pg_url, pg) = create_postgres(admin_url, name).await?;
         let ch = clickhouse::Client::default()
             .with_url(clickhouse_url)
             .with_validation(false);
@@ -70,6 +55,28 @@ impl Databases {
         self.pg.close().await;
         drop_database(admin_url, &self.name).await
     }
+}
+
+/// Creates PostgreSQL database `name` through `admin_url`; returns its URL and a pool (4 connections)
+/// on it.
+pub async fn create_postgres(admin_url: &str, name: &str) -> anyhow::Result<(String, PgPool)> {
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(admin_url)
+        .await
+        .context("connecting to PostgreSQL (is the stack up? `make up`)")?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .with_context(|| format!("creating PostgreSQL database {name}"))?;
+    admin.close().await;
+    let pg_url = database_url(admin_url, name)?;
+    let pg = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&pg_url)
+        .await
+        .with_context(|| format!("connecting to {name}"))?;
+    Ok((pg_url, pg))
 }
 
 /// Events counted in the PostgreSQL aggregates: sum(clicks) + sum(checks) + sum(pages).
