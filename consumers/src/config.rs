@@ -182,12 +182,12 @@ impl std::fmt::Debug for Config {
             .field("kafka_properties", &props)
             .field(
                 "postgres_url",
-                &sluice_aggregator::sinks::postgres::redact(&self.postgres_url),
+                &sluice_sinks::error::redact(&self.postgres_url),
             )
             .field("clickhouse_enabled", &self.clickhouse_enabled)
             .field(
                 "clickhouse_url",
-                &sluice_aggregator::sinks::postgres::redact(&self.clickhouse_url),
+                &sluice_sinks::error::redact(&self.clickhouse_url),
             )
             .field("clickhouse_database", &self.clickhouse_database)
             .field("clickhouse_user", &self.clickhouse_user)
