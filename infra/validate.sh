@@ -257,6 +257,8 @@ for f in glob.glob("infra/compose/grafana/provisioning/*/*.yml") + glob.glob("in
   check "kustomize build infra/k8s" render_k8s
   if [[ -s "$WORK/k8s.yaml" ]]; then
     check "Kubernetes schemas (strict) ${K8S_VERSIONS[*]}" check_k8s_schema
+    check "Kubernetes rendering equals infra/validate/k8s-rendered.yaml (parsed objects)" \
+      py snapshot "$WORK/k8s.yaml" infra/validate/k8s-rendered.yaml
     check "Kubernetes invariants (classes, groups, probes, grace, secrets, KEDA caps, NetworkPolicy)" py k8s "$WORK/k8s.yaml"
     check "alternatives/hpa-external-lag.yaml replica range" py hpa infra/k8s/alternatives/hpa-external-lag.yaml
     if [[ -s "$WORK/ingest-keys" ]]; then
@@ -265,7 +267,7 @@ for f in glob.glob("infra/compose/grafana/provisioning/*/*.yml") + glob.glob("in
       failed=$((failed + 1)); say "FAIL sluice-ingest config (no binary)"
     fi
   else
-    failed=$((failed + 3)); say "FAIL Kubernetes checks not run (render failed)"
+    failed=$((failed + 4)); say "FAIL Kubernetes checks not run (render failed)"
   fi
   if [[ "${VALIDATE_BUILD:-0}" == 1 ]]; then
     check "Dockerfile builder steps on this machine (cargo-chef cook, build, objcopy, ldd)" check_builder

@@ -266,6 +266,29 @@ elif mode == "k8s":
     for d in docs:
         if d["kind"] == "Secret": bad(f"Secret {d['metadata']['name']} is part of the manifests; create it out of band")
 
+elif mode == "snapshot":
+    # The rendered objects equal the reviewed snapshot (args[1]), compared as parsed YAML: key order,
+    # comments and formatting do not matter, every value does. VALIDATE_UPDATE_SNAPSHOT=1 rewrites it
+    # (review its diff: it is the whole deployment as the cluster receives it).
+    def objects(path):
+        docs = [d for d in yaml.safe_load_all(open(path)) if d]
+        return sorted(docs, key=lambda d: (d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]))
+    got = objects(args[0])
+    if os.environ.get("VALIDATE_UPDATE_SNAPSHOT") == "1":
+        with open(args[1], "w") as f:
+            f.write("# The rendered Kubernetes manifests (`kubectl kustomize infra/k8s`), sorted by kind and name.\n"
+                    "# infra/validate.sh checks the rendering against this file; after a deliberate change run\n"
+                    "# VALIDATE_UPDATE_SNAPSHOT=1 bash infra/validate.sh and review the diff.\n")
+            yaml.safe_dump_all(got, f, sort_keys=True, width=120)
+    want = objects(args[1])
+    if got != want:
+        import difflib
+        dump = lambda docs: yaml.safe_dump_all(docs, sort_keys=True, width=120).splitlines()
+        bad("rendering differs from " + args[1] + " (VALIDATE_UPDATE_SNAPSHOT=1 to accept):\n" +
+            "\n".join(difflib.unified_diff(dump(want), dump(got), "snapshot", "rendered", lineterm="", n=2)))
+    else:
+        print(f"{len(got)} objects equal to {args[1]}")
+
 elif mode == "hpa":
     for d in yaml.safe_load_all(open(args[0])):
         if d["kind"] != "HorizontalPodAutoscaler": continue
