@@ -12,9 +12,8 @@
 # What is checked, and what cannot be checked here, is listed in docs/operations.md ("Validation").
 set -euo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$REPO"
-STATE="${SLUICE_STATE_DIR:-$REPO/.state}"
+# shellcheck source=infra/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TOOLS="$STATE/validate-tools"
 VENV="$TOOLS/venv"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/sluice-validate.XXXXXX")"
@@ -125,7 +124,7 @@ py() {
 check_shell() {
   local sc=shellcheck
   command -v shellcheck >/dev/null 2>&1 || sc="$VENV/bin/shellcheck"
-  "$sc" -x infra/validate.sh infra/compose/init-secrets.sh infra/prometheus/check.sh
+  "$sc" -x infra/validate.sh infra/stack.sh infra/lib.sh infra/compose/init-secrets.sh infra/prometheus/check.sh
 }
 
 check_yamllint() {
@@ -235,7 +234,7 @@ main() {
     failed=$((failed + 1)); say "FAIL sluice-ingest config --keys"
   fi
   sed 's/^/    /' "$WORK/ingest-keys.out"
-  check "shellcheck (validate.sh, init-secrets.sh, prometheus/check.sh)" check_shell
+  check "shellcheck (validate.sh, stack.sh, lib.sh, init-secrets.sh, prometheus/check.sh)" check_shell
   check "hadolint $DOCKERFILE" "$VENV/bin/hadolint" --failure-threshold info "$DOCKERFILE"
   check "Dockerfile structure, .dockerignore allow-list vs workspace members" py dockerfile "$DOCKERFILE"
   check "yamllint infra/compose infra/k8s infra/prometheus infra/grafana" check_yamllint
