@@ -102,6 +102,13 @@ elif mode == "compose":
     if str(env.get("SLUICE_MIGRATE_ON_START", "true")).lower() != "false": bad("ingest: SLUICE_MIGRATE_ON_START must be false (the writer may not run DDL)")
     if "postgres_password" in {x["source"] for x in ing.get("secrets", [])}: bad("ingest: must not see the owner's password")
     if svcs["migrate"].get("command") != ["migrate"]: bad("migrate: command must be [migrate]")
+    # Topics come from `sluice-ingest provision` (the one tool that creates them), with sluice-ingest's settings.
+    init = svcs["kafka-init"]
+    if (init.get("entrypoint") or [None])[0] not in (None, "/usr/local/bin/sluice-ingest") or (init.get("command") or [None])[0] != "provision":
+        bad("kafka-init: must run `sluice-ingest provision` (the image's entrypoint, command [provision, …])")
+    if "build" not in init and init.get("image") != ing.get("image"): bad("kafka-init: must use the sluice image")
+    for k in (init.get("environment") or {}):
+        if k.startswith("SLUICE_") and k not in ingest_keys: bad(f"kafka-init: {k} is not a sluice-ingest setting (ignored!)")
     for k in (svcs["producer"].get("environment") or {}):
         if k.startswith("SLUICE_") and k not in produce_keys: bad(f"producer: {k} is not read by sluice-produce")
     for name, sec in cfg.get("secrets", {}).items():
