@@ -164,7 +164,9 @@ ingest_keys() {
   if [[ -z "$INGEST_BIN" ]]; then
     command -v cargo >/dev/null 2>&1 || { echo "cargo not found: build sluice-ingest or set SLUICE_INGEST_BIN"; return 1; }
     cargo build -q -p sluice-consumers --bin sluice-ingest || return 1
-    INGEST_BIN="$(cd "${CARGO_TARGET_DIR:-$REPO/target}" && pwd)/debug/sluice-ingest"
+    # A private copy: a target dir shared with other checkouts may get another build's binary meanwhile.
+    cp "${CARGO_TARGET_DIR:-$REPO/target}/debug/sluice-ingest" "$WORK/sluice-ingest" || return 1
+    INGEST_BIN="$WORK/sluice-ingest"
   fi
   env -i PATH="$PATH" "$INGEST_BIN" config --keys >"$WORK/ingest-keys" || return 1
   echo "$INGEST_BIN: $(wc -l <"$WORK/ingest-keys") settings"
