@@ -327,6 +327,14 @@ kafka_tool() {
 
 kafka_running() { daemon_running "$KAFKA_PID" "$KAFKA_PROPS"; }
 
+# kafka_config FILE: the broker's settings from infra/kafka/.
+kafka_config() {
+  # shellcheck disable=SC2034 # read by render_template (by name)
+  local KAFKA_DATA_DIR="$KAFKA_DATA" KAFKA_NUM_PARTITIONS="$TOPIC_PARTITIONS"
+  render_template "$KAFKA_SRC/server.properties.template" "$1" \
+    KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_DATA_DIR KAFKA_NUM_PARTITIONS
+}
+
 kafka_format_storage() {
   if [[ -f "$KAFKA_DATA/meta.properties" ]]; then
     # keep the persisted id in sync with what the data dir was formatted with
@@ -352,10 +360,7 @@ kafka_launch() {
   check_port_free "$KAFKA_PORT" kafka
   check_port_free "$KAFKA_CONTROLLER_PORT" "kafka controller"
   mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
-  # shellcheck disable=SC2034 # read by render_template (by name)
-  local KAFKA_DATA_DIR="$KAFKA_DATA" KAFKA_NUM_PARTITIONS="$TOPIC_PARTITIONS"
-  render_template "$KAFKA_SRC/server.properties.template" "$KAFKA_PROPS" \
-    KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_DATA_DIR KAFKA_NUM_PARTITIONS || die "kafka: cannot render $KAFKA_PROPS"
+  kafka_config "$KAFKA_PROPS" || die "kafka: cannot render $KAFKA_PROPS"
   kafka_format_storage
   # shellcheck disable=SC2086 # KAFKA_HEAP is a list of JVM options
   spawn "$KAFKA_PID" "$KAFKA_LOGS/kafka.out" java $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
@@ -411,12 +416,14 @@ pg_as() { runuser -u postgres -- "$@"; }
 
 pg_running() { daemon_running "$PG_PID" "$PG_DATA"; }
 
-# The server settings and client authentication, from infra/postgres/, on every start.
+# pg_config FILE: the server settings from infra/postgres/ (client authentication: pg_hba.conf as it is).
+pg_config() { render_template "$PG_SRC/sluice.conf.template" "$1" PG_PORT PG_SOCK_DIR PG_SHARED_BUFFERS; }
+
+# The server settings and client authentication, on every start.
 pg_write_config() {
   local tmp
   tmp=$(mktemp)
-  render_template "$PG_SRC/sluice.conf.template" "$tmp" PG_PORT PG_SOCK_DIR PG_SHARED_BUFFERS ||
-    die "postgres: cannot render $PG_SRC/sluice.conf.template"
+  pg_config "$tmp" || die "postgres: cannot render $PG_SRC/sluice.conf.template"
   install -o postgres -g postgres -m 0600 "$tmp" "$PG_DATA/sluice.conf"
   install -o postgres -g postgres -m 0600 "$PG_SRC/pg_hba.conf" "$PG_DATA/pg_hba.conf"
   rm -f "$tmp"
@@ -528,11 +535,15 @@ pg_stop() {
 # ------------------------------------------------------------- clickhouse --
 ch_running() { daemon_running "$CH_PID" "$CH_CONFIG"; }
 
-# The server settings and users, from infra/clickhouse/, on every start.
+# ch_config FILE: the server settings from infra/clickhouse/ (users: users.xml as it is).
+ch_config() {
+  render_template "$CH_SRC/config.xml.template" "$1" CH_LOGS CH_HTTP_PORT CH_TCP_PORT CH_DATA CH_DIR CH_USERS
+}
+
+# The server settings and users, on every start.
 ch_write_config() {
   mkdir -p "$CH_DATA" "$CH_DIR/tmp" "$CH_DIR/user_files" "$CH_DIR/format_schemas" "$CH_LOGS"
-  render_template "$CH_SRC/config.xml.template" "$CH_CONFIG" \
-    CH_LOGS CH_HTTP_PORT CH_TCP_PORT CH_DATA CH_DIR CH_USERS || die "clickhouse: cannot render $CH_CONFIG"
+  ch_config "$CH_CONFIG" || die "clickhouse: cannot render $CH_CONFIG"
   cp "$CH_SRC/users.xml" "$CH_USERS"
 }
 
@@ -633,6 +644,17 @@ export SLUICE_CLICKHOUSE_DATABASE=$CH_DB
 EOF
 }
 
+# cmd_configs DIR: every server config file as a start would write it (settings filled in), into DIR.
+cmd_configs() {
+  [[ -n "${1:-}" ]] || usage
+  mkdir -p "$1"
+  if ! { kafka_config "$1/server.properties" && pg_config "$1/sluice.conf" && ch_config "$1/config.xml"; }; then
+    die "cannot render the server configs"
+  fi
+  cp "$PG_SRC/pg_hba.conf" "$CH_SRC/users.xml" "$1/"
+  say "configs: $(cd "$1" && echo *) in $1"
+}
+
 usage() {
   cat >&2 <<'EOF'
 usage: infra/stack.sh <command>
@@ -643,6 +665,7 @@ usage: infra/stack.sh <command>
   stop <component>   stop one of kafka|postgres|clickhouse
   install            install apt packages and Kafka jars only
   env                print export lines for the service's endpoints (SLUICE_*)
+  configs DIR        write the server config files a start would write into DIR (starts nothing)
 settings (environment): SLUICE_STACK_STATE_DIR, SLUICE_STACK_{KAFKA,KAFKA_CONTROLLER,PG,CH_HTTP,CH_TCP}_PORT,
   SLUICE_STACK_KAFKA_HEAP, SLUICE_STACK_PG_SHARED_BUFFERS, SLUICE_STACK_PG_PASSWORD,
   SLUICE_STACK_TOPIC_PARTITIONS, SLUICE_STACK_INGEST_BIN, SLUICE_STACK_{KAFKA,PG,CH}_START_TIMEOUT,
@@ -662,6 +685,7 @@ main() {
   init_state_paths
   case "$cmd" in
     status) cmd_status; return ;;
+    configs) cmd_configs "${1:-}"; return ;;
   esac
   touch "$STACK_LOG"
   with_lock

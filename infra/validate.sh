@@ -172,22 +172,49 @@ ingest_keys() {
   echo "$INGEST_BIN: $(wc -l <"$WORK/ingest-keys") settings"
 }
 
+# config_with_env NAME COMMAND...: `sluice-ingest config` with only the environment COMMAND prints
+# (KEY=value lines; password files point at a dummy), output in $WORK/NAME.config.
+config_with_env() {
+  local name="$1" line
+  shift
+  local -a envs=()
+  printf 'dummy\n' >"$WORK/password"
+  while IFS= read -r line; do
+    case "$line" in *_PASSWORD_FILE=*) line="${line%%=*}=$WORK/password" ;; esac
+    envs+=("$line")
+  done < <("$@")
+  env -i PATH="$PATH" "${envs[@]}" "$INGEST_BIN" config >"$WORK/$name.config" || { echo "$name: sluice-ingest config failed"; return 1; }
+}
+
 # `sluice-ingest config` parses and validates each StatefulSet's settings (it connects to nothing).
 check_ingest_config() {
-  local bin="$1" dep line
-  printf 'dummy\n' >"$WORK/password"
+  local dep
   for dep in sluice-ingest-rank sluice-ingest-crawl sluice-ingest-click; do
-    local -a envs=()
-    while IFS= read -r line; do
-      case "$line" in
-        SLUICE_POSTGRES_PASSWORD_FILE=*|SLUICE_CLICKHOUSE_PASSWORD_FILE=*) line="${line%%=*}=$WORK/password" ;;
-      esac
-      envs+=("$line")
-    done < <(py env "$WORK/k8s.yaml" "$dep")
-    env -i PATH="$PATH" "${envs[@]}" "$bin" config >"$WORK/$dep.config" || { echo "$dep: sluice-ingest config failed"; return 1; }
+    config_with_env "$dep" py env "$WORK/k8s.yaml" "$dep" || return 1
     grep -qx 'group_id = "'"$dep"'"' "$WORK/$dep.config" || { echo "$dep: effective group_id is not $dep"; cat "$WORK/$dep.config"; return 1; }
-    echo "$dep: settings accepted by $bin"
+    echo "$dep: settings accepted"
   done
+}
+
+# The same for the compose services that run sluice-ingest.
+check_compose_ingest_config() {
+  local svc want
+  for svc in kafka-init migrate ingest; do
+    config_with_env "compose-$svc" py compose-env "$WORK/compose.json" "$svc" || return 1
+    case "$svc" in
+      migrate) want='clickhouse_url = "http://clickhouse:8123"' ;;
+      *) want='kafka_brokers = "kafka:9092"' ;;
+    esac
+    grep -qxF "$want" "$WORK/compose-$svc.config" || { echo "$svc: effective settings lack $want"; cat "$WORK/compose-$svc.config"; return 1; }
+    echo "$svc: settings accepted ($want)"
+  done
+}
+
+# The local stack's server configs (infra/{kafka,postgres,clickhouse}/) render with every placeholder
+# filled (`infra/stack.sh configs`, which starts nothing), and the ClickHouse XML parses.
+check_stack_configs() {
+  SLUICE_STACK_STATE_DIR="$WORK/stack-state" bash infra/stack.sh configs "$WORK/stack-configs" || return 1
+  py xml "$WORK/stack-configs/config.xml" "$WORK/stack-configs/users.xml"
 }
 
 # The Dockerfile's builder steps, on this machine (Debian 12 like the builder image), with the same
@@ -243,6 +270,10 @@ main() {
   check "compose file vs the compose-spec JSON schema" \
     "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec "$COMPOSE_FILE"
   check "docker compose config + structure (healthchecks, depends_on, secrets, settings)" check_compose_config
+  if [[ -s "$WORK/ingest-keys" && -s "$WORK/compose.json" ]]; then
+    check "sluice-ingest config accepts the compose services' settings (kafka-init, migrate, ingest)" check_compose_ingest_config
+  fi
+  check "local stack server configs render (infra/stack.sh configs) and parse" check_stack_configs
   check "Grafana dashboard and provisioning (compose and standalone) parse" "$VENV/bin/python" -c '
 import glob, json, yaml
 json.load(open("infra/grafana/dashboards/sluice.json"))
@@ -263,7 +294,7 @@ for f in glob.glob("infra/compose/grafana/provisioning/*/*.yml") + glob.glob("in
     check "Kubernetes invariants (classes, groups, probes, grace, secrets, KEDA caps, NetworkPolicy)" py k8s "$WORK/k8s.yaml"
     check "alternatives/hpa-external-lag.yaml replica range" py hpa infra/k8s/alternatives/hpa-external-lag.yaml
     if [[ -s "$WORK/ingest-keys" ]]; then
-      check "sluice-ingest config accepts each StatefulSet's settings" check_ingest_config "$INGEST_BIN"
+      check "sluice-ingest config accepts each StatefulSet's settings" check_ingest_config
     else
       failed=$((failed + 1)); say "FAIL sluice-ingest config (no binary)"
     fi

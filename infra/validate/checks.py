@@ -312,6 +312,18 @@ elif mode == "env":
     for k, v in env.items(): print(f"{k}={v}")
     sys.exit(0)
 
+elif mode == "compose-env":
+    # Env of one compose service as shell assignments, for `sluice-ingest config`.
+    svc = json.load(open(args[0]))["services"][args[1]]
+    for k, v in (svc.get("environment") or {}).items(): print(f"{k}={v}")
+    sys.exit(0)
+
+elif mode == "xml":
+    import xml.etree.ElementTree as ET
+    for f in args:
+        try: ET.parse(f)
+        except ET.ParseError as e: bad(f"{f}: {e}")
+
 elif mode == "rules":
     import promql_parser
     metric_names = set()
