@@ -8,9 +8,11 @@ DURATION ?= 60
 MIX ?= rank=2,crawl=1,click=7
 GENERATORS ?= 2
 PARTITIONS ?= 6
+# Partitions of the local stack's event topics (`make provision`).
+TOPIC_PARTITIONS ?= $(or $(SLUICE_STACK_TOPIC_PARTITIONS),6)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help up down status install build migrate ingest produce run test test-chdb test-unit lint fmt clean-state fuzz-smoke bench-pg-read load load-100k validate-deploy check-monitoring
+.PHONY: help up down status install build provision migrate ingest produce run test test-chdb test-unit lint fmt clean-state fuzz-smoke bench-pg-read load load-100k validate-deploy check-monitoring
 
 help:
 	@echo "make run       bring up the stack, build, run ingest + a demo producer for DURATION s (default 60), report"
@@ -18,6 +20,7 @@ help:
 	@echo "make up|down|status   local Kafka, PostgreSQL, ClickHouse (state in .state/)"
 	@echo "make ingest    run the ingest service in the foreground (Ctrl-C stops it gracefully)"
 	@echo "make produce RATE=… DURATION=…   publish synthetic traffic"
+	@echo "make provision create the event and dead-letter topics (sluice-ingest provision; existing ones are kept)"
 	@echo "make migrate   apply PostgreSQL and ClickHouse migrations"
 	@echo "make lint      cargo fmt --check and clippy -D warnings"
 	@echo "make test-chdb the ClickHouse schema + analyst queries on ClickHouse 26.x (chdb-core)"
@@ -41,16 +44,20 @@ install:
 build:
 	$(CARGO) build --release --bins
 
-migrate: up build
+# Topics come from one place, `sluice-ingest provision` (infra/stack.sh runs it too when a binary exists).
+provision: up build
+	@eval "$$(bash infra/stack.sh env)" && ./target/release/sluice-ingest provision --partitions $(TOPIC_PARTITIONS)
+
+migrate: provision
 	@eval "$$(bash infra/stack.sh env)" && ./target/release/sluice-ingest migrate
 
-ingest: up build
+ingest: provision
 	@eval "$$(bash infra/stack.sh env)" && exec ./target/release/sluice-ingest run
 
-produce: up build
+produce: provision
 	@eval "$$(bash infra/stack.sh env)" && ./target/release/sluice-produce synthetic --rate $(RATE) --duration $(DURATION)s
 
-run: up build
+run: provision
 	@RATE=$(RATE) DURATION=$(DURATION) bash infra/demo.sh
 
 test: up test-chdb check-monitoring fuzz-smoke

@@ -1,50 +1,51 @@
 #!/usr/bin/env bash
-# Sluice local stack: Kafka (KRaft, from Maven Central jars), PostgreSQL and
-# ClickHouse (Debian packages) as plain background processes on 127.0.0.1.
-# No Docker, no systemd. All data, logs and pid files live under the state dir
-# ($REPO/.state by default, override with SLUICE_STATE_DIR).
+# Sluice local stack: Kafka (KRaft, from Maven Central jars), PostgreSQL and ClickHouse (Debian packages)
+# as plain background processes on 127.0.0.1. No Docker, no systemd. This script only orchestrates: the
+# server configs are files under infra/kafka/, infra/postgres/ and infra/clickhouse/ (rendered into the
+# state dir with the settings below), the topics come from `sluice-ingest provision`. All data, logs and
+# pid files live under the git-ignored state dir.
 #
 #   infra/stack.sh up | down | status | install | env
 #   infra/stack.sh start <kafka|postgres|clickhouse>
 #   infra/stack.sh stop  <kafka|postgres|clickhouse>
 #
-# See infra/README.md.
+# Its own settings are SLUICE_STACK_* variables (the service's are SLUICE_*); see infra/README.md.
 set -euo pipefail
 
-SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
-KAFKA_SRC="$SCRIPT_DIR/kafka"
+# shellcheck source=infra/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------- settings --
-STATE_RAW="${SLUICE_STATE_DIR:-$REPO/.state}"
-
-KAFKA_PORT="${SLUICE_KAFKA_PORT:-9092}"
-KAFKA_CONTROLLER_PORT="${SLUICE_KAFKA_CONTROLLER_PORT:-9093}"
-PG_PORT="${SLUICE_PG_PORT:-5432}"
-PG_PASSWORD="${SLUICE_PG_PASSWORD:-sluice}"
+KAFKA_PORT="${SLUICE_STACK_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${SLUICE_STACK_KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_HEAP="${SLUICE_STACK_KAFKA_HEAP:--Xms512m -Xmx1g}"
+PG_PORT="${SLUICE_STACK_PG_PORT:-5432}"
+PG_PASSWORD="${SLUICE_STACK_PG_PASSWORD:-sluice}"
+# shellcheck disable=SC2034 # read by render_template (by name)
+PG_SHARED_BUFFERS="${SLUICE_STACK_PG_SHARED_BUFFERS:-1GB}"
 PG_USER=sluice
 PG_DB=sluice
-CH_HTTP_PORT="${SLUICE_CH_HTTP_PORT:-8123}"
-CH_TCP_PORT="${SLUICE_CH_TCP_PORT:-9000}"
+CH_HTTP_PORT="${SLUICE_STACK_CH_HTTP_PORT:-8123}"
+CH_TCP_PORT="${SLUICE_STACK_CH_TCP_PORT:-9000}"
 CH_DB=sluice
+# Partitions of the event topics (and Kafka's default for any other topic).
+TOPIC_PARTITIONS="${SLUICE_STACK_TOPIC_PARTITIONS:-6}"
 
-TOPIC_PARTITIONS="${SLUICE_TOPIC_PARTITIONS:-6}"
-RANK_TOPIC="${SLUICE_RANK_TOPIC:-rank-events}"
-CRAWL_TOPIC="${SLUICE_CRAWL_TOPIC:-crawl-events}"
-CLICK_TOPIC="${SLUICE_CLICK_TOPIC:-click-events}"
-DEAD_LETTER_TOPIC="${SLUICE_DEAD_LETTER_TOPIC:-sluice-dead-letters}"
-DEAD_LETTER_PARTITIONS=3
+KAFKA_START_TIMEOUT="${SLUICE_STACK_KAFKA_START_TIMEOUT:-120}"
+PG_START_TIMEOUT="${SLUICE_STACK_PG_START_TIMEOUT:-60}"
+CH_START_TIMEOUT="${SLUICE_STACK_CH_START_TIMEOUT:-60}"
+# SIGKILL follows SIGTERM after this many seconds. SLUICE_STOP_TIMEOUT is its older name (the outage
+# tests set it).
+STOP_TIMEOUT="${SLUICE_STACK_STOP_TIMEOUT:-${SLUICE_STOP_TIMEOUT:-20}}"
 
-KAFKA_START_TIMEOUT="${SLUICE_KAFKA_START_TIMEOUT:-120}"
-PG_START_TIMEOUT="${SLUICE_PG_START_TIMEOUT:-60}"
-CH_START_TIMEOUT="${SLUICE_CH_START_TIMEOUT:-60}"
-STOP_TIMEOUT="${SLUICE_STOP_TIMEOUT:-20}"
-
+KAFKA_SRC="$REPO/infra/kafka"
+PG_SRC="$REPO/infra/postgres"
+CH_SRC="$REPO/infra/clickhouse"
 
 # Paths below the state dir; finalised by init_state_paths (needs an absolute dir).
 init_state_paths() {
-  mkdir -p "$STATE_RAW"
-  STATE="$(cd "$STATE_RAW" && pwd)"
+  mkdir -p "$STATE"
+  STATE="$(cd "$STATE" && pwd)"
   STACK_LOG="$STATE/stack.log"
 
   KAFKA_DIR="$STATE/kafka"
@@ -54,10 +55,10 @@ init_state_paths() {
   KAFKA_PROPS="$KAFKA_DIR/server.properties"
   KAFKA_PID="$KAFKA_DIR/kafka.pid"
   KAFKA_CLUSTER_ID_FILE="$KAFKA_DIR/cluster-id"
-  KAFKA_TOPICS_MARKER="$KAFKA_DATA/.sluice-topics"
 
   PG_DIR="$STATE/postgres"
   PG_DATA="$PG_DIR/data"
+  PG_PID="$PG_DATA/postmaster.pid"
   PG_LOG="$PG_DIR/log/postgres.log"
   PG_SOCK_DIR="$PG_DIR/run"
   # A unix socket path must fit in sun_path (107 bytes); deep CI clones may not.
@@ -105,8 +106,17 @@ run_logged() {
   fi
 }
 
-# ---------------------------------------------------------------- helpers --
+# ------------------------------------------------------------- processes --
 port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+# who listens on a port (for error messages)
+port_owner() { ss -Hltnp "sport = :$1" 2>/dev/null | head -n1 | sed 's/  */ /g' || true; }
+
+check_port_free() {
+  if port_open "$1"; then
+    die "port $1 ($2) is already in use by another process: $(port_owner "$1")"
+  fi
+}
 
 # pid_matches PID PATTERN: process exists, is not a zombie, and its command
 # line contains PATTERN (guards against stale pid files and pid reuse).
@@ -123,6 +133,10 @@ pid_matches() {
 read_pid() {
   if [[ -f "$1" ]]; then head -n1 "$1" 2>/dev/null | tr -dc '0-9' || true; fi
 }
+
+# daemon_running PIDFILE PATTERN: the pid file names a live process whose command line has PATTERN
+# (each server's own config or data path, so no other instance on this machine is mistaken for it).
+daemon_running() { local p; p=$(read_pid "$1"); [[ -n "$p" ]] && pid_matches "$p" "$2"; }
 
 # wait until pid is gone; TERM first, KILL after STOP_TIMEOUT
 kill_pid() {
@@ -142,8 +156,46 @@ kill_pid() {
   die "pid $pid survived SIGKILL"
 }
 
-# who listens on a port (for error messages)
-port_owner() { ss -Hltnp "sport = :$1" 2>/dev/null | head -n1 | sed 's/  */ /g' || true; }
+# spawn PIDFILE LOG COMMAND...: starts a server in its own session (it survives this shell), output to
+# LOG, fd 9 (the lock) closed, its pid in PIDFILE.
+spawn() {
+  local pidfile="$1" out="$2"; shift 2
+  rm -f "$pidfile"
+  log "starting: $*"
+  setsid nohup "$@" >>"$out" 2>&1 </dev/null 9>&- &
+  echo $! >"$pidfile"
+}
+
+# wait_until NAME TIMEOUT LOG PIDFILE PATTERN PROBE...: polls PROBE until it succeeds; dies with LOG's
+# tail if the server exits meanwhile or TIMEOUT seconds pass.
+wait_until() {
+  local name="$1" timeout="$2" logfile="$3" pidfile="$4" pattern="$5"; shift 5
+  local deadline=$((SECONDS + timeout))
+  until "$@"; do
+    daemon_running "$pidfile" "$pattern" || die_log "$name (pid $(read_pid "$pidfile")) is not running" "$logfile"
+    (( SECONDS < deadline )) || die_log "$name: '$*' did not succeed within ${timeout}s" "$logfile"
+    sleep 0.5
+  done
+}
+
+# report_up NAME JUST_STARTED PIDFILE PORT
+report_up() {
+  if [[ "$2" == 1 ]]; then say "$1: healthy on 127.0.0.1:$4 (pid $(read_pid "$3"))"
+  else say "$1: already running (pid $(read_pid "$3"), port $4)"; fi
+}
+
+# stop_daemon NAME PIDFILE PATTERN: SIGTERM, SIGKILL after STOP_TIMEOUT.
+stop_daemon() {
+  local pid; pid=$(read_pid "$2")
+  if [[ -n "$pid" ]] && pid_matches "$pid" "$3"; then
+    say "$1: stopping (pid $pid)"
+    kill_pid "$pid" "$3"
+    say "$1: stopped"
+  else
+    say "$1: not running"
+  fi
+  rm -f "$2"
+}
 
 require_root() {
   [[ $EUID -eq 0 ]] || die "must run as root (installs packages and runs PostgreSQL as the postgres user)"
@@ -273,18 +325,14 @@ kafka_tool() {
     -cp "$KAFKA_LIBS/*" "$@"
 }
 
-kafka_pid() { read_pid "$KAFKA_PID"; }
-kafka_running() { local p; p=$(kafka_pid); [[ -n "$p" ]] && pid_matches "$p" "$KAFKA_PROPS"; }
+kafka_running() { daemon_running "$KAFKA_PID" "$KAFKA_PROPS"; }
 
-kafka_render_config() {
-  mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
-  local tmp="$KAFKA_PROPS.tmp"
-  sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
-      -e "s|@KAFKA_CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
-      -e "s|@KAFKA_DATA_DIR@|$KAFKA_DATA|g" \
-      -e "s|@KAFKA_NUM_PARTITIONS@|$TOPIC_PARTITIONS|g" \
-      "$KAFKA_SRC/server.properties.template" >"$tmp"
-  mv "$tmp" "$KAFKA_PROPS"
+# kafka_config FILE: the broker's settings from infra/kafka/.
+kafka_config() {
+  # shellcheck disable=SC2034 # read by render_template (by name)
+  local KAFKA_DATA_DIR="$KAFKA_DATA" KAFKA_NUM_PARTITIONS="$TOPIC_PARTITIONS"
+  render_template "$KAFKA_SRC/server.properties.template" "$1" \
+    KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_DATA_DIR KAFKA_NUM_PARTITIONS
 }
 
 kafka_format_storage() {
@@ -303,7 +351,6 @@ kafka_format_storage() {
   fi
   local cid; cid=$(head -n1 "$KAFKA_CLUSTER_ID_FILE")
   say "kafka: formatting KRaft storage (cluster id $cid)"
-  rm -f "$KAFKA_TOPICS_MARKER"
   run_logged "kafka StorageTool format" kafka_tool 120 kafka.tools.StorageTool format \
     --standalone -t "$cid" -c "$KAFKA_PROPS"
 }
@@ -312,159 +359,76 @@ kafka_launch() {
   if kafka_running; then return 0; fi
   check_port_free "$KAFKA_PORT" kafka
   check_port_free "$KAFKA_CONTROLLER_PORT" "kafka controller"
-  kafka_render_config
+  mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
+  kafka_config "$KAFKA_PROPS" || die "kafka: cannot render $KAFKA_PROPS"
   kafka_format_storage
-  rm -f "$KAFKA_PID"
-  log "starting kafka"
-  # setsid: own session, survives the calling shell; exec keeps $! == java pid
-  setsid nohup java -Xms512m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  # shellcheck disable=SC2086 # KAFKA_HEAP is a list of JVM options
+  spawn "$KAFKA_PID" "$KAFKA_LOGS/kafka.out" java $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true \
     -Dkafka.logs.dir="$KAFKA_LOGS" \
     -Dlog4j2.configurationFile="$KAFKA_SRC/log4j2.properties" \
-    -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS" \
-    >>"$KAFKA_LOGS/kafka.out" 2>&1 </dev/null 9>&- &
-  echo $! >"$KAFKA_PID"
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS"
   KAFKA_JUST_STARTED=1
-  say "kafka: started (pid $!), waiting for it to become healthy"
+  say "kafka: started (pid $(read_pid "$KAFKA_PID")), waiting for it to become healthy"
 }
 
-KAFKA_TOPIC_LIST=""
-KAFKA_TOPIC_LIST_VALID=0
-
-kafka_list_topics() {
-  local out
-  if out=$(kafka_tool 60 org.apache.kafka.tools.TopicCommand \
-      --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list 2>>"$STACK_LOG"); then
-    KAFKA_TOPIC_LIST="$out"
-    KAFKA_TOPIC_LIST_VALID=1
-    return 0
-  fi
-  return 1
+# A real round trip through the Admin API (one JVM launch), not just an open port.
+kafka_answers() {
+  kafka_tool 60 org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list \
+    >/dev/null 2>>"$STACK_LOG"
 }
 
 kafka_wait() {
-  local deadline=$((SECONDS + KAFKA_START_TIMEOUT)) pid; pid=$(kafka_pid)
-  while ! port_open "$KAFKA_PORT"; do
-    kafka_running || die_log "kafka (pid $pid) exited during startup" "$KAFKA_LOGS/server.log"
-    (( SECONDS < deadline )) || die_log "kafka did not open port $KAFKA_PORT within ${KAFKA_START_TIMEOUT}s" "$KAFKA_LOGS/server.log"
-    sleep 0.5
-  done
-  if [[ "${KAFKA_JUST_STARTED:-0}" == 1 ]]; then
-    # a real round-trip through the Admin API (one JVM launch, usually enough)
-    until kafka_list_topics; do
-      kafka_running || die_log "kafka (pid $pid) exited during startup" "$KAFKA_LOGS/server.log"
-      (( SECONDS < deadline )) || die_log "kafka did not answer TopicCommand --list within ${KAFKA_START_TIMEOUT}s" "$KAFKA_LOGS/server.log"
-      sleep 1
-    done
-    say "kafka: healthy on 127.0.0.1:$KAFKA_PORT (pid $pid)"
-  else
-    say "kafka: already running (pid $pid, port $KAFKA_PORT)"
-  fi
+  local -a ctx=(kafka "$KAFKA_START_TIMEOUT" "$KAFKA_LOGS/server.log" "$KAFKA_PID" "$KAFKA_PROPS")
+  wait_until "${ctx[@]}" port_open "$KAFKA_PORT"
+  if [[ "${KAFKA_JUST_STARTED:-0}" == 1 ]]; then wait_until "${ctx[@]}" kafka_answers; fi
+  report_up kafka "${KAFKA_JUST_STARTED:-0}" "$KAFKA_PID" "$KAFKA_PORT"
 }
 
-kafka_topics_spec() {
-  printf '%s:%s %s:%s %s:%s %s:%s\n' \
-    "$RANK_TOPIC" "$TOPIC_PARTITIONS" "$CRAWL_TOPIC" "$TOPIC_PARTITIONS" \
-    "$CLICK_TOPIC" "$TOPIC_PARTITIONS" "$DEAD_LETTER_TOPIC" "$DEAD_LETTER_PARTITIONS"
+# The topics come from the one tool that creates them: `sluice-ingest provision` (the configured event
+# topics with TOPIC_PARTITIONS partitions, and the dead-letter topic; existing ones are left alone). Before
+# the first `cargo build` there is no binary: the stack then comes up without topics, and the make targets
+# that need them (`make provision`, `ingest`, `produce`, `run`, `migrate`) create them after building.
+ingest_bin() {
+  local target="${CARGO_TARGET_DIR:-$REPO/target}" b
+  for b in "${SLUICE_STACK_INGEST_BIN:-}" "$target/release/sluice-ingest" "$target/debug/sluice-ingest"; do
+    if [[ -n "$b" && -x "$b" ]]; then printf '%s\n' "$b"; return 0; fi
+  done
+  return 1
 }
 
 kafka_provision() {
-  local spec; spec=$(kafka_topics_spec)
-  if [[ -f "$KAFKA_TOPICS_MARKER" && "$(cat "$KAFKA_TOPICS_MARKER")" == "$spec" ]]; then
-    say "kafka: topics already provisioned"
+  local bin out
+  if ! bin=$(ingest_bin); then
+    say "kafka: no sluice-ingest binary yet, topics not created ('make provision' builds and creates them)"
     return 0
   fi
-  if (( ! KAFKA_TOPIC_LIST_VALID )); then
-    kafka_list_topics || die_log "kafka: TopicCommand --list failed" "$STACK_LOG"
-  fi
-  local item topic parts created=() pids=() i
-  for item in $spec; do
-    topic="${item%:*}" parts="${item##*:}"
-    if grep -qxF "$topic" <<<"$KAFKA_TOPIC_LIST"; then continue; fi
-    created+=("$topic:$parts")
-  done
-  # create the missing topics in parallel: each TopicCommand is a JVM launch
-  for item in "${created[@]}"; do
-    topic="${item%:*}" parts="${item##*:}"
-    log "+ TopicCommand --create --if-not-exists --topic $topic --partitions $parts"
-    kafka_tool 90 org.apache.kafka.tools.TopicCommand \
-      --bootstrap-server "127.0.0.1:$KAFKA_PORT" --create --if-not-exists \
-      --topic "$topic" --partitions "$parts" --replication-factor 1 \
-      >>"$STACK_LOG" 2>&1 &
-    pids+=($!)
-  done
-  local failed=0
-  for i in "${!pids[@]}"; do
-    wait "${pids[$i]}" || { failed=1; warn "creating topic ${created[$i]%:*} failed"; }
-  done
-  (( ! failed )) || die_log "kafka: topic creation failed" "$STACK_LOG"
-  printf '%s\n' "$spec" >"$KAFKA_TOPICS_MARKER"
-  if ((${#created[@]})); then
-    say "kafka: topics created: ${created[*]}"
-  else
-    say "kafka: topics already present"
-  fi
+  log "+ $bin provision --partitions $TOPIC_PARTITIONS"
+  out=$(SLUICE_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" "$bin" provision --partitions "$TOPIC_PARTITIONS" 2>>"$STACK_LOG") ||
+    die_log "kafka: sluice-ingest provision failed" "$STACK_LOG"
+  printf '%s\n' "$out" >>"$STACK_LOG"
+  say "kafka: topics: $(tr -s ' \n' ' ' <<<"$out")"
 }
 
-kafka_stop() {
-  local pid; pid=$(kafka_pid)
-  if [[ -n "$pid" ]] && pid_matches "$pid" "$KAFKA_PROPS"; then
-    say "kafka: stopping (pid $pid)"
-    kill_pid "$pid" "$KAFKA_PROPS"
-    say "kafka: stopped"
-  else
-    say "kafka: not running"
-  fi
-  rm -f "$KAFKA_PID"
-}
-
-# --------------------------------------------------------------- postgres --
+# ------------------------------------------------------------- postgres --
 PG_BIN=""
 pg_as() { runuser -u postgres -- "$@"; }
 
-pg_pid() { read_pid "$PG_DATA/postmaster.pid"; }
-pg_running() { local p; p=$(pg_pid); [[ -n "$p" ]] && pid_matches "$p" "$PG_DATA"; }
+pg_running() { daemon_running "$PG_PID" "$PG_DATA"; }
 
+# pg_config FILE: the server settings from infra/postgres/ (client authentication: pg_hba.conf as it is).
+pg_config() { render_template "$PG_SRC/sluice.conf.template" "$1" PG_PORT PG_SOCK_DIR PG_SHARED_BUFFERS; }
+
+# The server settings and client authentication, on every start.
 pg_write_config() {
-  local conf="$PG_DATA/sluice.conf" tmp
+  local tmp
   tmp=$(mktemp)
-  cat >"$tmp" <<EOF
-# Written by infra/stack.sh on every start; edit the script, not this file.
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = '$PG_SOCK_DIR'
-max_connections = 200
-# 1GB of a 24 GiB machine shared with Kafka and ClickHouse: the aggregate tables' primary-key indexes
-# of a 10-minute load run (tens of millions of rows) stay in PostgreSQL's own cache.
-shared_buffers = 1GB
-fsync = on
-# Write-heavy upserts: fewer, spread-out checkpoints. With the default 1GB of WAL, 100k events/s load
-# runs logged "checkpoints are occurring too frequently" 49 times (4-29 s apart, median 13), each checkpoint
-# followed by full-page images in the WAL. Reloadable settings.
-max_wal_size = 4GB
-min_wal_size = 1GB
-checkpoint_timeout = 15min
-checkpoint_completion_target = 0.9
-password_encryption = scram-sha-256
-log_line_prefix = '%m [%p] %q%u@%d '
-log_timezone = 'UTC'
-timezone = 'UTC'
-EOF
-  install -o postgres -g postgres -m 0600 "$tmp" "$conf"
+  pg_config "$tmp" || die "postgres: cannot render $PG_SRC/sluice.conf.template"
+  install -o postgres -g postgres -m 0600 "$tmp" "$PG_DATA/sluice.conf"
+  install -o postgres -g postgres -m 0600 "$PG_SRC/pg_hba.conf" "$PG_DATA/pg_hba.conf"
   rm -f "$tmp"
   grep -q "^include_if_exists = 'sluice.conf'" "$PG_DATA/postgresql.conf" ||
     printf "\ninclude_if_exists = 'sluice.conf'\n" >>"$PG_DATA/postgresql.conf"
-  tmp=$(mktemp)
-  cat >"$tmp" <<'EOF'
-# Written by infra/stack.sh. Local dev only.
-# TYPE  DATABASE  USER      ADDRESS         METHOD
-local   all       postgres                  trust
-local   all       all                       scram-sha-256
-host    all       all       127.0.0.1/32    scram-sha-256
-host    all       all       ::1/128         scram-sha-256
-EOF
-  install -o postgres -g postgres -m 0600 "$tmp" "$PG_DATA/pg_hba.conf"
-  rm -f "$tmp"
 }
 
 # After a kill -9 of the postmaster: its backends may linger a moment, and its
@@ -473,7 +437,7 @@ EOF
 # postgres refuse to start. Kill the orphans, then drop the stale locks.
 pg_cleanup_stale() {
   local old i
-  old=$(pg_pid)
+  old=$(read_pid "$PG_PID")
   if [[ -n "$old" ]]; then
     pkill -KILL -P "$old" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do
@@ -481,9 +445,9 @@ pg_cleanup_stale() {
       sleep 0.2
     done
   fi
-  if [[ -f "$PG_DATA/postmaster.pid" ]]; then
-    log "removing stale $PG_DATA/postmaster.pid (pid ${old:-?} is gone)"
-    rm -f "$PG_DATA/postmaster.pid"
+  if [[ -f "$PG_PID" ]]; then
+    log "removing stale $PG_PID (pid ${old:-?} is gone)"
+    rm -f "$PG_PID"
   fi
   if [[ -e "$PG_SOCK_DIR/.s.PGSQL.$PG_PORT.lock" ]]; then
     log "removing stale socket lock $PG_SOCK_DIR/.s.PGSQL.$PG_PORT.lock"
@@ -521,19 +485,12 @@ pg_launch() {
   PG_JUST_STARTED=1
 }
 
+pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
+
 pg_wait() {
   PG_BIN=$(pg_bindir)
-  local deadline=$((SECONDS + PG_START_TIMEOUT))
-  until "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; do
-    pg_running || die_log "postgres is not running" "$PG_LOG"
-    (( SECONDS < deadline )) || die_log "postgres not ready on 127.0.0.1:$PG_PORT within ${PG_START_TIMEOUT}s" "$PG_LOG"
-    sleep 0.5
-  done
-  if [[ "${PG_JUST_STARTED:-0}" == 1 ]]; then
-    say "postgres: healthy on 127.0.0.1:$PG_PORT (pid $(pg_pid))"
-  else
-    say "postgres: already running (pid $(pg_pid), port $PG_PORT)"
-  fi
+  wait_until postgres "$PG_START_TIMEOUT" "$PG_LOG" "$PG_PID" "$PG_DATA" pg_ready
+  report_up postgres "${PG_JUST_STARTED:-0}" "$PG_PID" "$PG_PORT"
 }
 
 # psql single-quoted backslash-command argument: escape \ and '
@@ -559,7 +516,7 @@ EOF
 
 pg_stop() {
   PG_BIN=$(pg_bindir)
-  local pid; pid=$(pg_pid)
+  local pid; pid=$(read_pid "$PG_PID")
   if [[ -n "$pid" ]] && pid_matches "$pid" "$PG_DATA"; then
     say "postgres: stopping (pid $pid)"
     # pg_ctl -m fast == SIGINT to the postmaster (SIGTERM would be a "smart"
@@ -576,105 +533,18 @@ pg_stop() {
 }
 
 # ------------------------------------------------------------- clickhouse --
-ch_running() { local p; p=$(read_pid "$CH_PID"); [[ -n "$p" ]] && pid_matches "$p" "$CH_CONFIG"; }
+ch_running() { daemon_running "$CH_PID" "$CH_CONFIG"; }
 
+# ch_config FILE: the server settings from infra/clickhouse/ (users: users.xml as it is).
+ch_config() {
+  render_template "$CH_SRC/config.xml.template" "$1" CH_LOGS CH_HTTP_PORT CH_TCP_PORT CH_DATA CH_DIR CH_USERS
+}
+
+# The server settings and users, on every start.
 ch_write_config() {
   mkdir -p "$CH_DATA" "$CH_DIR/tmp" "$CH_DIR/user_files" "$CH_DIR/format_schemas" "$CH_LOGS"
-  cat >"$CH_CONFIG.tmp" <<EOF
-<?xml version="1.0"?>
-<!-- Written by infra/stack.sh on every start (ClickHouse 18.16 format). -->
-<yandex>
-    <logger>
-        <level>information</level>
-        <log>$CH_LOGS/clickhouse-server.log</log>
-        <errorlog>$CH_LOGS/clickhouse-server.err.log</errorlog>
-        <size>100M</size>
-        <count>3</count>
-    </logger>
-
-    <listen_host>127.0.0.1</listen_host>
-    <http_port>$CH_HTTP_PORT</http_port>
-    <tcp_port>$CH_TCP_PORT</tcp_port>
-    <!-- no interserver_http_port: replication is not used, the port stays closed -->
-
-    <max_connections>1024</max_connections>
-    <keep_alive_timeout>3</keep_alive_timeout>
-    <max_concurrent_queries>100</max_concurrent_queries>
-    <uncompressed_cache_size>268435456</uncompressed_cache_size>
-    <mark_cache_size>268435456</mark_cache_size>
-
-    <path>$CH_DATA/</path>
-    <tmp_path>$CH_DIR/tmp/</tmp_path>
-    <user_files_path>$CH_DIR/user_files/</user_files_path>
-    <format_schema_path>$CH_DIR/format_schemas/</format_schema_path>
-
-    <users_config>$CH_USERS</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <timezone>UTC</timezone>
-    <mlock_executable>false</mlock_executable>
-
-    <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
-    <max_session_timeout>3600</max_session_timeout>
-    <default_session_timeout>60</default_session_timeout>
-
-    <query_log>
-        <database>system</database>
-        <table>query_log</table>
-        <partition_by>toYYYYMM(event_date)</partition_by>
-        <flush_interval_milliseconds>7500</flush_interval_milliseconds>
-    </query_log>
-
-    <dictionaries_config>*_dictionary.xml</dictionaries_config>
-</yandex>
-EOF
-  mv "$CH_CONFIG.tmp" "$CH_CONFIG"
-  cat >"$CH_USERS.tmp" <<'EOF'
-<?xml version="1.0"?>
-<!-- Written by infra/stack.sh (ClickHouse 18.16 format). Local dev only:
-     user "default" has no password and is reachable from loopback only. -->
-<yandex>
-    <profiles>
-        <default>
-            <max_memory_usage>4000000000</max_memory_usage>
-            <use_uncompressed_cache>0</use_uncompressed_cache>
-            <load_balancing>random</load_balancing>
-            <!-- Filters reach a view's table (click_hour over click_minute, migration 0003): the
-                 default from 19.x on, off in 18.16. -->
-            <enable_optimize_predicate_expression>1</enable_optimize_predicate_expression>
-        </default>
-        <readonly>
-            <readonly>1</readonly>
-        </readonly>
-    </profiles>
-
-    <users>
-        <default>
-            <password></password>
-            <networks>
-                <ip>::1</ip>
-                <ip>127.0.0.1</ip>
-            </networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
-    </users>
-
-    <quotas>
-        <default>
-            <interval>
-                <duration>3600</duration>
-                <queries>0</queries>
-                <errors>0</errors>
-                <result_rows>0</result_rows>
-                <read_rows>0</read_rows>
-                <execution_time>0</execution_time>
-            </interval>
-        </default>
-    </quotas>
-</yandex>
-EOF
-  mv "$CH_USERS.tmp" "$CH_USERS"
+  ch_config "$CH_CONFIG" || die "clickhouse: cannot render $CH_CONFIG"
+  cp "$CH_SRC/users.xml" "$CH_USERS"
 }
 
 ch_ping() { [[ "$(curl -s --max-time 2 "http://127.0.0.1:$CH_HTTP_PORT/ping" 2>/dev/null)" == "Ok." ]]; }
@@ -685,28 +555,16 @@ ch_launch() {
   check_port_free "$CH_TCP_PORT" "clickhouse tcp"
   ch_write_config
   local cmd; cmd=$(ch_server_cmd)
-  rm -f "$CH_PID"
-  log "starting clickhouse: $cmd"
   # runs fine as root (18.16 does not refuse); $cmd may be "clickhouse server"
   # shellcheck disable=SC2086
-  setsid nohup $cmd --config-file="$CH_CONFIG" >>"$CH_LOGS/stdout.log" 2>&1 </dev/null 9>&- &
-  echo $! >"$CH_PID"
+  spawn "$CH_PID" "$CH_LOGS/stdout.log" $cmd --config-file="$CH_CONFIG"
   CH_JUST_STARTED=1
-  say "clickhouse: started (pid $!)"
+  say "clickhouse: started (pid $(read_pid "$CH_PID"))"
 }
 
 ch_wait() {
-  local deadline=$((SECONDS + CH_START_TIMEOUT)) pid; pid=$(read_pid "$CH_PID")
-  until ch_ping; do
-    ch_running || die_log "clickhouse (pid $pid) exited during startup" "$CH_LOGS/clickhouse-server.err.log"
-    (( SECONDS < deadline )) || die_log "clickhouse did not answer /ping within ${CH_START_TIMEOUT}s" "$CH_LOGS/clickhouse-server.log"
-    sleep 0.5
-  done
-  if [[ "${CH_JUST_STARTED:-0}" == 1 ]]; then
-    say "clickhouse: healthy on 127.0.0.1:$CH_HTTP_PORT (pid $pid)"
-  else
-    say "clickhouse: already running (pid $pid, port $CH_HTTP_PORT)"
-  fi
+  wait_until clickhouse "$CH_START_TIMEOUT" "$CH_LOGS/clickhouse-server.err.log" "$CH_PID" "$CH_CONFIG" ch_ping
+  report_up clickhouse "${CH_JUST_STARTED:-0}" "$CH_PID" "$CH_HTTP_PORT"
 }
 
 ch_provision() {
@@ -719,25 +577,7 @@ ch_provision() {
   say "clickhouse: database '$CH_DB' ready"
 }
 
-ch_stop() {
-  local pid; pid=$(read_pid "$CH_PID")
-  if [[ -n "$pid" ]] && pid_matches "$pid" "$CH_CONFIG"; then
-    say "clickhouse: stopping (pid $pid)"
-    kill_pid "$pid" "$CH_CONFIG"
-    say "clickhouse: stopped"
-  else
-    say "clickhouse: not running"
-  fi
-  rm -f "$CH_PID"
-}
-
 # ------------------------------------------------------------------ common --
-check_port_free() {
-  if port_open "$1"; then
-    die "port $1 ($2) is already in use by another process: $(port_owner "$1")"
-  fi
-}
-
 # fd 9 holds the lock; every daemon launch closes it (9>&-) so that a running
 # server never keeps the lock after this script exits.
 with_lock() {
@@ -760,9 +600,9 @@ start_one() {
 
 stop_one() {
   case "$1" in
-    kafka) kafka_stop ;;
-    postgres) pg_stop ;;
-    clickhouse) ch_stop ;;
+    kafka)      stop_daemon kafka "$KAFKA_PID" "$KAFKA_PROPS" ;;
+    postgres)   pg_stop ;;
+    clickhouse) stop_daemon clickhouse "$CH_PID" "$CH_CONFIG" ;;
   esac
 }
 
@@ -777,8 +617,8 @@ status_line() {
 }
 
 cmd_status() {
-  status_line kafka "$(kafka_pid)" "$KAFKA_PROPS" "$KAFKA_PORT"
-  status_line postgres "$(pg_pid)" "$PG_DATA" "$PG_PORT"
+  status_line kafka "$(read_pid "$KAFKA_PID")" "$KAFKA_PROPS" "$KAFKA_PORT"
+  status_line postgres "$(read_pid "$PG_PID")" "$PG_DATA" "$PG_PORT"
   status_line clickhouse "$(read_pid "$CH_PID")" "$CH_CONFIG" "$CH_HTTP_PORT"
 }
 
@@ -794,6 +634,7 @@ urlencode() {
   printf '%s' "$out"
 }
 
+# The service's settings (SLUICE_*) that point it at this stack.
 cmd_env() {
   cat <<EOF
 export SLUICE_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
@@ -801,6 +642,17 @@ export SLUICE_POSTGRES_URL=postgres://$PG_USER:$(urlencode "$PG_PASSWORD")@127.0
 export SLUICE_CLICKHOUSE_URL=http://127.0.0.1:$CH_HTTP_PORT
 export SLUICE_CLICKHOUSE_DATABASE=$CH_DB
 EOF
+}
+
+# cmd_configs DIR: every server config file as a start would write it (settings filled in), into DIR.
+cmd_configs() {
+  [[ -n "${1:-}" ]] || usage
+  mkdir -p "$1"
+  if ! { kafka_config "$1/server.properties" && pg_config "$1/sluice.conf" && ch_config "$1/config.xml"; }; then
+    die "cannot render the server configs"
+  fi
+  cp "$PG_SRC/pg_hba.conf" "$CH_SRC/users.xml" "$1/"
+  say "configs: $(cd "$1" && echo *) in $1"
 }
 
 usage() {
@@ -812,7 +664,12 @@ usage: infra/stack.sh <command>
   start <component>  start one of kafka|postgres|clickhouse (and provision it)
   stop <component>   stop one of kafka|postgres|clickhouse
   install            install apt packages and Kafka jars only
-  env                print export lines for the default endpoints
+  env                print export lines for the service's endpoints (SLUICE_*)
+  configs DIR        write the server config files a start would write into DIR (starts nothing)
+settings (environment): SLUICE_STACK_STATE_DIR, SLUICE_STACK_{KAFKA,KAFKA_CONTROLLER,PG,CH_HTTP,CH_TCP}_PORT,
+  SLUICE_STACK_KAFKA_HEAP, SLUICE_STACK_PG_SHARED_BUFFERS, SLUICE_STACK_PG_PASSWORD,
+  SLUICE_STACK_TOPIC_PARTITIONS, SLUICE_STACK_INGEST_BIN, SLUICE_STACK_{KAFKA,PG,CH}_START_TIMEOUT,
+  SLUICE_STACK_STOP_TIMEOUT (infra/README.md)
 EOF
   exit 2
 }
@@ -828,6 +685,7 @@ main() {
   init_state_paths
   case "$cmd" in
     status) cmd_status; return ;;
+    configs) cmd_configs "${1:-}"; return ;;
   esac
   touch "$STACK_LOG"
   with_lock
@@ -851,9 +709,9 @@ main() {
       say "up: done in $((SECONDS - T0))s (state: $STATE; 'infra/stack.sh env' prints the endpoints)"
       ;;
     down)
-      kafka_stop
-      ch_stop
-      pg_stop
+      stop_one kafka
+      stop_one clickhouse
+      stop_one postgres
       say "down: done in $((SECONDS - T0))s"
       ;;
     start)

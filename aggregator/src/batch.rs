@@ -15,12 +15,12 @@ use hashbrown::hash_map::EntryRef;
 use hashbrown::HashMap;
 use sluice_schemas::{validate::crawl_domain, ClickEvent, CrawlEvent, Event, RankEvent};
 
+use crate::dead_letter::DeadLetter;
 use crate::dedup::{event_key, DedupWindow, EventKey};
 use crate::model::{
     day_of, hour_of, ClickDailyKey, ClickDailyKeyRef, CrawlHourly, CrawlHourlyKey,
     CrawlHourlyKeyRef, RankDaily, RankDailyKey, RankDailyKeyRef,
 };
-use crate::sinks::dead_letter::DeadLetter;
 
 /// A crawl event with the domain derived once at ingest.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 """Shared plumbing of the ClickHouse schema tests: the migration files and how they are applied (the same
-rules as the Rust runner in aggregator/src/sinks/clickhouse/mod.rs), the analyst queries parsed out of
+rules as the Rust runner in aggregator/sinks/src/clickhouse/mod.rs), the analyst queries parsed out of
 docs/analytics.md, and two backends that run SQL and return TabSeparated text: chdb (ClickHouse 26.x in
 process) and a ClickHouse server over HTTP (the local 18.16)."""
 

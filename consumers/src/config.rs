@@ -182,12 +182,12 @@ impl std::fmt::Debug for Config {
             .field("kafka_properties", &props)
             .field(
                 "postgres_url",
-                &sluice_aggregator::sinks::postgres::redact(&self.postgres_url),
+                &sluice_sinks::error::redact(&self.postgres_url),
             )
             .field("clickhouse_enabled", &self.clickhouse_enabled)
             .field(
                 "clickhouse_url",
-                &sluice_aggregator::sinks::postgres::redact(&self.clickhouse_url),
+                &sluice_sinks::error::redact(&self.clickhouse_url),
             )
             .field("clickhouse_database", &self.clickhouse_database)
             .field("clickhouse_user", &self.clickhouse_user)
@@ -201,6 +201,13 @@ impl std::fmt::Debug for Config {
             .field("metrics_addr", &self.metrics_addr)
             .finish_non_exhaustive()
     }
+}
+
+/// What stands in for a secret in printed settings.
+const REDACTED: &str = "***";
+
+fn redact(text: &str) -> String {
+    sluice_aggregator::sinks::postgres::redact(text)
 }
 
 /// librdkafka property names that hold secrets.
@@ -249,11 +256,48 @@ impl Config {
         Ok(config)
     }
 
-    fn keys() -> Vec<String> {
+    /// The setting names (the TOML keys; `SLUICE_<KEY>` in the environment), in `sluice-ingest config`'s
+    /// order.
+    pub fn keys() -> Vec<String> {
         match serde_json::to_value(Config::default()) {
             Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// Every setting with its effective value, as `sluice-ingest config` prints it: one entry per key of
+    /// [`Config::keys`], secrets redacted — passwords in URLs (`postgres_url`, `clickhouse_url`, any
+    /// `kafka_properties` value), `clickhouse_password`, and `kafka_properties` whose name looks secret
+    /// (SASL passwords, JAAS configs, keys). The `*_password_file` settings show the path only: their
+    /// files are not read here. Unset optional settings are `null`.
+    pub fn effective(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut shown = self.clone();
+        shown.postgres_url = redact(&shown.postgres_url);
+        shown.clickhouse_url = redact(&shown.clickhouse_url);
+        if shown.clickhouse_password.is_some() {
+            shown.clickhouse_password = Some(REDACTED.into());
+        }
+        for (key, value) in shown.kafka_properties.iter_mut() {
+            *value = if is_secret_key(key) {
+                REDACTED.into()
+            } else {
+                redact(value)
+            };
+        }
+        match serde_json::to_value(shown) {
+            Ok(serde_json::Value::Object(map)) => map,
+            // Config is a struct of strings, numbers and string maps: it always serializes to an object.
+            _ => unreachable!("Config serializes to a JSON object"),
+        }
+    }
+
+    /// [`Config::effective`] for people: `key = value` lines, values as JSON (strings quoted, `null` for
+    /// unset).
+    pub fn effective_text(&self) -> String {
+        self.effective()
+            .iter()
+            .map(|(key, value)| format!("{key} = {value}\n"))
+            .collect()
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -568,5 +612,51 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter"), "{shown}");
         assert!(shown.contains("postgres://u:***@h/db"), "{shown}");
+    }
+
+    #[test]
+    fn effective_settings_list_every_key_with_secrets_redacted() {
+        let mut c = Config {
+            postgres_url: "postgres://u:hunter2@h:5432/db".into(),
+            clickhouse_url: "http://ch:hunter3@h:8123".into(),
+            clickhouse_password: Some("hunter4".into()),
+            postgres_password_file: Some("/run/secrets/pg".into()),
+            ..Config::default()
+        };
+        c.kafka_properties
+            .insert("sasl.password".into(), "hunter5".into());
+        c.kafka_properties
+            .insert("security.protocol".into(), "SASL_SSL".into());
+
+        let text = c.effective_text();
+        assert!(!text.contains("hunter"), "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        let keys: Vec<&str> = lines
+            .iter()
+            .map(|l| l.split_once(" = ").expect("key = value").0)
+            .collect();
+        assert_eq!(keys, Config::keys(), "{text}");
+        for line in [
+            r#"postgres_url = "postgres://u:***@h:5432/db""#,
+            r#"clickhouse_url = "http://ch:***@h:8123""#,
+            r#"clickhouse_password = "***""#,
+            r#"postgres_password_file = "/run/secrets/pg""#,
+            r#"kafka_properties = {"sasl.password":"***","security.protocol":"SASL_SSL"}"#,
+            r#"group_instance_id = null"#,
+            r#"flush_interval_ms = 1000"#,
+            r#"log_format = "text""#,
+        ] {
+            assert!(lines.contains(&line), "missing {line:?} in\n{text}");
+        }
+
+        let json = serde_json::to_string(&c.effective()).unwrap();
+        assert!(!json.contains("hunter"), "{json}");
+        let parsed: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed.keys().cloned().collect::<Vec<_>>(), Config::keys());
+        assert_eq!(parsed["postgres_url"], "postgres://u:***@h:5432/db");
+        // The list is the struct's fields: 38 settings today (a new field shows up here and in
+        // `sluice-ingest config --keys`, which the deploy checks read).
+        assert_eq!(Config::keys().len(), 38);
     }
 }

@@ -18,8 +18,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use sluice_aggregator::sinks::dead_letter::headers;
-use sluice_aggregator::sinks::postgres::PostgresSink;
+use sluice_sinks::dead_letter::headers;
+use sluice_sinks::postgres::PostgresSink;
 
 use crate::config::Config;
 

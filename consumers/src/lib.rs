@@ -3,14 +3,13 @@
 //! Kafka records flow in through one consumer group over the rank, crawl and click topics; each record
 //! is decoded and validated ([`sluice_schemas::decode`]), folded into its partition's batch
 //! ([`sluice_aggregator::PartitionBatch`]), and every flush interval the batches go to ClickHouse and
-//! PostgreSQL ([`sluice_aggregator::Flusher`]). A partition's offset moves only in the PostgreSQL
+//! PostgreSQL ([`sluice_sinks::Flusher`]). A partition's offset moves only in the PostgreSQL
 //! transaction that makes its aggregates durable; on assignment the consumer seeks to that stored offset,
 //! and Kafka's own committed offset is kept in step for tooling only.
 //!
 //! # Layout
 //! - [`config`]: settings from defaults, an optional TOML file and `SLUICE_*` environment variables.
-//! - [`ingest`]: the poll loop (one thread), flush scheduling, shutdown.
-//! - [`partitions`]: per-partition state shared with the rebalance callback, and outcome handling.
+//! - [`ingest`]: the service: poll loop, flush schedule, in-flight flush, assignment, shutdown.
 //! - [`dead_letters`]: listing and re-publishing the dead-letter topic.
 //! - [`provision`]: topic creation through the admin API.
 //! - [`replay`]: moving stored offsets back behind a replay fence, for re-ingestion without double counts.
@@ -21,7 +20,6 @@ pub mod config;
 pub mod dead_letters;
 pub mod ingest;
 pub mod metrics;
-pub mod partitions;
 pub mod provision;
 pub mod replay;
 pub mod routing;

@@ -37,8 +37,16 @@ enum Command {
     Run,
     /// Apply PostgreSQL and ClickHouse migrations, then exit.
     Migrate,
-    /// Print the effective config (secrets redacted), then exit.
-    Config,
+    /// Print every setting with its effective value (defaults ← config file ← SLUICE_* environment;
+    /// secrets redacted), then exit. Connects to nothing.
+    Config {
+        /// `text`: `key = value` lines; `json`: one object, key → value.
+        #[arg(long, value_enum, default_value_t = ConfigFormat::Text)]
+        format: ConfigFormat,
+        /// Print only the environment variable of each setting (SLUICE_<KEY>), one a line.
+        #[arg(long, conflicts_with = "format")]
+        keys: bool,
+    },
     /// Create the configured event topics and the dead-letter topic (existing ones are left alone).
     Provision {
         #[arg(long, default_value_t = 6)]
@@ -92,6 +100,12 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ConfigFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum DeadLetterAction {
     /// Count dead letters by reason and source topic (from the replay position to the end).
@@ -131,8 +145,21 @@ fn main() -> std::process::ExitCode {
 
 async fn async_main(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Config => {
-            println!("{config:#?}");
+        Command::Config { format, keys } => {
+            if keys {
+                for key in Config::keys() {
+                    println!("SLUICE_{}", key.to_ascii_uppercase());
+                }
+            } else {
+                match format {
+                    ConfigFormat::Text => print!("{}", config.effective_text()),
+                    ConfigFormat::Json => println!(
+                        "{}",
+                        serde_json::to_string_pretty(&config.effective())
+                            .context("cannot print the config as JSON")?
+                    ),
+                }
+            }
             Ok(())
         }
         Command::Migrate => {

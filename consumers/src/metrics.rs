@@ -61,7 +61,7 @@ pub const READY: &str = "sluice_ready";
 /// after the recorder is installed.
 pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    use sluice_aggregator::metrics as sink;
+    use sluice_sinks::metrics as sink;
 
     describe_counter!(
         RECORDS_CONSUMED,

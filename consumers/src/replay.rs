@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use sluice_aggregator::sinks::postgres::{PostgresSink, Rewind, Stored};
+use sluice_sinks::postgres::{PostgresSink, Rewind, Stored};
 
 use crate::config::Config;
 

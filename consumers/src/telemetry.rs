@@ -61,8 +61,8 @@ pub struct Health {
     pub joined: AtomicBool,
     /// The last sink check reached PostgreSQL (and ClickHouse when enabled).
     pub sinks_ok: AtomicBool,
-    /// Shutting down: not ready any more.
-    pub stopping: AtomicBool,
+    /// The process's shutdown signal: once set, not ready any more.
+    pub shutdown: crate::ingest::shutdown::Shutdown,
     /// The last sink check could not reach PostgreSQL / ClickHouse.
     pub postgres_down: AtomicBool,
     pub clickhouse_down: AtomicBool,
@@ -125,7 +125,7 @@ impl Health {
         if !self.live() {
             problems.push("poll loop stalled".to_owned());
         }
-        if self.stopping.load(Ordering::Relaxed) {
+        if self.shutdown.is_triggered() {
             problems.push("shutting down".to_owned());
         }
         if !self.joined.load(Ordering::Relaxed) {

@@ -28,8 +28,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use sluice_aggregator::dedup::DedupWindow;
-use sluice_aggregator::sinks::clickhouse::raw_rows;
-use sluice_aggregator::sinks::postgres::{
+use sluice_sinks::clickhouse::raw_rows;
+use sluice_sinks::postgres::{
     click_daily_arguments, crawl_hourly_arguments, rank_daily_arguments,
 };
 use sluice_aggregator::{Offered, PartitionBatch};

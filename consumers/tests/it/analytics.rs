@@ -16,11 +16,11 @@ use anyhow::{bail, ensure, Context};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use clickhouse::Row;
 use serde::Deserialize;
-use sluice_aggregator::sinks::clickhouse::{
-    statements, ClickHouseConfig, ClickHouseSink, DroppedPartition, MIGRATIONS,
-};
 use sluice_aggregator::PartitionBatch;
 use sluice_loadtest::verify::{Expected, Snapshot};
+use sluice_sinks::clickhouse::{
+    statements, ClickHouseConfig, ClickHouseSink, DroppedPartition, MIGRATIONS,
+};
 
 use crate::support::corner::{click, crawl, rank};
 use sluice_producers::synth::{Mix, Synth, SynthConfig};

@@ -158,7 +158,7 @@ async fn a_flush_stuck_on_an_unreachable_clickhouse_makes_ingest_unready() -> an
     assert!(
         metric_value(
             &text,
-            sluice_aggregator::metrics::SINK_RETRIES,
+            sluice_sinks::metrics::SINK_RETRIES,
             &[("sink", "clickhouse")]
         ) >= 1.0
     );

@@ -39,11 +39,11 @@ const FAMILIES: &[&str] = &[
     sluice_consumers::metrics::READY,
     sluice_consumers::metrics::MISROUTED,
     sluice_consumers::metrics::OLDEST_UNCOMMITTED_AGE,
-    sluice_aggregator::metrics::SINK_WRITE_SECONDS,
-    sluice_aggregator::metrics::SINK_ROWS,
-    sluice_aggregator::metrics::SINK_ERRORS,
-    sluice_aggregator::metrics::SINK_RETRIES,
-    sluice_aggregator::metrics::DEAD_LETTERS,
+    sluice_sinks::metrics::SINK_WRITE_SECONDS,
+    sluice_sinks::metrics::SINK_ROWS,
+    sluice_sinks::metrics::SINK_ERRORS,
+    sluice_sinks::metrics::SINK_RETRIES,
+    sluice_sinks::metrics::DEAD_LETTERS,
 ];
 
 /// Labels every scraped series gets from Prometheus (`job`, `instance`) or every histogram has (`le`).
@@ -95,7 +95,7 @@ async fn dashboard_and_alerts_use_only_exported_metrics() -> anyhow::Result<()> 
         .metrics_when(Duration::from_secs(20), |m| {
             let series = Exposition::parse(m);
             metric_value(m, sluice_consumers::metrics::RECORDS_CONSUMED, &[]) >= published as f64
-                && metric_value(m, sluice_aggregator::metrics::DEAD_LETTERS, &[]) >= 1.0
+                && metric_value(m, sluice_sinks::metrics::DEAD_LETTERS, &[]) >= 1.0
                 && wanted.iter().all(|n| series.exports(n))
         })
         .await?;

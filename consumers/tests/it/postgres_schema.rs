@@ -9,9 +9,9 @@ use std::path::Path;
 
 use anyhow::{bail, ensure, Context};
 use chrono::{DateTime, Datelike, Months, NaiveDate, TimeDelta, Utc};
-use sluice_aggregator::sinks::postgres::{Commit, PostgresSink, PARTITION_MONTHS_AHEAD};
 use sluice_aggregator::PartitionBatch;
 use sluice_schemas::{ClickEvent, CrawlEvent, Event, RankEvent};
+use sluice_sinks::postgres::{Commit, PostgresSink, PARTITION_MONTHS_AHEAD};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -55,7 +55,7 @@ impl TestDb {
 
 /// The migrations as files (read at run time, so this test always sees the current directory).
 async fn migrations() -> anyhow::Result<Migrator> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../aggregator/migrations");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../aggregator/sinks/migrations");
     Ok(Migrator::new(dir.as_path()).await?)
 }
 

@@ -142,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
     let mut owner = PgConnection::connect_with(&owner_options)
         .await
         .context("connecting to the benchmark database")?;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../aggregator/migrations");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../aggregator/sinks/migrations");
     Migrator::new(dir.as_path())
         .await?
         .run(&mut owner)

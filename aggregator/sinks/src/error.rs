@@ -1,14 +1,10 @@
-//! The two sinks and the error type they share. Errors are split by what to do about them: a transient
+//! The error every sink returns. Errors are split by what to do about them: a transient
 //! error (connection refused, timeout, deadlock, server restarting) is retried with backoff; a data
 //! error (the database refused the content of some rows: a constraint, a value it cannot parse or hold)
 //! sends the flush looking for the offending events, which are dead-lettered while the rest commits
 //! (`flush`); a permanent one (schema mismatch, bad SQL, missing privilege) is not retried, because
 //! retrying cannot fix it. Every error keeps the database's own code (SQLSTATE or ClickHouse error code)
 //! next to its message, which is redacted (no password of a connection string).
-
-pub mod clickhouse;
-pub mod dead_letter;
-pub mod postgres;
 
 /// What to do about a sink error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -151,6 +147,30 @@ pub fn clickhouse_code(message: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// Masks anything that looks like a password in a connection string inside an error message.
+pub fn redact(text: &str) -> String {
+    // postgres://user:secret@host → postgres://user:***@host
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme) = rest.find("://") {
+        let (head, tail) = rest.split_at(scheme + 3);
+        out.push_str(head);
+        let authority_end = tail.find(['/', ' ', '?', '"']).unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon]);
+                out.push_str(":***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 pub type Result<T, E = SinkError> = std::result::Result<T, E>;
 
 #[cfg(test)]
@@ -233,5 +253,18 @@ mod tests {
             SinkError::transient("dead_letter", "timed out").to_string(),
             "dead_letter: transient error: timed out"
         );
+    }
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(
+            redact("error connecting to postgres://sluice:s3cret@127.0.0.1:5432/sluice now"),
+            "error connecting to postgres://sluice:***@127.0.0.1:5432/sluice now"
+        );
+        assert_eq!(
+            redact("http://127.0.0.1:8123/ ok"),
+            "http://127.0.0.1:8123/ ok"
+        );
+        assert_eq!(redact("no url here"), "no url here");
     }
 }

@@ -16,16 +16,16 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
 use sqlx::Arguments;
 use sqlx::{Connection, PgPool, Postgres, Transaction};
 
-use super::{postgres_class, ErrorClass, Result, SinkError};
-use crate::batch::PartitionBatch;
-use crate::dedup::EventKey;
-use crate::sinks::dead_letter::Parked;
+use crate::dead_letter::Parked;
+use crate::error::{postgres_class, redact, ErrorClass, Result, SinkError};
+use sluice_aggregator::dedup::EventKey;
+use sluice_aggregator::PartitionBatch;
 
 mod dedup;
-mod partitions;
+mod monthly;
 mod replay;
 
-pub use partitions::{PartitionMaintenance, PARTITION_MONTHS_AHEAD};
+pub use monthly::{PartitionMaintenance, PARTITION_MONTHS_AHEAD};
 pub use replay::{Rewind, RewindError};
 
 const SINK: &str = "postgres";
@@ -572,46 +572,4 @@ pub(crate) fn classify(e: sqlx::Error) -> SinkError {
         _ => (ErrorClass::Permanent, None),
     };
     SinkError::new(SINK, class, code, redact(&e.to_string()))
-}
-
-/// Masks anything that looks like a password in a connection string inside an error message.
-pub fn redact(text: &str) -> String {
-    // postgres://user:secret@host → postgres://user:***@host
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(scheme) = rest.find("://") {
-        let (head, tail) = rest.split_at(scheme + 3);
-        out.push_str(head);
-        let authority_end = tail.find(['/', ' ', '?', '"']).unwrap_or(tail.len());
-        let authority = &tail[..authority_end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon]);
-                out.push_str(":***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[authority_end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redacts_passwords_in_urls() {
-        assert_eq!(
-            redact("error connecting to postgres://sluice:s3cret@127.0.0.1:5432/sluice now"),
-            "error connecting to postgres://sluice:***@127.0.0.1:5432/sluice now"
-        );
-        assert_eq!(
-            redact("http://127.0.0.1:8123/ ok"),
-            "http://127.0.0.1:8123/ ok"
-        );
-        assert_eq!(redact("no url here"), "no url here");
-    }
 }

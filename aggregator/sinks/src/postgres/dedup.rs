@@ -5,8 +5,8 @@
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::{classify, Result};
-use crate::batch::PartitionBatch;
-use crate::dedup::{decode_entries, encode_entries, EventKey};
+use sluice_aggregator::dedup::{decode_entries, encode_entries, EventKey};
+use sluice_aggregator::PartitionBatch;
 
 /// Appends the batch's new keys and prunes expired rows. Runs inside the commit transaction.
 pub(super) async fn persist(

@@ -9,7 +9,7 @@
 //! Transient sink errors are retried with exponential backoff and full jitter until they succeed or the
 //! flush is aborted; a permanent error ends that partition's flush with [`FlushOutcome::Failed`].
 //!
-//! A data error — the database refused the content of some rows ([`ErrorClass::Data`]: PostgreSQL
+//! A data error — the database refused the content of some rows ([`crate::ErrorClass::Data`]: PostgreSQL
 //! SQLSTATE classes 22, 23, 54; ClickHouse parse, range and constraint codes) — does not stop ingest:
 //! the flush finds the refused events ([`isolate`]: the longest prefix of the events the database takes,
 //! by binary search, then the next event is refused and the search goes on after it), dead-letters
@@ -34,18 +34,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::batch::PartitionBatch;
+use crate::clickhouse::ClickHouseSink;
+use crate::dead_letter::{DeadLetter, DeadLetterSink, Parked};
+use crate::error::SinkError;
 use crate::metrics::{
     DEAD_LETTERS_PARKED, SINK_ERRORS, SINK_REFUSED_EVENTS, SINK_RETRIES, SINK_WRITE_SECONDS,
 };
-use crate::sinks::clickhouse::ClickHouseSink;
-use crate::sinks::dead_letter::{DeadLetter, DeadLetterSink, Parked};
-use crate::sinks::postgres::{Commit, PostgresSink};
-use crate::sinks::{ErrorClass, SinkError};
+use crate::postgres::{Commit, PostgresSink};
+use crate::retry::{retry_transient, Backoff};
+use sluice_aggregator::PartitionBatch;
 
 /// The dead-letter reason of an event a database refused after validation (D4).
 pub const SINK_REFUSED: &str = "sink_refused";
@@ -703,7 +703,7 @@ impl Flusher {
     async fn retrying_timed<T, F, Fut>(
         &self,
         sink: &'static str,
-        mut abort: watch::Receiver<bool>,
+        abort: watch::Receiver<bool>,
         mut op: F,
         waited: fn(&T) -> Duration,
     ) -> Result<Option<T>, SinkError>
@@ -711,40 +711,32 @@ impl Flusher {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, SinkError>>,
     {
-        let mut backoff = self.retry.initial;
-        loop {
-            if *abort.borrow() {
-                return Ok(None);
+        let mut backoff = Backoff::new(self.retry.initial, self.retry.max);
+        let timed = || {
+            let attempt = op();
+            async move {
+                let started = Instant::now();
+                let value = attempt.await?;
+                Ok((value, started.elapsed()))
             }
-            let started = Instant::now();
-            match op().await {
-                Ok(v) => {
-                    let busy = started.elapsed().saturating_sub(waited(&v));
-                    metrics::histogram!(SINK_WRITE_SECONDS, "sink" => sink)
-                        .record(busy.as_secs_f64());
-                    return Ok(Some(v));
-                }
-                Err(e) if e.is_transient() => {
-                    metrics::counter!(SINK_ERRORS, "sink" => sink, "error_type" => "transient")
-                        .increment(1);
-                    metrics::counter!(SINK_RETRIES, "sink" => sink).increment(1);
-                    let sleep = rand::rng().random_range(Duration::ZERO..=backoff);
-                    tracing::warn!(sink, error = %e, retry_in_ms = sleep.as_millis() as u64, "sink write failed, retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(sleep) => {}
-                        _ = abort.wait_for(|a| *a) => return Ok(None),
-                    }
-                    backoff = (backoff * 2).min(self.retry.max);
-                }
-                Err(e) => {
-                    let error_type = match e.class {
-                        ErrorClass::Data => "data",
-                        _ => "permanent",
-                    };
-                    metrics::counter!(SINK_ERRORS, "sink" => sink, "error_type" => error_type)
-                        .increment(1);
-                    return Err(e);
-                }
+        };
+        let on_retry = |e: &SinkError, delay: Duration| {
+            metrics::counter!(SINK_ERRORS, "sink" => sink, "error_type" => "transient")
+                .increment(1);
+            metrics::counter!(SINK_RETRIES, "sink" => sink).increment(1);
+            tracing::warn!(sink, error = %e, retry_in_ms = delay.as_millis() as u64, "sink write failed, retrying");
+        };
+        match retry_transient(&mut backoff, abort, timed, on_retry).await {
+            Ok(Some((value, took))) => {
+                let busy = took.saturating_sub(waited(&value));
+                metrics::histogram!(SINK_WRITE_SECONDS, "sink" => sink).record(busy.as_secs_f64());
+                Ok(Some(value))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                metrics::counter!(SINK_ERRORS, "sink" => sink, "error_type" => e.class.label())
+                    .increment(1);
+                Err(e)
             }
         }
     }
@@ -753,6 +745,7 @@ impl Flusher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorClass;
 
     fn data(message: &str) -> SinkError {
         SinkError::new("postgres", ErrorClass::Data, Some("23514".into()), message)

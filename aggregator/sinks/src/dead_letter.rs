@@ -24,7 +24,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use sha2::{Digest, Sha256};
 
-use super::{Result, SinkError};
+pub use sluice_aggregator::DeadLetter;
+
+use crate::error::{Result, SinkError};
 
 const SINK: &str = "dead_letter";
 
@@ -43,25 +45,6 @@ pub mod headers {
     pub const SHA256: &str = "sluice-dlq-sha256";
     /// Prefix of every header Sluice adds; everything else is the original record's.
     pub const PREFIX: &str = "sluice-dlq-";
-}
-
-/// A refused record, kept whole until it is dead-lettered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Vec<u8>,
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub timestamp_ms: Option<i64>,
-    /// Low-cardinality reason (a `RejectReason` name, or `sink_refused`).
-    pub reason: &'static str,
-    pub detail: String,
-}
-
-impl DeadLetter {
-    pub fn approx_bytes(&self) -> usize {
-        self.value.len() + self.key.as_ref().map_or(0, Vec::len) + self.detail.len() + 128
-    }
 }
 
 /// A dead letter the topic could not take, with why: the caller stores it elsewhere.

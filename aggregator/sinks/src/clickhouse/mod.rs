@@ -20,8 +20,8 @@ use clickhouse::{Client, Row};
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 
-use super::{clickhouse_class, clickhouse_code, ErrorClass, Result, SinkError};
-use crate::batch::{CrawlRecord, PartitionBatch};
+use crate::error::{clickhouse_class, clickhouse_code, ErrorClass, Result, SinkError};
+use sluice_aggregator::batch::{CrawlRecord, PartitionBatch};
 use sluice_schemas::{ClickEvent, RankEvent};
 
 const SINK: &str = "clickhouse";
@@ -822,7 +822,7 @@ fn strip_comments(statement: &str) -> String {
 /// encoding) is permanent.
 fn classify(e: clickhouse::error::Error) -> SinkError {
     use clickhouse::error::Error as E;
-    let message = super::postgres::redact(&e.to_string());
+    let message = crate::error::redact(&e.to_string());
     let (class, code) = match &e {
         E::Network(_) | E::TimedOut => (ErrorClass::Transient, None),
         E::BadResponse(text) => match clickhouse_code(text) {
@@ -956,7 +956,7 @@ mod tests {
 
     #[test]
     fn every_migration_file_is_listed() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../clickhouse/migrations");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../clickhouse/migrations");
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

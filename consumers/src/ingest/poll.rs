@@ -1,39 +1,31 @@
 //! The poll loop. One thread owns the rdkafka `BaseConsumer` and does all per-record work: decode,
 //! validate, fold into the partition's batch. Everything slow happens elsewhere: flushes run on the
-//! Tokio runtime while the loop keeps consuming into fresh batches (at most one flush in flight, so
-//! flushes never overlap); the loop only checks for their outcomes between polls. When buffered bytes
-//! pass the budget the loop flushes early, and while a flush is still running it pauses fetching but
-//! keeps polling, so the group never ejects it. On shutdown it stops fetching, flushes what it holds,
-//! and returns within the configured deadline; anything not flushed by then was never committed and is
-//! replayed by whoever owns the partition next.
+//! Tokio runtime while the loop keeps consuming into fresh batches (`inflight`; at most one in flight),
+//! and the loop only checks for their outcomes between polls. When to flush and when to pause fetching
+//! is the [`FlushSchedule`]'s answer, asked once per turn. On shutdown it stops fetching, flushes what it
+//! holds, and returns within the configured deadline; anything not flushed by then was never committed
+//! and is replayed by whoever owns the partition next.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use sluice_aggregator::controller::{ControllerConfig, FlushController};
-use sluice_aggregator::flush::RetryPolicy;
-use sluice_aggregator::sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
-use sluice_aggregator::sinks::dead_letter::{DeadLetter, DeadLetterSink};
-use sluice_aggregator::sinks::postgres::{PostgresSink, PARTITION_MONTHS_AHEAD};
-use sluice_aggregator::{Flusher, Offered, SinkSet};
+use sluice_aggregator::{DeadLetter, Offered};
 use sluice_schemas::{decode, Encoding, EventKind, Limits, RejectReason, ENCODING_HEADER};
 
-use crate::config::{is_secret_key, Config, StartFrom};
+use super::context::IngestContext;
+use super::partitions::Partitions;
+use super::schedule::FlushSchedule;
+use super::shutdown::Shutdown;
 use crate::metrics::{
     BUFFERED_BYTES, BUFFERED_EVENTS, BUFFERED_KEYS, DEDUP_KEYS, DUPLICATES, EVENTS_AGGREGATED,
-    FLUSH_INTERVAL_SECONDS, OLDEST_UNCOMMITTED_AGE, PAUSED, READY, RECORDS_CONSUMED,
-    RECORDS_REJECTED, RECORDS_REPLAYED,
+    FLUSH_INTERVAL_SECONDS, OLDEST_UNCOMMITTED_AGE, PAUSED, RECORDS_CONSUMED, RECORDS_REJECTED,
+    RECORDS_REPLAYED,
 };
-use crate::partitions::{IngestContext, Partitions, Topics};
 use crate::routing::{self, MisroutedCounts};
-use crate::telemetry::{self, Health};
 
 /// Records handled per loop turn before housekeeping (flush checks, metrics) runs.
 const RECORDS_PER_TURN: usize = 2048;
@@ -42,289 +34,16 @@ const REJECT_LOGS_PER_SECOND: u32 = 20;
 /// Misrouted records logged per second (they are not refused, so they can be the whole stream).
 const MISROUTED_LOGS_PER_SECOND: u32 = 2;
 
-/// Builds the sinks from the config.
-pub fn sinks(config: &Config) -> anyhow::Result<SinkSet> {
-    let mut postgres = PostgresSink::connect(
-        &config.postgres_url,
-        config.postgres_password()?.as_deref(),
-        &config.group_id,
-        config.postgres_max_connections,
-    )?;
-    if !config.postgres_aggregates_enabled {
-        postgres = postgres.without_aggregates();
-    }
-    let clickhouse = config
-        .clickhouse_enabled
-        .then(|| -> anyhow::Result<ClickHouseSink> {
-            Ok(ClickHouseSink::new(&ClickHouseConfig {
-                url: config.clickhouse_url.clone(),
-                database: config.clickhouse_database.clone(),
-                user: config.clickhouse_user.clone(),
-                password: config.clickhouse_password()?,
-                insert_streams: config.clickhouse_insert_streams,
-            }))
-        });
-    let dead_letters = if config.dead_letter_topic.is_empty() {
-        None
-    } else {
-        let props: Vec<(String, String)> = config.kafka_properties.clone().into_iter().collect();
-        Some(DeadLetterSink::new(
-            &config.kafka_brokers,
-            &config.dead_letter_topic,
-            &props,
-        )?)
-    };
-    Ok(SinkSet {
-        postgres,
-        clickhouse: clickhouse.transpose()?,
-        dead_letters,
-    })
-}
-
-/// Applies both sinks' migrations, waiting (up to `patience`) for databases that are still starting.
-pub async fn migrate(sinks: &SinkSet, patience: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + patience;
-    loop {
-        let result = async {
-            sinks.postgres.migrate().await?;
-            sinks
-                .postgres
-                .ensure_partitions(PARTITION_MONTHS_AHEAD)
-                .await?;
-            if let Some(ch) = &sinks.clickhouse {
-                ch.migrate().await?;
-            }
-            Ok::<_, sluice_aggregator::sinks::SinkError>(())
-        }
-        .await;
-        match result {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_transient() && Instant::now() < deadline => {
-                tracing::warn!(error = %e, "migrations waiting for the database");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => return Err(e).context("migrations failed"),
-        }
-    }
-}
-
-/// For a process that does not migrate (`migrate_on_start = false`, e.g. logged in as a member of
-/// `sluice_writer`): waits up to `patience` for PostgreSQL, then fails with a clear message when the
-/// schema lacks a migration this build needs, instead of failing later at the first commit.
-pub async fn check_schema(postgres: &PostgresSink, patience: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + patience;
-    loop {
-        match postgres.missing_migrations().await {
-            Ok(missing) if missing.is_empty() => return Ok(()),
-            Ok(missing) => anyhow::bail!(
-                "the PostgreSQL schema lacks migrations {missing:?} that this build needs and \
-                 migrate_on_start is false: run `sluice-ingest migrate` as the tables' owner first"
-            ),
-            Err(e) if e.is_transient() && Instant::now() < deadline => {
-                tracing::warn!(error = %e, "schema check waiting for the database");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => return Err(e).context("cannot check the PostgreSQL schema version"),
-        }
-    }
-}
-
-/// Every hour, creates the monthly PostgreSQL partitions ahead of need (a failure only warns: the
-/// default partition catches rows until the next try). `now`: also once right away (when start-up did
-/// not migrate, which does it too).
-fn spawn_partition_maintenance(postgres: PostgresSink, now: bool) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(3600));
-        if !now {
-            tick.tick().await;
-        }
-        loop {
-            tick.tick().await;
-            match postgres.ensure_partitions(PARTITION_MONTHS_AHEAD).await {
-                Ok(done) => tracing::info!(
-                    created = done.created,
-                    moved_rows = done.moved_rows,
-                    "partition maintenance"
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "partition maintenance failed; retrying in an hour")
-                }
-            }
-        }
-    });
-}
-
-/// Every 5 s, checks that PostgreSQL (and ClickHouse when enabled) answer, for readiness.
-fn spawn_sink_checks(sinks: SinkSet, health: Arc<Health>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            let pg = sinks.postgres.ping().await;
-            let ch = match &sinks.clickhouse {
-                Some(ch) => ch.ping().await,
-                None => Ok(()),
-            };
-            let ok = pg.is_ok() && ch.is_ok();
-            health.postgres_down.store(pg.is_err(), Ordering::Relaxed);
-            health.clickhouse_down.store(ch.is_err(), Ordering::Relaxed);
-            if let Err(e) = pg.and(ch) {
-                tracing::debug!(error = %e, "sink check failed");
-            }
-            health.sinks_ok.store(ok, Ordering::Relaxed);
-            metrics::gauge!(READY).set(if health.ready() { 1.0 } else { 0.0 });
-        }
-    });
-}
-
-fn consumer_config(config: &Config) -> ClientConfig {
-    let auto_offset_reset = match config.start_from {
-        StartFrom::Earliest => "earliest",
-        StartFrom::Latest => "latest",
-    };
-    let mut settings: Vec<(&str, &str)> = vec![
-        ("group.id", config.group_id.as_str()),
-        ("client.id", "sluice-ingest"),
-        ("enable.auto.commit", "false"),
-        ("enable.auto.offset.store", "false"),
-        ("enable.partition.eof", "false"),
-        ("partition.assignment.strategy", "cooperative-sticky"),
-        ("statistics.interval.ms", "1000"),
-        // librdkafka waits 1 s (its default) before fetching again once its local queue is full; at
-        // 100k+ events/s that leaves the consumer idle half the time. Measured on a 1M-event backlog:
-        // 158k events/s with the default, 320k with 20 ms (docs/BENCHMARKS.md).
-        ("fetch.queue.backoff.ms", "20"),
-        ("auto.offset.reset", auto_offset_reset),
-    ];
-    // Static membership (docs/operations.md, "Static membership"): a restart with the same id gets the
-    // same partitions back without waiting for the old session to time out.
-    if let Some(id) = config.instance_id() {
-        settings.push(("group.instance.id", id));
-    }
-    config.kafka_client_config(&settings)
-}
-
-/// Runs ingest until `shutdown` resolves (then drains and returns) or a permanent error stops it.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let props: Vec<String> = config
-        .kafka_properties
-        .keys()
-        .map(|k| {
-            if is_secret_key(k) {
-                format!("{k}=***")
-            } else {
-                k.clone()
-            }
-        })
-        .collect();
-    tracing::info!(brokers = %config.kafka_brokers, group = %config.group_id, instance = ?config.instance_id(), ?props, "starting ingest");
-    let sinks = sinks(&config)?;
-    if config.sinks_enabled {
-        if config.migrate_on_start {
-            migrate(&sinks, Duration::from_secs(60)).await?;
-        } else {
-            check_schema(&sinks.postgres, Duration::from_secs(60)).await?;
-        }
-    }
-    let mut flusher = Flusher::new(sinks, RetryPolicy::default(), config.flush_concurrency);
-    if !config.sinks_enabled {
-        tracing::warn!("sinks disabled (sinks_enabled=false): nothing will be stored");
-        flusher = flusher.without_sinks();
-    }
-    let topics = Topics::new(
-        config
-            .event_kinds()?
-            .iter()
-            .map(|&k| (config.topic_of(k).to_owned(), k))
-            .collect(),
-    );
-    let dead_letters = flusher.sinks().dead_letters.is_some();
-    let partitions = Arc::new(Partitions::new(
-        topics.clone(),
-        flusher,
-        tokio::runtime::Handle::current(),
-        config.start_from,
-        config.shutdown_timeout(),
-        config.dedup_window_ms(),
-    ));
-    partitions.health.stall_timeout_ms.store(
-        config.ready_stall_timeout().as_millis() as u64,
-        Ordering::Relaxed,
-    );
-    if !config.metrics_addr.is_empty() {
-        let prometheus = telemetry::init_metrics()?;
-        crate::metrics::register(
-            &config.event_kinds()?,
-            partitions.flusher().sinks().clickhouse.is_some(),
-            dead_letters,
-        );
-        telemetry::serve(&config.metrics_addr, prometheus, partitions.health.clone()).await?;
-    }
-    spawn_sink_checks(
-        partitions.flusher().sinks().clone(),
-        partitions.health.clone(),
-    );
-    spawn_partition_maintenance(
-        partitions.flusher().sinks().postgres.clone(),
-        config.sinks_enabled && !config.migrate_on_start,
-    );
-    let consumer: BaseConsumer<IngestContext> = consumer_config(&config)
-        .create_with_context(IngestContext {
-            partitions: partitions.clone(),
-        })
-        .context("cannot create the kafka consumer")?;
-    consumer
-        .subscribe(&topics.names())
-        .context("cannot subscribe")?;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let poll_loop = PollLoop {
-        consumer,
-        partitions,
-        dead_letters,
-        limits: config.limits(),
-        controller: config.flush_controller(),
-        max_buffered_keys: config.max_buffered_keys,
-        max_buffered_bytes: config.max_buffered_bytes,
-        shutdown_timeout: config.shutdown_timeout(),
-        stop: stop.clone(),
-    };
-    let thread = std::thread::Builder::new()
-        .name("sluice-poll".into())
-        .spawn(move || poll_loop.run())
-        .context("cannot start the poll thread")?;
-    let mut joined = tokio::task::spawn_blocking(move || thread.join());
-    tokio::select! {
-        result = &mut joined => return flatten(result),
-        () = shutdown => {
-            tracing::info!("shutdown requested: stop fetching, flush, commit");
-            stop.store(true, Ordering::SeqCst);
-        }
-    }
-    flatten(joined.await)
-}
-
-fn flatten(
-    joined: Result<std::thread::Result<anyhow::Result<()>>, tokio::task::JoinError>,
-) -> anyhow::Result<()> {
-    match joined {
-        Ok(Ok(result)) => result,
-        Ok(Err(_panic)) => anyhow::bail!("the poll thread panicked"),
-        Err(e) => anyhow::bail!("the poll thread could not be joined: {e}"),
-    }
-}
-
-struct PollLoop {
-    consumer: BaseConsumer<IngestContext>,
-    partitions: Arc<Partitions>,
+/// The poll thread's loop and what it owns.
+pub(super) struct PollLoop {
+    pub(super) consumer: BaseConsumer<IngestContext>,
+    pub(super) partitions: Arc<Partitions>,
     /// Keep refused records for the dead-letter topic.
-    dead_letters: bool,
-    limits: Limits,
-    controller: ControllerConfig,
-    max_buffered_bytes: usize,
-    max_buffered_keys: usize,
-    shutdown_timeout: Duration,
-    stop: Arc<AtomicBool>,
+    pub(super) dead_letters: bool,
+    pub(super) limits: Limits,
+    pub(super) schedule: FlushSchedule,
+    pub(super) shutdown_timeout: Duration,
+    pub(super) shutdown: Shutdown,
 }
 
 /// Counts accumulated on the hot path and published once per turn.
@@ -419,18 +138,16 @@ impl Counts {
 }
 
 impl PollLoop {
-    fn run(self) -> anyhow::Result<()> {
+    pub(super) fn run(mut self) -> anyhow::Result<()> {
         let mut counts = Counts {
             reject_logs: LogBudget::new(REJECT_LOGS_PER_SECOND),
             misrouted_logs: LogBudget::new(MISROUTED_LOGS_PER_SECOND),
             ..Counts::default()
         };
-        let mut controller = FlushController::new(self.controller);
-        let mut last_flush_started = Instant::now();
         let mut next_second = Instant::now() + Duration::from_secs(1);
         let mut paused = false;
-        metrics::gauge!(FLUSH_INTERVAL_SECONDS).set(controller.interval().as_secs_f64());
-        while !self.stop.load(Ordering::Relaxed) {
+        metrics::gauge!(FLUSH_INTERVAL_SECONDS).set(self.schedule.interval().as_secs_f64());
+        while !self.shutdown.is_triggered() {
             self.partitions.health.beat();
             let mut timeout = Duration::from_millis(100);
             let mut idle = false;
@@ -461,13 +178,8 @@ impl PollLoop {
             let buffered = state.buffered_bytes();
             let keys = state.buffered_keys();
             // Sampled before a flush may empty the batches, like bytes and keys.
-            let over_budget = buffered >= self.max_buffered_bytes || keys >= self.max_buffered_keys;
-            // Due by the controller's interval; or early, when over budget; or when there is nothing
-            // left to read (idle) and the minimum interval has passed: a drained buffer waits no longer.
-            let since_last = now.duration_since(last_flush_started);
-            let due =
-                since_last >= controller.interval() || (idle && since_last >= self.controller.min);
-            if due || over_budget {
+            let over_budget = self.schedule.over_budget(buffered, keys);
+            if self.schedule.due(now, idle) || over_budget {
                 // Starts only when no flush is in flight: flushes never overlap.
                 let started = self.partitions.start_flush(&mut state);
                 if !started && state.inflight.is_none() {
@@ -477,10 +189,10 @@ impl PollLoop {
                         .store(0, Ordering::Relaxed);
                 }
                 if started || state.inflight.is_none() {
-                    last_flush_started = now;
+                    self.schedule.restart(now);
                 }
             }
-            let should_pause = over_budget && state.inflight.is_some();
+            let should_pause = FlushSchedule::should_pause(over_budget, state.inflight.is_some());
             let (events, dedup_keys) = (state.buffered_events(), state.dedup_keys());
             let ages = (now >= next_second).then(|| state.oldest_uncommitted(now));
             drop(state);
@@ -493,8 +205,8 @@ impl PollLoop {
                 let last_flush = Duration::from_micros(
                     self.partitions.last_flush_micros.load(Ordering::Relaxed),
                 );
-                let before = controller.interval();
-                let interval = controller.observe(lag, last_flush);
+                let before = self.schedule.interval();
+                let interval = self.schedule.observe(lag, last_flush);
                 if interval != before {
                     tracing::debug!(
                         lag,
@@ -521,7 +233,7 @@ impl PollLoop {
             }
         }
         counts.publish();
-        self.shutdown()
+        self.drain()
     }
 
     fn handle(
@@ -643,12 +355,10 @@ impl PollLoop {
     }
 
     /// Final flush within the shutdown deadline.
-    fn shutdown(self) -> anyhow::Result<()> {
-        // Not ready any more, and stored-state reads stop retrying forever.
-        self.partitions
-            .health
-            .stopping
-            .store(true, Ordering::SeqCst);
+    fn drain(self) -> anyhow::Result<()> {
+        // Not ready any more, and stored-state reads stop retrying (already so when the stop came from
+        // the signal; not when the loop ended otherwise).
+        self.shutdown.trigger();
         let deadline = Instant::now() + self.shutdown_timeout;
         let mut state = self.partitions.lock();
         self.partitions

@@ -1,0 +1,88 @@
+//! The sinks' encoders, on the aggregation benchmark's traffic (`aggregator/benches/support/traffic.rs`).
+//!
+//! - `sink_encode/postgres`: the three upserts' bind parameters for the batch of those 10,000 events —
+//!   rows sorted by key, `unnest` column arrays, PostgreSQL's binary encoding — all a flush sends to
+//!   PostgreSQL for it but the statements' text ([`click_daily_arguments`] and its two siblings).
+//! - `sink_encode/clickhouse`: [`ClickHouseSink::write_all`] of that batch to the `clickhouse` crate's
+//!   in-process mock server: row structs, RowBinary serialization and the HTTP requests on loopback,
+//!   with a server that only reads the bodies (what a flush costs ingest, not ClickHouse).
+//!
+//! Run with `cargo bench -p sluice-sinks`.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sluice_aggregator::PartitionBatch;
+use sluice_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
+use sluice_sinks::postgres::{click_daily_arguments, crawl_hourly_arguments, rank_daily_arguments};
+
+#[path = "../../benches/support/traffic.rs"]
+mod traffic;
+use traffic::{traffic, EVENTS};
+
+/// The batch a flush would write for the 10,000 events of [`traffic`].
+fn flushed_batch() -> PartitionBatch {
+    let mut batch = PartitionBatch::new("click-events", 0, Some(0));
+    for (i, e) in traffic().into_iter().enumerate() {
+        batch.offer(e, i as i64, 1_780_000_000_000 + i as i64, None);
+    }
+    batch
+}
+
+fn bench_sink_encode(c: &mut Criterion) {
+    let batch = flushed_batch();
+    eprintln!(
+        "sink_encode: {} events, {} upsert rows (click_daily {}, rank_daily {}, crawl_hourly {})",
+        batch.events(),
+        batch.clicks.len() + batch.ranks.len() + batch.crawls.len(),
+        batch.clicks.len(),
+        batch.ranks.len(),
+        batch.crawls.len()
+    );
+    let mut group = c.benchmark_group("sink_encode");
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.bench_function("postgres", |b| {
+        b.iter(|| {
+            let batch = std::hint::black_box(&batch);
+            (
+                click_daily_arguments(batch).expect("encodes"),
+                rank_daily_arguments(batch).expect("encodes"),
+                crawl_hourly_arguments(batch).expect("encodes"),
+            )
+        })
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let mock = runtime.block_on(async { clickhouse::test::Mock::new() });
+    let sink = ClickHouseSink::new(&ClickHouseConfig {
+        url: mock.url().to_owned(),
+        database: "bench".into(),
+        user: None,
+        password: None,
+        insert_streams: 2,
+    });
+    group.bench_function("clickhouse", |b| {
+        b.iter(|| {
+            // One request per table (10,000 events make one stream each).
+            for _ in 0..3 {
+                mock.add(clickhouse::test::handlers::record_ddl());
+            }
+            runtime
+                .block_on(sink.write_all(&[std::hint::black_box(&batch)]))
+                .expect("the mock accepts every insert")
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = bench_sink_encode
+}
+criterion_main!(benches);
