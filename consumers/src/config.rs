@@ -180,15 +180,9 @@ impl std::fmt::Debug for Config {
             )
             .field("start_from", &self.start_from)
             .field("kafka_properties", &props)
-            .field(
-                "postgres_url",
-                &sluice_sinks::error::redact(&self.postgres_url),
-            )
+            .field("postgres_url", &redact(&self.postgres_url))
             .field("clickhouse_enabled", &self.clickhouse_enabled)
-            .field(
-                "clickhouse_url",
-                &sluice_sinks::error::redact(&self.clickhouse_url),
-            )
+            .field("clickhouse_url", &redact(&self.clickhouse_url))
             .field("clickhouse_database", &self.clickhouse_database)
             .field("clickhouse_user", &self.clickhouse_user)
             .field(
@@ -206,9 +200,7 @@ impl std::fmt::Debug for Config {
 /// What stands in for a secret in printed settings.
 const REDACTED: &str = "***";
 
-fn redact(text: &str) -> String {
-    sluice_aggregator::sinks::postgres::redact(text)
-}
+use sluice_sinks::error::redact;
 
 /// librdkafka property names that hold secrets.
 pub fn is_secret_key(key: &str) -> bool {
