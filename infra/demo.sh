@@ -8,7 +8,8 @@
 # stack's addresses.
 set -euo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$REPO"
+# shellcheck source=infra/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 eval "$(bash infra/stack.sh env)"
-exec "$REPO/target/release/sluice-load" demo --rate "${RATE:-5000}" --duration "${DURATION:-60}"
+exec "$REPO/target/release/sluice-load" demo --rate "${RATE:-5000}" --duration "${DURATION:-60}" \
+  --state-dir "$STATE"

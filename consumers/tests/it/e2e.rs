@@ -7,11 +7,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use sluice_consumers::metrics::RECORDS_CONSUMED;
 use sluice_loadtest::verify::Expected;
 use sluice_schemas::{encode, Encoding, Event, EventKind, ENCODING_HEADER};
 
 use crate::support::corner::{click, crawl, rank};
-use crate::support::{metric_value, TestStack};
+use crate::support::{metric_value, TestStack, SETTLE};
 
 /// Hand-written corner cases on top of the synthetic traffic.
 fn corner_cases(now: DateTime<Utc>) -> Vec<Event> {
@@ -207,11 +208,7 @@ async fn every_aggregate_and_raw_row_matches_the_published_events() -> anyhow::R
     // once a second, so wait for the consumed count to settle first.
     let total = (events.len() + bad.len()) as f64;
     let metrics = ingest
-        .metrics_after(
-            "sluice_ingest_records_consumed_total",
-            total,
-            Duration::from_secs(10),
-        )
+        .metrics_after(RECORDS_CONSUMED, total, SETTLE)
         .await?;
     for reason in [
         "invalid_encoding",
@@ -230,7 +227,7 @@ async fn every_aggregate_and_raw_row_matches_the_published_events() -> anyhow::R
         );
         assert_eq!(got, expected, "rejections counted for {reason}");
     }
-    let consumed = metric_value(&metrics, "sluice_ingest_records_consumed_total", &[]);
+    let consumed = metric_value(&metrics, RECORDS_CONSUMED, &[]);
     assert_eq!(consumed, total, "records consumed");
     let aggregated = metric_value(&metrics, "sluice_ingest_events_aggregated_total", &[]);
     assert_eq!(aggregated, events.len() as f64, "events aggregated");

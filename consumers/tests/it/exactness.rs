@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
+use sluice_consumers::metrics::{DUPLICATES, RECORDS_CONSUMED};
 use sluice_loadtest::verify::Expected;
 
-use crate::support::{metric_value, TestStack, TrafficShape};
+use crate::support::{metric_value, TestStack, TrafficShape, SETTLE};
 
 fn distinct(events: &[sluice_schemas::Event]) -> usize {
     events
@@ -31,17 +32,8 @@ async fn duplicate_storm_counts_each_event_once() -> anyhow::Result<()> {
     assert!(events.len() >= 2 * unique, "every event at least twice");
     stack.wait_caught_up(Duration::from_secs(120)).await?;
     let dropped = (events.len() - unique) as f64;
-    let metrics = ingest
-        .metrics_after(
-            "sluice_ingest_duplicates_total",
-            dropped,
-            Duration::from_secs(10),
-        )
-        .await?;
-    assert_eq!(
-        metric_value(&metrics, "sluice_ingest_duplicates_total", &[]),
-        dropped
-    );
+    let metrics = ingest.metrics_after(DUPLICATES, dropped, SETTLE).await?;
+    assert_eq!(metric_value(&metrics, DUPLICATES, &[]), dropped);
     stack.finish(vec![ingest], &events).await
 }
 
@@ -111,10 +103,7 @@ async fn rewinds_change_nothing() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     stack.wait_caught_up(Duration::from_secs(120)).await?;
     let metrics = ingest.metrics().await?;
-    assert_eq!(
-        metric_value(&metrics, "sluice_ingest_records_consumed_total", &[]),
-        0.0
-    );
+    assert_eq!(metric_value(&metrics, RECORDS_CONSUMED, &[]), 0.0);
     assert!(ingest.terminate(Duration::from_secs(30))?.success());
     stack.assert_matches(&expected).await?;
 
@@ -128,16 +117,9 @@ async fn rewinds_change_nothing() -> anyhow::Result<()> {
     stack.wait_caught_up(Duration::from_secs(120)).await?;
     let total = events.len() as f64;
     let metrics = ingest
-        .metrics_after(
-            "sluice_ingest_records_consumed_total",
-            total,
-            Duration::from_secs(10),
-        )
+        .metrics_after(RECORDS_CONSUMED, total, SETTLE)
         .await?;
-    assert_eq!(
-        metric_value(&metrics, "sluice_ingest_duplicates_total", &[]),
-        total
-    );
+    assert_eq!(metric_value(&metrics, DUPLICATES, &[]), total);
     assert!(ingest.terminate(Duration::from_secs(30))?.success());
     stack.assert_matches(&expected).await?;
     stack.cleanup().await

@@ -18,12 +18,13 @@ use rand::{Rng, SeedableRng};
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use sluice_consumers::metrics::{DUPLICATES, RECORDS_CONSUMED};
 use sluice_loadtest::kit::kafka::{high_watermarks, Offsets};
 use sluice_loadtest::verify::Expected;
 use sluice_producers::synth::{Synth, SynthConfig};
 use sluice_schemas::{encode, Encoding, Event, EventKind, ENCODING_HEADER};
 
-use crate::support::{metric_value, Ingest, TestStack};
+use crate::support::{metric_value, Ingest, TestStack, SETTLE};
 
 /// A small dedup window, in seconds of record time.
 const WINDOW: &[(&str, &str)] = &[("SLUICE_DEDUP_WINDOW_SECS", "5")];
@@ -266,11 +267,7 @@ async fn ingest_caught_up(
     let ingest = stack.spawn_ingest(name, WINDOW)?;
     stack.wait_caught_up(Duration::from_secs(120)).await?;
     let metrics = ingest
-        .metrics_after(
-            "sluice_ingest_records_consumed_total",
-            records as f64,
-            Duration::from_secs(10),
-        )
+        .metrics_after(RECORDS_CONSUMED, records as f64, SETTLE)
         .await?;
     Ok((ingest, metrics))
 }
@@ -327,7 +324,7 @@ async fn replay_restores_clickhouse_and_counts_nothing_twice() -> anyhow::Result
     // First pass.
     let (ingest, metrics) = ingest_caught_up(&stack, "first", first_pass_records).await?;
     assert_eq!(
-        metric_value(&metrics, "sluice_ingest_duplicates_total", &[]),
+        metric_value(&metrics, DUPLICATES, &[]),
         copies as f64,
         "every copy is inside the window"
     );

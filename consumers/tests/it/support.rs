@@ -29,6 +29,9 @@ pub(crate) fn postgres_admin_url() -> String {
     )
 }
 
+/// Ingest publishes its counters once a second: a wait for a counter to reach a value gets this long.
+pub(crate) const SETTLE: Duration = Duration::from_secs(10);
+
 /// Everything one test owns on the shared stack.
 pub(crate) struct TestStack {
     pub(crate) name: String,
