@@ -27,6 +27,13 @@ type ParkedRow = (
     String,
 );
 
+/// A stack of the test's own with the migrations applied (so a test can add constraints first).
+async fn migrated_stack(test: &str) -> anyhow::Result<TestStack> {
+    let stack = TestStack::new(test, 3).await?;
+    stack.run_ingest_command(&["migrate"], &[])?;
+    Ok(stack)
+}
+
 /// `n` synthetic events of every kind.
 fn traffic(stack: &TestStack, n: usize) -> anyhow::Result<Vec<Event>> {
     let mut synth = stack.synth(13, 3)?;
@@ -145,8 +152,7 @@ async fn poisoned_run(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_postgres_refuses_is_dead_lettered_and_the_rest_commits() -> anyhow::Result<()> {
-    let stack = TestStack::new("iso_pg", 3).await?;
-    stack.run_ingest_command(&["migrate"], &[])?;
+    let stack = migrated_stack("iso_pg").await?;
     sqlx::query("ALTER TABLE click_daily ADD CONSTRAINT no_poison CHECK (short_code <> 'poison')")
         .execute(&stack.pg)
         .await?;
@@ -167,8 +173,7 @@ async fn an_event_postgres_refuses_is_dead_lettered_and_the_rest_commits() -> an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_clickhouse_refuses_is_dead_lettered_and_the_rest_commits() -> anyhow::Result<()> {
-    let stack = TestStack::new("iso_ch", 3).await?;
-    stack.run_ingest_command(&["migrate"], &[])?;
+    let stack = migrated_stack("iso_ch").await?;
     // 18.16 has no CHECK constraints; a view that parses the referrer of `poison…` rows as a number
     // refuses them with CANNOT_PARSE_TEXT (code 6) — after the table took the block.
     stack
@@ -239,14 +244,10 @@ async fn a_dead_letter_the_topic_cannot_take_does_not_stall_the_partitions() -> 
     let mut ingest = stack.spawn_ingest("main", &[])?;
     // Every partition commits, the two with the bad records included, well within the 20 s bound
     // (the topic's refusals are permanent: no retry at all).
-    let caught_up = stack.wait_caught_up(Duration::from_secs(30)).await;
-    anyhow::ensure!(ingest.alive(), "ingest exited; log:\n{}", ingest.log_text());
-    caught_up?;
-    let status = ingest.terminate(Duration::from_secs(30))?;
-    assert!(status.success(), "ingest exit status {status}");
     stack
-        .assert_matches(&Expected::from_events(&events))
+        .wait_caught_up_alive(&mut ingest, Duration::from_secs(30))
         .await?;
+    stack.stop_and_compare(vec![ingest], &events).await?;
 
     // The truncated copy: a prefix of the value, with the original size and hash.
     let letters = sluice_loadtest::kit::kafka::read_all(&stack.brokers, &stack.dead_letter_topic)?;
@@ -336,14 +337,10 @@ async fn a_missing_dead_letter_topic_parks_the_letter_and_the_partitions_commit(
 
     let config = config.to_string_lossy().into_owned();
     let mut ingest = stack.spawn_ingest("main", &[("SLUICE_CONFIG", &config)])?;
-    let caught_up = stack.wait_caught_up(Duration::from_secs(25)).await;
-    anyhow::ensure!(ingest.alive(), "ingest exited; log:\n{}", ingest.log_text());
-    caught_up?;
-    let status = ingest.terminate(Duration::from_secs(30))?;
-    assert!(status.success(), "ingest exit status {status}");
     stack
-        .assert_matches(&Expected::from_events(&events))
+        .wait_caught_up_alive(&mut ingest, Duration::from_secs(25))
         .await?;
+    stack.stop_and_compare(vec![ingest], &events).await?;
 
     let parked: Vec<(String, i32, i64, String, Vec<u8>, String)> = sqlx::query_as(
         "SELECT source_topic, source_partition, source_offset, reason, record_value, publish_error

@@ -47,6 +47,14 @@ impl TestDb {
         Ok(PostgresSink::connect(&self.url, None, "schema-test", 4)?)
     }
 
+    /// A new database with every migration applied, and a sink on it.
+    async fn migrated(test: &str) -> anyhow::Result<(TestDb, PostgresSink)> {
+        let db = TestDb::new(test).await?;
+        let sink = db.sink()?;
+        sink.migrate().await?;
+        Ok((db, sink))
+    }
+
     async fn drop_db(self) -> anyhow::Result<()> {
         self.pool.close().await;
         sluice_loadtest::kit::databases::drop_database(&base_url(), &self.name).await
@@ -231,9 +239,7 @@ async fn partitioning_migration_keeps_existing_rows() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upserts_and_offset_swap_work_on_partitioned_tables() -> anyhow::Result<()> {
-    let db = TestDb::new("pgschema_upsert").await?;
-    let sink = db.sink()?;
-    sink.migrate().await?;
+    let (db, sink) = TestDb::migrated("pgschema_upsert").await?;
     let times = instants(Utc::now());
     let tenants = ["acme", "globex"];
 
@@ -308,9 +314,7 @@ async fn upserts_and_offset_swap_work_on_partitioned_tables() -> anyhow::Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reader_role_sees_only_its_tenant_and_cannot_write() -> anyhow::Result<()> {
-    let db = TestDb::new("pgschema_rls").await?;
-    let sink = db.sink()?;
-    sink.migrate().await?;
+    let (db, sink) = TestDb::migrated("pgschema_rls").await?;
     let reader_exists = count(
         &db.pool,
         "SELECT count(*) FROM pg_roles WHERE rolname = 'sluice_reader'",

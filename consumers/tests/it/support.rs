@@ -186,6 +186,17 @@ impl TestStack {
         self.wait_group_caught_up(&self.group, timeout).await
     }
 
+    /// [`wait_caught_up`](Self::wait_caught_up), failing with ingest's log if it exited meanwhile.
+    pub(crate) async fn wait_caught_up_alive(
+        &self,
+        ingest: &mut Ingest,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let caught_up = self.wait_caught_up(timeout).await;
+        anyhow::ensure!(ingest.alive(), "ingest exited; log:\n{}", ingest.log_text());
+        caught_up
+    }
+
     /// Waits until the given consumer group has durably processed everything in this test's topics.
     pub(crate) async fn wait_group_caught_up(
         &self,
@@ -225,12 +236,21 @@ impl TestStack {
     /// The usual ending: SIGTERM every member (each must exit 0), exact equality with the events, then
     /// cleanup.
     pub(crate) async fn finish(self, members: Vec<Ingest>, events: &[Event]) -> anyhow::Result<()> {
+        self.stop_and_compare(members, events).await?;
+        self.cleanup().await
+    }
+
+    /// SIGTERM every member (each must exit 0), then exact equality with the events.
+    pub(crate) async fn stop_and_compare(
+        &self,
+        members: Vec<Ingest>,
+        events: &[Event],
+    ) -> anyhow::Result<()> {
         for member in members {
             let status = member.terminate(Duration::from_secs(30))?;
             anyhow::ensure!(status.success(), "ingest exit status {status}");
         }
-        self.assert_matches(&Expected::from_events(events)).await?;
-        self.cleanup().await
+        self.assert_matches(&Expected::from_events(events)).await
     }
 
     /// Drops this test's topics and databases (called at the end of a passing test; a failing test
