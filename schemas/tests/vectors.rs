@@ -47,7 +47,10 @@ fn the_vectors_cover_all_kinds_and_spread_over_partitions() {
     let invalid = v["invalid"].as_array().unwrap();
     for k in EventKind::ALL {
         assert!(valid.iter().any(|x| kind(x) == k), "no valid {k} vector");
-        assert!(invalid.iter().any(|x| kind(x) == k), "no invalid {k} vector");
+        assert!(
+            invalid.iter().any(|x| kind(x) == k),
+            "no invalid {k} vector"
+        );
     }
     let partitions: std::collections::BTreeSet<i64> = valid
         .iter()
@@ -72,7 +75,10 @@ fn valid_vectors_decode_reencode_key_and_partition_as_the_vectors_say() {
         )
         .unwrap_or_else(|e| panic!("{name}: refused: {e}"));
         let reencoded: Value = serde_json::from_slice(&encode(&event, Encoding::Json)).unwrap();
-        assert_eq!(reencoded, vector["event"], "{name}: the Rust producer writes other JSON");
+        assert_eq!(
+            reencoded, vector["event"],
+            "{name}: the Rust producer writes other JSON"
+        );
         let key = event.partition_key();
         assert_eq!(key, vector["key"].as_str().unwrap(), "{name}: key");
         assert_eq!(
@@ -84,7 +90,10 @@ fn valid_vectors_decode_reencode_key_and_partition_as_the_vectors_say() {
             .iter_errors(&vector["event"])
             .map(|e| e.to_string())
             .collect();
-        assert!(errors.is_empty(), "{name}: JSON Schema refuses it: {errors:?}");
+        assert!(
+            errors.is_empty(),
+            "{name}: JSON Schema refuses it: {errors:?}"
+        );
     }
 }
 
