@@ -23,4 +23,6 @@ for lang in "${langs[@]}"; do
 done
 echo "test-producers: real stack (consumers/tests/it/producers.rs)"
 eval "$(bash infra/stack.sh env)"
-"$CARGO" test -p sluice-consumers --test it producers:: -- --ignored --nocapture
+# --workspace (not -p sluice-consumers): the same feature set as `make test`'s build, so CI reuses its test
+# binary instead of building another one.
+"$CARGO" test --workspace --test it producers:: -- --ignored --nocapture
