@@ -109,6 +109,7 @@ INVALID = [
     broken("click", "click-no-offset", "occurred_at", occurred_at=f"{D1}T10:00:00.000001"),
     broken("click", "click-missing-tenant", "tenant_id", tenant_id=DROP),
     broken("click", "click-tenant-129-bytes", "tenant_id", tenant_id="t" * 129),
+    broken("click", "click-country-number", "country", country=49),
 ]
 
 
