@@ -52,6 +52,13 @@ class TypedValues(unittest.TestCase):
             sp.encode(event)
         self.assertEqual(caught.exception.field, "position")
 
+    def test_the_docs_snippet_event_is_valid_and_keyed(self):
+        # docs/events.md "Producing from your service" (all but the send, which needs a broker).
+        click = sp.ClickEvent(event_id="c1f0e7a2-0001", tenant_id="acme", occurred_at=datetime.now(timezone.utc),
+                              short_code="x7Gq", referrer="https://news.example/", country="de", visitor_id="v-42")
+        self.assertEqual(json.loads(sp.encode(click))["country"], "de")
+        self.assertEqual(click.key(), "acme/x7Gq")
+
     def test_producer_settings_are_idempotent_and_murmur2(self):
         config = sp.producer_config("b:9092")
         self.assertEqual((config["enable.idempotence"], config["acks"], config["partitioner"]),
