@@ -5,4 +5,4 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 command -v mvn >/dev/null || { echo "test.sh: needs Maven 3.8+ (mvn) and a JDK 17+ on PATH" >&2; exit 1; }
-exec mvn -B -C -ntp -f "$here/pom.xml" test "$@"
+exec mvn -B -C -ntp -Dstyle.color=never -f "$here/pom.xml" test "$@"
