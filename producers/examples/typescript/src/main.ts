@@ -57,7 +57,12 @@ async function run(argv: string[]): Promise<void> {
   }
 
   const validator = EventValidator.fromDirectory(schemas);
-  const vectors = JSON.parse(readFileSync(values.vectors!, "utf8")) as { valid: Vector[] };
+  let vectors: { valid: Vector[] };
+  try {
+    vectors = JSON.parse(readFileSync(values.vectors!, "utf8")) as { valid: Vector[] };
+  } catch (err) {
+    throw new Error(`cannot read vectors file ${values.vectors}: ${(err as Error).message}`, { cause: err });
+  }
   const producer = new SluiceProducer(
     values.brokers!.split(","),
     { rank: values["topic-rank"]!, crawl: values["topic-crawl"]!, click: values["topic-click"]! },

@@ -114,11 +114,18 @@ export class EventValidator {
       throw new InvalidEventError(
         kind,
         "occurred_at",
-        `${text} is outside the accepted window [now - ${this.maxAgeSeconds} s, now + ${this.maxFutureSeconds} s]` +
+        `${text} is outside the accepted window [now - ${human(this.maxAgeSeconds)}, now + ${human(this.maxFutureSeconds)}]` +
           ` (now = ${new Date(this.now()).toISOString()})`,
       );
     }
   }
+}
+
+/** "366 days", "1 hours", "90 s". */
+function human(seconds: number): string {
+  if (seconds > 0 && seconds % 86400 === 0) return `${seconds / 86400} days`;
+  if (seconds > 0 && seconds % 3600 === 0) return `${seconds / 3600} hours`;
+  return `${seconds} s`;
 }
 
 /** The top-level field an Ajv error is about: the missing one for `required`, else the instance path. */

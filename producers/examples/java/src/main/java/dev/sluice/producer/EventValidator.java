@@ -109,9 +109,20 @@ public final class EventValidator {
         Instant now = clock.instant();
         if (at.isBefore(now.minus(maxAge)) || at.isAfter(now.plus(maxFuture))) {
             throw new InvalidEventException(kind, "occurred_at",
-                    occurredAt + " is outside the accepted window [now - " + maxAge + ", now + " + maxFuture
-                            + "] (now = " + now + ")");
+                    occurredAt + " is outside the accepted window [now - " + human(maxAge) + ", now + "
+                            + human(maxFuture) + "] (now = " + now + ")");
         }
+    }
+
+    /** "366 days", "1 hours", "90 s". */
+    private static String human(Duration d) {
+        if (!d.isZero() && d.equals(Duration.ofDays(d.toDays()))) {
+            return d.toDays() + " days";
+        }
+        if (!d.isZero() && d.equals(Duration.ofHours(d.toHours()))) {
+            return d.toHours() + " hours";
+        }
+        return d.toSeconds() + " s";
     }
 
     private static boolean allowsInteger(JsonNode rule) {

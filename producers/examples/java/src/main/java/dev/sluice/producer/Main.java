@@ -67,7 +67,13 @@ public final class Main {
         }
 
         EventValidator validator = EventValidator.fromDirectory(Path.of(schemas));
-        JsonNode vectors = Json.MAPPER.readTree(Files.readAllBytes(Path.of(opts.get("--vectors"))));
+        Path vectorsFile = Path.of(opts.get("--vectors"));
+        JsonNode vectors;
+        try {
+            vectors = Json.MAPPER.readTree(Files.readAllBytes(vectorsFile));
+        } catch (IOException e) {
+            throw new IOException("cannot read vectors file " + vectorsFile + ": " + e, e);
+        }
         var topics = new SluiceProducer.Topics(
                 opts.get("--topic-rank"), opts.get("--topic-crawl"), opts.get("--topic-click"));
 

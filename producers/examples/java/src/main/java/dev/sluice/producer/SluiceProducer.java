@@ -78,6 +78,9 @@ public final class SluiceProducer implements AutoCloseable {
         p.put(ProducerConfig.MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION, "5");
         p.put(ProducerConfig.RETRIES_CONFIG, Integer.toString(Integer.MAX_VALUE));
         p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "120000");
+        // How long send() waits for the topic's metadata (an unreachable broker): 20 s, not 60 s, so three
+        // attempts give up within a minute.
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "20000");
         p.put(ProducerConfig.LINGER_MS_CONFIG, "5");
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
