@@ -22,8 +22,8 @@ import java.util.Map;
 /**
  * Checks an event's JSON against {@code schemas/json/<kind>.schema.json} (read from the repository, not
  * copied), then the rules the schema files cannot express (their {@code $comment}; docs/events.md,
- * "Accepted values"): lengths in UTF-8 bytes (the schema's {@code maxLength}, read as bytes), integers
- * written as integers, and {@code occurred_at} parsed the way Sluice parses it and inside its window
+ * "Accepted values"): lengths in UTF-8 bytes (the schema's {@code maxLength}, read as bytes), no lone
+ * UTF-16 surrogate in a string, integers written as integers, and {@code occurred_at} parsed the way Sluice parses it and inside its window
  * (366 days back, 1 hour ahead, Sluice's defaults). The error names the field.
  */
 public final class EventValidator {
@@ -87,6 +87,9 @@ public final class EventValidator {
             if (value == null || value.isNull()) {
                 continue;
             }
+            if (value.isTextual() && hasLoneSurrogate(value.textValue())) {
+                throw new InvalidEventException(kind, name, "contains a lone UTF-16 surrogate (not valid Unicode)");
+            }
             if (value.isTextual() && rule.has("maxLength")) {
                 int bytes = value.textValue().getBytes(StandardCharsets.UTF_8).length;
                 int max = rule.get("maxLength").intValue();
@@ -112,6 +115,19 @@ public final class EventValidator {
                     occurredAt + " is outside the accepted window [now - " + human(maxAge) + ", now + "
                             + human(maxFuture) + "] (now = " + now + ")");
         }
+    }
+
+    /** Whether {@code s} holds a surrogate that is not half of a pair (no UTF-8 form; Sluice's parser refuses it). */
+    static boolean hasLoneSurrogate(String s) {
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (Character.isHighSurrogate(c) && i + 1 < s.length() && Character.isLowSurrogate(s.charAt(i + 1))) {
+                i++;
+            } else if (Character.isSurrogate(c)) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** "366 days", "1 hours", "90 s". */

@@ -76,6 +76,14 @@ class ProducerTest {
     }
 
     @Test
+    void aLoneSurrogateIsRefusedNamingTheField() {
+        var e = refusal(new ClickEvent("e", "acme", NOW, "x7Gq", null, null, null, "v-\uD800"));
+        assertEquals("visitor_id", e.field());
+        assertEquals("short_code", refusal(new ClickEvent("e", "acme", NOW, "x\uDE00", null, null, null, null)).field());
+        validator.validate(EventKind.CLICK, new ClickEvent("e", "acme", NOW, "x\uD83D\uDE00", null, null, null, null).toJson());
+    }
+
+    @Test
     void integersMustBeWrittenAsIntegers() throws JsonProcessingException {
         var json = new RankEvent("r", "acme", NOW, "c", "k", "us", "google", "desktop", null, 3).toJson();
         validator.validate(EventKind.RANK, json);
