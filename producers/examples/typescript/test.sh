@@ -6,4 +6,4 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 "$here/build.sh"
 cd "$here"
-exec node --test dist/test/
+exec node --test dist/test/*.test.js
