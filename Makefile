@@ -67,8 +67,8 @@ test: up test-chdb check-monitoring fuzz-smoke
 # The producer examples in every language (producers/examples/<lang>/, installing their locked packages):
 # their own offline tests, then publish + retry through another language + ingest on the real stack, compared
 # exactly with schemas/vectors/events.json. Needs the stack up (CI runs it after `make test`).
-test-producers:
-	@CARGO="$(CARGO)" bash producers/examples/test-all.sh
+test-producers: up
+	@SLUICE_PRODUCER_LANGUAGES=$${SLUICE_PRODUCER_LANGUAGES:-go,java,python,typescript} CARGO="$(CARGO)" bash producers/examples/test-all.sh
 
 # A bounded run of the decode -> validate -> aggregate -> row encoders fuzz target from its committed
 # corpus (aggregator/fuzz/README.md); needs the nightly toolchain, installs cargo-fuzz if missing.
