@@ -97,20 +97,28 @@ fn probe_result(result: Result<Option<()>, SinkError>) -> Result<Probe, SinkErro
 }
 
 impl Flusher {
-    /// `current` (the partition's batch, or what is left of it) without the `refused` events, whose dead
-    /// letters are published — or added to `parked` when the topic cannot take them. `None` when aborted.
+    /// Takes the `refused` events out of the partition's batch (`trimmed`: what is left of `batch` after
+    /// earlier refusals, if any) and publishes their dead letters — or adds them to `parked` when the
+    /// topic cannot take them. False when aborted.
     pub(super) async fn take_out_refused(
         &self,
         batch: &PartitionBatch,
-        current: &PartitionBatch,
+        trimmed: &mut Option<PartitionBatch>,
         refused: &[Refused],
         note: &str,
         abort: watch::Receiver<bool>,
         parked: &mut Vec<Parked>,
-    ) -> Option<PartitionBatch> {
-        let (next, letters) = self.without_refused(current, refused, note);
-        parked.extend(self.publish_refused(batch, letters, abort).await?);
-        Some(next)
+    ) -> bool {
+        let (next, letters) =
+            self.without_refused(trimmed.as_ref().unwrap_or(batch), refused, note);
+        match self.publish_refused(batch, letters, abort).await {
+            Some(letters) => {
+                parked.extend(letters);
+                *trimmed = Some(next);
+                true
+            }
+            None => false,
+        }
     }
 
     /// `batch` without the `refused` events, and their dead letters (reason `sink_refused`, the value

@@ -284,20 +284,13 @@ impl Flusher {
                 Gate::Open(refusals) if !clickhouse_refusals_applied => {
                     clickhouse_refusals_applied = true;
                     if let Some(refused) = refusals.get(&index) {
-                        let current = trimmed.as_ref().unwrap_or(batch);
-                        let taken_out = self
-                            .take_out_refused(
-                                batch,
-                                current,
-                                refused,
-                                "",
-                                abort.clone(),
-                                &mut parked,
-                            )
-                            .await;
-                        match taken_out {
-                            Some(next) => trimmed = Some(next),
-                            None => return FlushOutcome::Aborted { topic, partition },
+                        let (trimmed, parked) = (&mut trimmed, &mut parked);
+                        let abort = abort.clone();
+                        if !self
+                            .take_out_refused(batch, trimmed, refused, "", abort, parked)
+                            .await
+                        {
+                            return FlushOutcome::Aborted { topic, partition };
                         }
                     }
                 }
@@ -328,19 +321,13 @@ impl Flusher {
                     } else {
                         ""
                     };
-                    let taken_out = self
-                        .take_out_refused(
-                            batch,
-                            current,
-                            &refused,
-                            stored,
-                            abort.clone(),
-                            &mut parked,
-                        )
-                        .await;
-                    match taken_out {
-                        Some(next) => trimmed = Some(next),
-                        None => return FlushOutcome::Aborted { topic, partition },
+                    let (trimmed, parked) = (&mut trimmed, &mut parked);
+                    let abort = abort.clone();
+                    if !self
+                        .take_out_refused(batch, trimmed, &refused, stored, abort, parked)
+                        .await
+                    {
+                        return FlushOutcome::Aborted { topic, partition };
                     }
                 }
                 Err(e) => return FlushOutcome::failed(topic, partition, e),
