@@ -15,32 +15,32 @@ pub const DUPLICATES: &str = "sluice_ingest_duplicates_total";
 /// not applied to PostgreSQL again. Labels: `kind`.
 pub const RECORDS_REPLAYED: &str = "sluice_ingest_records_replayed_total";
 /// Gauge: keys held in dedup windows.
-pub const DEDUP_KEYS: &str = "sluice_dedup_keys";
+pub const DEDUP_KEYS: &str = "sluice_buffer_dedup_keys";
 /// Counter: records rejected by decoding or validation. Labels: `kind`, `reason`.
 pub const RECORDS_REJECTED: &str = "sluice_ingest_records_rejected_total";
 /// Counter: partition flushes by outcome (`committed`, `fenced`, `aborted`, `failed`).
-pub const FLUSHES: &str = "sluice_flushes_total";
+pub const FLUSHES: &str = "sluice_flush_partitions_total";
 /// Histogram: seconds from the start of a flush to its last partition's outcome.
 pub const FLUSH_SECONDS: &str = "sluice_flush_duration_seconds";
 /// Gauge: the current flush interval in seconds.
 pub const FLUSH_INTERVAL_SECONDS: &str = "sluice_flush_interval_seconds";
 /// Gauge: bytes held in partition batches.
-pub const BUFFERED_BYTES: &str = "sluice_buffered_bytes";
+pub const BUFFERED_BYTES: &str = "sluice_buffer_bytes";
 /// Gauge: events held in partition batches.
-pub const BUFFERED_EVENTS: &str = "sluice_buffered_events";
+pub const BUFFERED_EVENTS: &str = "sluice_buffer_events";
 /// Gauge: 1 while fetching is paused for the memory budget.
 pub const PAUSED: &str = "sluice_consumer_paused";
 /// Counter: rebalance events. Labels: `kind` (`assign`, `revoke`).
-pub const REBALANCES: &str = "sluice_rebalances_total";
+pub const REBALANCES: &str = "sluice_consumer_rebalances_total";
 /// Gauge: partitions currently assigned.
-pub const ASSIGNED_PARTITIONS: &str = "sluice_assigned_partitions";
+pub const ASSIGNED_PARTITIONS: &str = "sluice_consumer_assigned_partitions";
 /// Gauge: records written but not yet read, per partition. Labels: `topic`, `partition`.
 pub const FETCH_LAG: &str = "sluice_consumer_fetch_lag_records";
 /// Gauge: records written but not yet durably processed (high watermark − committed), per partition.
 /// Labels: `topic`, `partition`.
 pub const CONSUMER_LAG: &str = "sluice_consumer_lag_records";
 /// Gauge: aggregate rows held in partition batches.
-pub const BUFFERED_KEYS: &str = "sluice_buffered_keys";
+pub const BUFFERED_KEYS: &str = "sluice_buffer_keys";
 /// Counter: decoded records that are not on the partition Kafka's murmur2 assigns to their key
 /// (`{tenant_id}/{entity}`): still aggregated, but outside the reach of the first copy's dedup window.
 /// Labels: `kind`, `reason` (`no_key`, `key_mismatch`, `wrong_partition`).
@@ -48,9 +48,9 @@ pub const MISROUTED: &str = "sluice_ingest_misrouted_records_total";
 /// Gauge: seconds since this process read the oldest record of the partition that is not yet durably
 /// committed (stored offset in PostgreSQL); 0 when every record read is committed. Labels: `topic`,
 /// `partition`.
-pub const OLDEST_UNCOMMITTED_AGE: &str = "sluice_oldest_uncommitted_age_seconds";
+pub const OLDEST_UNCOMMITTED_AGE: &str = "sluice_flush_oldest_uncommitted_age_seconds";
 /// Gauge: 1 when the process is ready (joined its group, both sinks reachable), else 0.
-pub const READY: &str = "sluice_ready";
+pub const READY: &str = "sluice_health_ready";
 
 /// Describes every family the ingest process exports (the `# HELP` lines) and creates, at zero, the
 /// series whose label values are known up front: the counters of the configured kinds, every flush

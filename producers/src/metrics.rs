@@ -5,4 +5,4 @@
 
 /// Counter: records whose delivery failed for good (timed out, rejected by the broker, purged at
 /// shutdown), counted in the delivery callback. Labels: `topic` (the producer's configured topics).
-pub const DELIVERY_ERRORS: &str = "sluice_producer_delivery_errors_total";
+pub const DELIVERY_ERRORS: &str = "sluice_produce_delivery_errors_total";
