@@ -2,6 +2,9 @@
 //! `partition`, `kind`, `reason`, `outcome` — never event ids or URLs. Hot-loop counts are accumulated
 //! locally and published once per loop tick, not per event. [`register`] describes every family and
 //! creates the known series at zero at start-up.
+//!
+//! Every name is `sluice_<component>_<what>[_<unit>][_total]` with a component of [`COMPONENTS`]
+//! (docs/observability.md "Naming"); [`follows_scheme`] checks one.
 
 use sluice_schemas::{EventKind, RejectReason};
 
@@ -51,6 +54,41 @@ pub const MISROUTED: &str = "sluice_ingest_misrouted_records_total";
 pub const OLDEST_UNCOMMITTED_AGE: &str = "sluice_flush_oldest_uncommitted_age_seconds";
 /// Gauge: 1 when the process is ready (joined its group, both sinks reachable), else 0.
 pub const READY: &str = "sluice_health_ready";
+
+/// The components a metric name may start with, after `sluice_`: `ingest` (records the poll loop read
+/// and what became of them), `consumer` (the Kafka consumer: lag, pause, rebalances, assignment),
+/// `buffer` (what is held in memory between flushes), `flush` (flushes, their timing and what waits for
+/// them), `sink` (per-sink writes, errors, retries, refusals), `dead_letters` (the dead-letter path),
+/// `health`, `produce` (the producer library).
+pub const COMPONENTS: &[&str] = &[
+    "ingest",
+    "consumer",
+    "buffer",
+    "flush",
+    "sink",
+    "dead_letters",
+    "health",
+    "produce",
+];
+
+/// Whether `name` is `sluice_<component>_<what>...` with a component of [`COMPONENTS`] and a
+/// non-empty rest of lowercase ASCII letters, digits and underscores.
+pub fn follows_scheme(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("sluice_") else {
+        return false;
+    };
+    COMPONENTS.iter().any(|c| {
+        rest.strip_prefix(c)
+            .and_then(|r| r.strip_prefix('_'))
+            .is_some_and(|what| {
+                !what.is_empty()
+                    && !what.starts_with('_')
+                    && what
+                        .chars()
+                        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+            })
+    })
+}
 
 /// Describes every family the ingest process exports (the `# HELP` lines) and creates, at zero, the
 /// series whose label values are known up front: the counters of the configured kinds, every flush
@@ -256,4 +294,76 @@ pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
     let _ = metrics::histogram!(FLUSH_SECONDS);
     metrics::gauge!(PAUSED).set(0.0);
     metrics::gauge!(READY).set(0.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_sinks::metrics as sink;
+
+    #[test]
+    fn every_name_follows_the_scheme() {
+        let names = [
+            RECORDS_CONSUMED,
+            EVENTS_AGGREGATED,
+            DUPLICATES,
+            RECORDS_REPLAYED,
+            DEDUP_KEYS,
+            RECORDS_REJECTED,
+            FLUSHES,
+            FLUSH_SECONDS,
+            FLUSH_INTERVAL_SECONDS,
+            BUFFERED_BYTES,
+            BUFFERED_EVENTS,
+            PAUSED,
+            REBALANCES,
+            ASSIGNED_PARTITIONS,
+            FETCH_LAG,
+            CONSUMER_LAG,
+            BUFFERED_KEYS,
+            MISROUTED,
+            OLDEST_UNCOMMITTED_AGE,
+            READY,
+            sink::SINK_WRITE_SECONDS,
+            sink::SINK_ROWS,
+            sink::SINK_ERRORS,
+            sink::SINK_RETRIES,
+            sink::DEAD_LETTERS,
+            sink::DEAD_LETTERS_TRUNCATED,
+            sink::DEAD_LETTERS_PARKED,
+            sink::SINK_REFUSED_EVENTS,
+            sluice_producers::metrics::DELIVERY_ERRORS,
+        ];
+        let outside: Vec<&str> = names.into_iter().filter(|n| !follows_scheme(n)).collect();
+        assert!(outside.is_empty(), "outside the naming scheme: {outside:?}");
+        let unique: std::collections::BTreeSet<&str> = names.into_iter().collect();
+        assert_eq!(unique.len(), names.len(), "a name is defined twice");
+    }
+
+    #[test]
+    fn the_scheme_check_itself() {
+        for good in [
+            "sluice_buffer_bytes",
+            "sluice_flush_partitions_total",
+            "sluice_dead_letters_total",
+            "sluice_health_ready",
+            "sluice_produce_delivery_errors_total",
+        ] {
+            assert!(follows_scheme(good), "{good}");
+        }
+        for bad in [
+            "sluice_up",
+            "sluice_queue_bytes",
+            "sluice_flushing_total",
+            "sluice_sinks_rows_total",
+            "sluice_producer_errors_total",
+            "sluice_flush",
+            "sluice_flush_",
+            "sluice_flush__x",
+            "sluice_Flush_x",
+            "other_flush_x",
+        ] {
+            assert!(!follows_scheme(bad), "{bad}");
+        }
+    }
 }
