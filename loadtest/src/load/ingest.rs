@@ -100,8 +100,8 @@ impl IngestProcess {
         Ok(())
     }
 
-    /// Waits until every partition is assigned (`sluice_assigned_partitions` ≥ `partitions`); returns
-    /// when that was first seen.
+    /// Waits until every partition is assigned (`sluice_consumer_assigned_partitions` ≥ `partitions`);
+    /// returns when that was first seen.
     pub async fn wait_assigned(
         &mut self,
         partitions: usize,
@@ -111,7 +111,7 @@ impl IngestProcess {
         loop {
             self.check_alive()?;
             if let Ok(text) = self.metrics().await {
-                if metric_sum(&text, "sluice_assigned_partitions") >= partitions as f64 {
+                if metric_sum(&text, "sluice_consumer_assigned_partitions") >= partitions as f64 {
                     return Ok(Instant::now());
                 }
             }
@@ -200,12 +200,15 @@ mod tests {
     fn sums_metric_families() {
         let text = "# TYPE x counter\nsluice_ingest_records_consumed_total{kind=\"rank\"} 5\n\
                     sluice_ingest_records_consumed_total{kind=\"click\"} 7\n\
-                    sluice_ingest_records_consumed_total_other 100\nsluice_assigned_partitions 18\n";
+                    sluice_ingest_records_consumed_total_other 100\nsluice_consumer_assigned_partitions 18\n";
         assert_eq!(
             metric_sum(text, "sluice_ingest_records_consumed_total"),
             12.0
         );
-        assert_eq!(metric_sum(text, "sluice_assigned_partitions"), 18.0);
+        assert_eq!(
+            metric_sum(text, "sluice_consumer_assigned_partitions"),
+            18.0
+        );
         assert_eq!(metric_sum(text, "absent"), 0.0);
     }
 }
