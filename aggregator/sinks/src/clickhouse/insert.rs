@@ -4,6 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use sluice_aggregator::PartitionBatch;
 
@@ -29,39 +30,51 @@ impl ClickHouseSink {
         let ingested_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as u32);
-        let mut inserts = Vec::new();
-        for group in streams(batches, self.insert_streams, |b| b.rank_events.len()) {
-            let insert = self.insert_rows::<RankRow<'static>, _>(
-                "rank_events",
-                group,
-                rank_events,
-                rank_row,
-                ingested_at,
-            );
-            inserts.push(insert.boxed());
-        }
-        for group in streams(batches, self.insert_streams, |b| b.crawl_events.len()) {
-            let insert = self.insert_rows::<CrawlRow<'static>, _>(
-                "crawl_events",
-                group,
-                crawl_events,
-                crawl_row,
-                ingested_at,
-            );
-            inserts.push(insert.boxed());
-        }
-        for group in streams(batches, self.insert_streams, |b| b.click_events.len()) {
-            let insert = self.insert_rows::<ClickRow<'static>, _>(
-                "click_events",
-                group,
-                click_events,
-                click_row,
-                ingested_at,
-            );
-            inserts.push(insert.boxed());
-        }
+        let mut inserts = self.table_inserts::<RankRow<'static>, _>(
+            "rank_events",
+            batches,
+            rank_events,
+            rank_row,
+            ingested_at,
+        );
+        inserts.extend(self.table_inserts::<CrawlRow<'static>, _>(
+            "crawl_events",
+            batches,
+            crawl_events,
+            crawl_row,
+            ingested_at,
+        ));
+        inserts.extend(self.table_inserts::<ClickRow<'static>, _>(
+            "click_events",
+            batches,
+            click_events,
+            click_row,
+            ingested_at,
+        ));
         let written = futures_util::future::try_join_all(inserts).await?;
         Ok(written.into_iter().sum())
+    }
+
+    /// The inserts of one table: the batches with rows for it in [`streams`], one `INSERT` each.
+    fn table_inserts<'s, T, E: Sync + 's>(
+        &'s self,
+        table: &'static str,
+        batches: &[&'s PartitionBatch],
+        events: fn(&PartitionBatch) -> &[E],
+        row: for<'a> fn(&'a PartitionBatch, &'a E, u32) -> Result<T::Value<'a>>,
+        ingested_at: u32,
+    ) -> Vec<BoxFuture<'s, Result<u64>>>
+    where
+        T: clickhouse::RowWrite + Send + 's,
+        for<'a> T::Value<'a>: Send,
+    {
+        streams(batches, self.insert_streams, |b| events(b).len())
+            .into_iter()
+            .map(|group| {
+                self.insert_rows::<T, E>(table, group, events, row, ingested_at)
+                    .boxed()
+            })
+            .collect()
     }
 
     /// One `INSERT` into `table` of the rows `row` makes of each batch's `events`, in RowBinary;
@@ -104,7 +117,7 @@ pub const MIN_STREAM_ROWS: usize = 50_000;
 fn streams<'a>(
     batches: &[&'a PartitionBatch],
     max: usize,
-    rows: fn(&PartitionBatch) -> usize,
+    rows: impl Fn(&PartitionBatch) -> usize,
 ) -> Vec<Vec<&'a PartitionBatch>> {
     let with_rows: Vec<&PartitionBatch> = batches.iter().copied().filter(|b| rows(b) > 0).collect();
     let total: usize = with_rows.iter().map(|b| rows(b)).sum();
