@@ -12,7 +12,7 @@ PARTITIONS ?= 6
 TOPIC_PARTITIONS ?= $(or $(SLUICE_STACK_TOPIC_PARTITIONS),6)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help up down status install build provision migrate ingest produce run test test-chdb test-unit lint fmt clean-state fuzz-smoke bench-pg-read load load-100k validate-deploy check-monitoring
+.PHONY: help up down status install build provision migrate ingest produce run test test-producers test-chdb test-unit lint fmt clean-state fuzz-smoke bench-pg-read load load-100k validate-deploy check-monitoring
 
 help:
 	@echo "make run       bring up the stack, build, run ingest + a demo producer for DURATION s (default 60), report"
@@ -23,6 +23,7 @@ help:
 	@echo "make provision create the event and dead-letter topics (sluice-ingest provision; existing ones are kept)"
 	@echo "make migrate   apply PostgreSQL and ClickHouse migrations"
 	@echo "make lint      cargo fmt --check and clippy -D warnings"
+	@echo "make test-producers   the producer examples (producers/examples/*) on the shared vectors, then against the running stack"
 	@echo "make test-chdb the ClickHouse schema + analyst queries on ClickHouse 26.x (chdb-core)"
 	@echo "make fuzz-smoke [FUZZ_SECONDS=60]   build the pipeline fuzz target (nightly, cargo-fuzz) and fuzz it briefly"
 	@echo "make load RATE=… DURATION=… MIX=… GENERATORS=… PARTITIONS=…   a load run with a report in results/"
@@ -62,6 +63,12 @@ run: provision
 
 test: up test-chdb check-monitoring fuzz-smoke
 	$(CARGO) test --workspace --all-targets
+
+# The producer examples in every language (producers/examples/<lang>/, installing their locked packages):
+# their own offline tests, then publish + retry through another language + ingest on the real stack, compared
+# exactly with schemas/vectors/events.json. Needs the stack up (CI runs it after `make test`).
+test-producers: up
+	@SLUICE_PRODUCER_LANGUAGES=$${SLUICE_PRODUCER_LANGUAGES:-go,java,python,typescript} CARGO="$(CARGO)" bash producers/examples/test-all.sh
 
 # A bounded run of the decode -> validate -> aggregate -> row encoders fuzz target from its committed
 # corpus (aggregator/fuzz/README.md); needs the nightly toolchain, installs cargo-fuzz if missing.

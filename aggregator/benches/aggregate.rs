@@ -10,8 +10,6 @@
 //!
 //! Run with `cargo bench -p sluice-aggregator`.
 
-use std::time::Duration;
-
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sluice_aggregator::dedup::{encode_entries, event_key, DedupWindow};
 use sluice_aggregator::PartitionBatch;
@@ -92,10 +90,7 @@ fn bench_dedup(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = traffic::quick();
     targets = bench_offer, bench_dedup
 }
 criterion_main!(benches);

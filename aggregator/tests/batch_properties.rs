@@ -8,15 +8,16 @@
 //! must equal the fold computed here with plain ordered maps and i128 sums: every event counted once,
 //! and every sum inside PostgreSQL's `bigint`.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use sluice_aggregator::dedup::DedupWindow;
-use sluice_aggregator::model::{CrawlHourly, RankDaily};
 use sluice_aggregator::{Offered, PartitionBatch};
 use sluice_schemas::{ClickEvent, CrawlEvent, Event, RankEvent};
+
+#[path = "support/reference.rs"]
+mod reference;
+use reference::{fold, merged};
 
 const U32_MAX: i64 = u32::MAX as i64;
 
@@ -172,162 +173,6 @@ fn deliveries() -> impl Strategy<Value = (Vec<Event>, Vec<Event>, Index)> {
             all.extend(resends.iter().map(|r| r.get(&events).clone()));
             (Just(events), Just(all).prop_shuffle(), any::<Index>())
         })
-}
-
-type RankKey = (String, String, String, String, String, String, NaiveDate);
-type CrawlKey = (String, String, String, DateTime<Utc>);
-/// (last_position, last_occurred_at, last_event_id, best, worst, checks)
-type RankRow = (
-    Option<i32>,
-    DateTime<Utc>,
-    String,
-    Option<i32>,
-    Option<i32>,
-    i128,
-);
-
-#[derive(Debug, Default, PartialEq)]
-struct Totals {
-    clicks: BTreeMap<(String, String, NaiveDate), i128>,
-    ranks: BTreeMap<RankKey, RankRow>,
-    /// pages, 2xx, 3xx, 4xx, 5xx, fetch_ms sum, fetch_ms max, bytes sum
-    crawls: BTreeMap<CrawlKey, [i128; 8]>,
-}
-
-/// The naive fold over distinct events, independent of `sluice-aggregator`.
-fn fold(events: &[Event]) -> Totals {
-    let mut t = Totals::default();
-    // (occurred_at, event_id, position) of every check of a row.
-    type Check = (DateTime<Utc>, String, Option<i32>);
-    let mut checks: BTreeMap<RankKey, Vec<Check>> = BTreeMap::new();
-    for event in events {
-        match event {
-            Event::Click(e) => {
-                let key = (
-                    e.tenant_id.clone(),
-                    e.short_code.clone(),
-                    e.occurred_at.date_naive(),
-                );
-                *t.clicks.entry(key).or_default() += 1;
-            }
-            Event::Rank(e) => {
-                let key = (
-                    e.tenant_id.clone(),
-                    e.campaign_id.clone(),
-                    e.keyword.clone(),
-                    e.geo.clone(),
-                    e.engine.clone(),
-                    e.device.clone(),
-                    e.occurred_at.date_naive(),
-                );
-                checks.entry(key).or_default().push((
-                    e.occurred_at,
-                    e.event_id.clone(),
-                    e.position,
-                ));
-            }
-            Event::Crawl(e) => {
-                let host = url::Url::parse(&e.url)
-                    .expect("generated URLs parse")
-                    .host_str()
-                    .expect("with a host")
-                    .to_lowercase();
-                let secs = e.occurred_at.timestamp();
-                let hour = DateTime::from_timestamp(secs - secs.rem_euclid(3600), 0).expect("hour");
-                let v = t
-                    .crawls
-                    .entry((e.tenant_id.clone(), e.campaign_id.clone(), host, hour))
-                    .or_default();
-                v[0] += 1;
-                match e.status_code {
-                    200..=299 => v[1] += 1,
-                    300..=399 => v[2] += 1,
-                    400..=499 => v[3] += 1,
-                    500..=599 => v[4] += 1,
-                    _ => {}
-                }
-                v[5] += i128::from(e.fetch_ms);
-                v[6] = v[6].max(i128::from(e.fetch_ms));
-                v[7] += i128::from(e.bytes);
-            }
-        }
-    }
-    for (key, mut list) in checks {
-        list.sort();
-        let positions: Vec<i32> = list.iter().filter_map(|c| c.2).collect();
-        let (at, id, last) = list.last().cloned().expect("one check at least");
-        let row = (
-            last,
-            at,
-            id,
-            positions.iter().min().copied(),
-            positions.iter().max().copied(),
-            list.len() as i128,
-        );
-        t.ranks.insert(key, row);
-    }
-    t
-}
-
-/// The rows of two consecutive batches of one partition, merged as PostgreSQL's upserts merge them.
-fn merged(batches: &[&PartitionBatch]) -> Totals {
-    let mut clicks = BTreeMap::new();
-    let mut ranks: BTreeMap<RankKey, RankDaily> = BTreeMap::new();
-    let mut crawls: BTreeMap<CrawlKey, CrawlHourly> = BTreeMap::new();
-    for batch in batches {
-        for (k, v) in &batch.clicks {
-            *clicks
-                .entry((k.tenant_id.clone(), k.short_code.clone(), k.day))
-                .or_default() += i128::from(*v);
-        }
-        for (k, v) in &batch.ranks {
-            let key = (
-                k.tenant_id.clone(),
-                k.campaign_id.clone(),
-                k.keyword.clone(),
-                k.geo.clone(),
-                k.engine.clone(),
-                k.device.clone(),
-                k.day,
-            );
-            match ranks.get_mut(&key) {
-                Some(row) => row.merge(v),
-                None => {
-                    ranks.insert(key, v.clone());
-                }
-            }
-        }
-        for (k, v) in &batch.crawls {
-            let key = (
-                k.tenant_id.clone(),
-                k.campaign_id.clone(),
-                k.domain.clone(),
-                k.hour,
-            );
-            crawls.entry(key).or_default().merge(v);
-        }
-    }
-    Totals {
-        clicks,
-        ranks: ranks
-            .into_iter()
-            .map(|(k, v)| {
-                let row = (
-                    v.last_position.map(i32::from),
-                    v.last_occurred_at,
-                    v.last_event_id,
-                    v.best_position.map(i32::from),
-                    v.worst_position.map(i32::from),
-                    i128::from(v.checks),
-                );
-                (k, row)
-            })
-            .collect(),
-        crawls: crawls
-            .into_iter()
-            .map(|(k, v)| (k, v.columns().map(i128::from)))
-            .collect(),
-    }
 }
 
 proptest! {

@@ -2,6 +2,9 @@
 //! `partition`, `kind`, `reason`, `outcome` — never event ids or URLs. Hot-loop counts are accumulated
 //! locally and published once per loop tick, not per event. [`register`] describes every family and
 //! creates the known series at zero at start-up.
+//!
+//! Every name is `sluice_<component>_<what>[_<unit>][_total]` with a component of [`COMPONENTS`]
+//! (docs/observability.md "Naming"); [`follows_scheme`] checks one.
 
 use sluice_schemas::{EventKind, RejectReason};
 
@@ -15,32 +18,32 @@ pub const DUPLICATES: &str = "sluice_ingest_duplicates_total";
 /// not applied to PostgreSQL again. Labels: `kind`.
 pub const RECORDS_REPLAYED: &str = "sluice_ingest_records_replayed_total";
 /// Gauge: keys held in dedup windows.
-pub const DEDUP_KEYS: &str = "sluice_dedup_keys";
+pub const DEDUP_KEYS: &str = "sluice_buffer_dedup_keys";
 /// Counter: records rejected by decoding or validation. Labels: `kind`, `reason`.
 pub const RECORDS_REJECTED: &str = "sluice_ingest_records_rejected_total";
 /// Counter: partition flushes by outcome (`committed`, `fenced`, `aborted`, `failed`).
-pub const FLUSHES: &str = "sluice_flushes_total";
+pub const FLUSHES: &str = "sluice_flush_partitions_total";
 /// Histogram: seconds from the start of a flush to its last partition's outcome.
 pub const FLUSH_SECONDS: &str = "sluice_flush_duration_seconds";
 /// Gauge: the current flush interval in seconds.
 pub const FLUSH_INTERVAL_SECONDS: &str = "sluice_flush_interval_seconds";
 /// Gauge: bytes held in partition batches.
-pub const BUFFERED_BYTES: &str = "sluice_buffered_bytes";
+pub const BUFFERED_BYTES: &str = "sluice_buffer_bytes";
 /// Gauge: events held in partition batches.
-pub const BUFFERED_EVENTS: &str = "sluice_buffered_events";
+pub const BUFFERED_EVENTS: &str = "sluice_buffer_events";
 /// Gauge: 1 while fetching is paused for the memory budget.
 pub const PAUSED: &str = "sluice_consumer_paused";
 /// Counter: rebalance events. Labels: `kind` (`assign`, `revoke`).
-pub const REBALANCES: &str = "sluice_rebalances_total";
+pub const REBALANCES: &str = "sluice_consumer_rebalances_total";
 /// Gauge: partitions currently assigned.
-pub const ASSIGNED_PARTITIONS: &str = "sluice_assigned_partitions";
+pub const ASSIGNED_PARTITIONS: &str = "sluice_consumer_assigned_partitions";
 /// Gauge: records written but not yet read, per partition. Labels: `topic`, `partition`.
 pub const FETCH_LAG: &str = "sluice_consumer_fetch_lag_records";
 /// Gauge: records written but not yet durably processed (high watermark − committed), per partition.
 /// Labels: `topic`, `partition`.
 pub const CONSUMER_LAG: &str = "sluice_consumer_lag_records";
 /// Gauge: aggregate rows held in partition batches.
-pub const BUFFERED_KEYS: &str = "sluice_buffered_keys";
+pub const BUFFERED_KEYS: &str = "sluice_buffer_keys";
 /// Counter: decoded records that are not on the partition Kafka's murmur2 assigns to their key
 /// (`{tenant_id}/{entity}`): still aggregated, but outside the reach of the first copy's dedup window.
 /// Labels: `kind`, `reason` (`no_key`, `key_mismatch`, `wrong_partition`).
@@ -48,9 +51,44 @@ pub const MISROUTED: &str = "sluice_ingest_misrouted_records_total";
 /// Gauge: seconds since this process read the oldest record of the partition that is not yet durably
 /// committed (stored offset in PostgreSQL); 0 when every record read is committed. Labels: `topic`,
 /// `partition`.
-pub const OLDEST_UNCOMMITTED_AGE: &str = "sluice_oldest_uncommitted_age_seconds";
+pub const OLDEST_UNCOMMITTED_AGE: &str = "sluice_flush_oldest_uncommitted_age_seconds";
 /// Gauge: 1 when the process is ready (joined its group, both sinks reachable), else 0.
-pub const READY: &str = "sluice_ready";
+pub const READY: &str = "sluice_health_ready";
+
+/// The components a metric name may start with, after `sluice_`: `ingest` (records the poll loop read
+/// and what became of them), `consumer` (the Kafka consumer: lag, pause, rebalances, assignment),
+/// `buffer` (what is held in memory between flushes), `flush` (flushes, their timing and what waits for
+/// them), `sink` (per-sink writes, errors, retries, refusals), `dead_letters` (the dead-letter path),
+/// `health`, `produce` (the producer library).
+pub const COMPONENTS: &[&str] = &[
+    "ingest",
+    "consumer",
+    "buffer",
+    "flush",
+    "sink",
+    "dead_letters",
+    "health",
+    "produce",
+];
+
+/// Whether `name` is `sluice_<component>_<what>...` with a component of [`COMPONENTS`] and a
+/// non-empty rest of lowercase ASCII letters, digits and underscores.
+pub fn follows_scheme(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("sluice_") else {
+        return false;
+    };
+    COMPONENTS.iter().any(|c| {
+        rest.strip_prefix(c)
+            .and_then(|r| r.strip_prefix('_'))
+            .is_some_and(|what| {
+                !what.is_empty()
+                    && !what.starts_with('_')
+                    && what
+                        .chars()
+                        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+            })
+    })
+}
 
 /// Describes every family the ingest process exports (the `# HELP` lines) and creates, at zero, the
 /// series whose label values are known up front: the counters of the configured kinds, every flush
@@ -256,4 +294,76 @@ pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
     let _ = metrics::histogram!(FLUSH_SECONDS);
     metrics::gauge!(PAUSED).set(0.0);
     metrics::gauge!(READY).set(0.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_sinks::metrics as sink;
+
+    #[test]
+    fn every_name_follows_the_scheme() {
+        let names = [
+            RECORDS_CONSUMED,
+            EVENTS_AGGREGATED,
+            DUPLICATES,
+            RECORDS_REPLAYED,
+            DEDUP_KEYS,
+            RECORDS_REJECTED,
+            FLUSHES,
+            FLUSH_SECONDS,
+            FLUSH_INTERVAL_SECONDS,
+            BUFFERED_BYTES,
+            BUFFERED_EVENTS,
+            PAUSED,
+            REBALANCES,
+            ASSIGNED_PARTITIONS,
+            FETCH_LAG,
+            CONSUMER_LAG,
+            BUFFERED_KEYS,
+            MISROUTED,
+            OLDEST_UNCOMMITTED_AGE,
+            READY,
+            sink::SINK_WRITE_SECONDS,
+            sink::SINK_ROWS,
+            sink::SINK_ERRORS,
+            sink::SINK_RETRIES,
+            sink::DEAD_LETTERS,
+            sink::DEAD_LETTERS_TRUNCATED,
+            sink::DEAD_LETTERS_PARKED,
+            sink::SINK_REFUSED_EVENTS,
+            sluice_producers::metrics::DELIVERY_ERRORS,
+        ];
+        let outside: Vec<&str> = names.into_iter().filter(|n| !follows_scheme(n)).collect();
+        assert!(outside.is_empty(), "outside the naming scheme: {outside:?}");
+        let unique: std::collections::BTreeSet<&str> = names.into_iter().collect();
+        assert_eq!(unique.len(), names.len(), "a name is defined twice");
+    }
+
+    #[test]
+    fn the_scheme_check_itself() {
+        for good in [
+            "sluice_buffer_bytes",
+            "sluice_flush_partitions_total",
+            "sluice_dead_letters_total",
+            "sluice_health_ready",
+            "sluice_produce_delivery_errors_total",
+        ] {
+            assert!(follows_scheme(good), "{good}");
+        }
+        for bad in [
+            "sluice_up",
+            "sluice_queue_bytes",
+            "sluice_flushing_total",
+            "sluice_sinks_rows_total",
+            "sluice_producer_errors_total",
+            "sluice_flush",
+            "sluice_flush_",
+            "sluice_flush__x",
+            "sluice_Flush_x",
+            "other_flush_x",
+        ] {
+            assert!(!follows_scheme(bad), "{bad}");
+        }
+    }
 }

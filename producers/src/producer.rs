@@ -4,7 +4,7 @@
 //! paths: [`EventProducer::send`] awaits each record's delivery report, and [`EventProducer::enqueue`]
 //! hands records to librdkafka's queue without waiting (for high rates); delivery reports of both
 //! land in one callback that counts successes and failures ([`EventProducer::stats`]; failures also
-//! as the `sluice_producer_delivery_errors_total{topic}` metric).
+//! as the `sluice_produce_delivery_errors_total{topic}` metric).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;

@@ -362,7 +362,7 @@ async fn unreachable_cluster_counts_failures() {
     assert!(
         exposition
             .lines()
-            .any(|l| l == "sluice_producer_delivery_errors_total{topic=\"rank-events\"} 5"),
+            .any(|l| l == "sluice_produce_delivery_errors_total{topic=\"rank-events\"} 5"),
         "{exposition}"
     );
 }

@@ -250,10 +250,21 @@ fn decode_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Rejection> {
                 } else {
                     RejectReason::InvalidField
                 };
-                Rejection::new(reason, msg)
+                Rejection::new(reason, with_field::<T>(text, msg))
             }
         }
     })
+}
+
+/// Prefixes serde's message with the field it is about ("country: invalid type: integer `49`, expected
+/// a string …"): serde_json names the field of a missing or duplicate one, but not of a wrong type or
+/// value. Only refused records pay for this second, path-tracking parse.
+fn with_field<T: DeserializeOwned>(text: &str, msg: String) -> String {
+    let mut de = serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Err(e) if e.path().iter().next().is_some() => format!("{}: {msg}", e.path()),
+        _ => msg,
+    }
 }
 
 fn decode_bincode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Rejection> {

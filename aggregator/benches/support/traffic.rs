@@ -1,9 +1,21 @@
 //! The benchmarks' traffic: 10,000 deterministic decoded events (70 % clicks, 20 % ranks, 10 % crawls
 //! over 50 tenants with skewed keys, as the synthetic traffic is). Shared by this crate's aggregation
-//! benchmark and `sluice-sinks`' encoder benchmark (included there by path).
+//! benchmark and `sluice-sinks`' encoder benchmark (included there by path), with their Criterion
+//! settings.
+
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use criterion::Criterion;
 use sluice_schemas::{ClickEvent, CrawlEvent, Event, RankEvent, SCHEMA_VERSION};
+
+/// Short runs: 10 samples, 0.5 s warm-up, 2 s measured per benchmark.
+pub(crate) fn quick() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
 
 pub(crate) const EVENTS: usize = 10_000;
 

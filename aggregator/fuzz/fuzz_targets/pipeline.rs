@@ -22,10 +22,13 @@
 
 #![no_main]
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "../../tests/support/reference.rs"]
+mod reference;
 use serde_json::{json, Value};
 use sluice_aggregator::dedup::DedupWindow;
 use sluice_sinks::clickhouse::raw_rows;
@@ -251,9 +254,6 @@ fn sibling(event: &Event, limits: &Limits, now: DateTime<Utc>) -> Option<Event> 
     .ok()
 }
 
-type RankKey = (String, String, String, String, String, String, NaiveDate);
-type CrawlKey = (String, String, String, i64);
-
 /// The naive model: accepted events in delivery order, folded only when checked.
 #[derive(Default)]
 struct Oracle {
@@ -275,64 +275,9 @@ impl Oracle {
     }
 
     fn check_aggregates(&self, batch: &PartitionBatch) {
-        let mut clicks: BTreeMap<(String, String, NaiveDate), i128> = BTreeMap::new();
-        // (occurred_at, event_id, position) of every check of a row.
-        type Check = (DateTime<Utc>, String, Option<i32>);
-        let mut ranks: BTreeMap<RankKey, Vec<Check>> = BTreeMap::new();
-        // pages, 2xx, 3xx, 4xx, 5xx, fetch_ms sum, fetch_ms max, bytes sum
-        let mut crawls: BTreeMap<CrawlKey, [i128; 8]> = BTreeMap::new();
-        for (_, event) in &self.accepted {
-            match event {
-                Event::Click(e) => {
-                    let key = (
-                        e.tenant_id.clone(),
-                        e.short_code.clone(),
-                        e.occurred_at.date_naive(),
-                    );
-                    *clicks.entry(key).or_default() += 1;
-                }
-                Event::Rank(e) => {
-                    let key = (
-                        e.tenant_id.clone(),
-                        e.campaign_id.clone(),
-                        e.keyword.clone(),
-                        e.geo.clone(),
-                        e.engine.clone(),
-                        e.device.clone(),
-                        e.occurred_at.date_naive(),
-                    );
-                    ranks.entry(key).or_default().push((
-                        e.occurred_at,
-                        e.event_id.clone(),
-                        e.position,
-                    ));
-                }
-                Event::Crawl(e) => {
-                    let key = (
-                        e.tenant_id.clone(),
-                        e.campaign_id.clone(),
-                        host(&e.url),
-                        e.occurred_at.timestamp().div_euclid(3600) * 3600,
-                    );
-                    let v = crawls.entry(key).or_default();
-                    v[0] += 1;
-                    if let Some(class) = match e.status_code {
-                        200..=299 => Some(1),
-                        300..=399 => Some(2),
-                        400..=499 => Some(3),
-                        500..=599 => Some(4),
-                        _ => None,
-                    } {
-                        v[class] += 1;
-                    }
-                    v[5] += i128::from(e.fetch_ms);
-                    v[6] = v[6].max(i128::from(e.fetch_ms));
-                    v[7] += i128::from(e.bytes);
-                }
-            }
-        }
+        let expected = reference::fold(self.accepted.iter().map(|(_, event)| event));
         let bigint = i128::from(i64::MIN)..=i128::from(i64::MAX);
-        for (key, sums) in &crawls {
+        for (key, sums) in &expected.crawls {
             for (i, sum) in sums.iter().enumerate() {
                 assert!(
                     bigint.contains(sum),
@@ -340,76 +285,10 @@ impl Oracle {
                 );
             }
         }
-
-        let got_clicks: BTreeMap<_, i128> = batch
-            .clicks
-            .iter()
-            .map(|(k, v)| {
-                (
-                    (k.tenant_id.clone(), k.short_code.clone(), k.day),
-                    i128::from(*v),
-                )
-            })
-            .collect();
-        assert_eq!(got_clicks, clicks, "click_daily");
-
-        let expected_ranks: BTreeMap<RankKey, _> = ranks
-            .into_iter()
-            .map(|(key, mut checks)| {
-                checks.sort();
-                let positions: Vec<i32> = checks.iter().filter_map(|c| c.2).collect();
-                let (at, id, last) = checks.last().cloned().expect("one check at least");
-                let row = (
-                    last,
-                    at,
-                    id,
-                    positions.iter().min().copied(),
-                    positions.iter().max().copied(),
-                    checks.len() as i128,
-                );
-                (key, row)
-            })
-            .collect();
-        let got_ranks: BTreeMap<RankKey, _> = batch
-            .ranks
-            .iter()
-            .map(|(k, v)| {
-                let key = (
-                    k.tenant_id.clone(),
-                    k.campaign_id.clone(),
-                    k.keyword.clone(),
-                    k.geo.clone(),
-                    k.engine.clone(),
-                    k.device.clone(),
-                    k.day,
-                );
-                let row = (
-                    v.last_position.map(i32::from),
-                    v.last_occurred_at,
-                    v.last_event_id.clone(),
-                    v.best_position.map(i32::from),
-                    v.worst_position.map(i32::from),
-                    i128::from(v.checks),
-                );
-                (key, row)
-            })
-            .collect();
-        assert_eq!(got_ranks, expected_ranks, "rank_daily");
-
-        let got_crawls: BTreeMap<CrawlKey, [i128; 8]> = batch
-            .crawls
-            .iter()
-            .map(|(k, v)| {
-                let key = (
-                    k.tenant_id.clone(),
-                    k.campaign_id.clone(),
-                    k.domain.clone(),
-                    k.hour.timestamp(),
-                );
-                (key, v.columns().map(i128::from))
-            })
-            .collect();
-        assert_eq!(got_crawls, crawls, "crawl_hourly");
+        let got = reference::merged(&[batch]);
+        assert_eq!(got.clicks, expected.clicks, "click_daily");
+        assert_eq!(got.ranks, expected.ranks, "rank_daily");
+        assert_eq!(got.crawls, expected.crawls, "crawl_hourly");
     }
 
     /// Each ClickHouse row must carry the event's values unchanged: a value outside its column type
@@ -469,7 +348,7 @@ impl Oracle {
                     fields.extend([
                         ("campaign_id".into(), json!(e.campaign_id)),
                         ("url".into(), json!(e.url)),
-                        ("domain".into(), json!(host(&e.url))),
+                        ("domain".into(), json!(reference::host(&e.url))),
                         ("status_code".into(), json!(e.status_code)),
                         ("fetch_ms".into(), json!(e.fetch_ms)),
                         ("bytes".into(), json!(e.bytes)),
@@ -495,10 +374,3 @@ impl Oracle {
     }
 }
 
-/// The lowercased host of a crawl URL (the `domain` column), computed here from the `url` crate.
-fn host(url: &str) -> String {
-    url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_lowercase))
-        .unwrap_or_default()
-}

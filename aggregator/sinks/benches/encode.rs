@@ -9,8 +9,6 @@
 //!
 //! Run with `cargo bench -p sluice-sinks`.
 
-use std::time::Duration;
-
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice_aggregator::PartitionBatch;
 use sluice_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
@@ -79,10 +77,7 @@ fn bench_sink_encode(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = traffic::quick();
     targets = bench_sink_encode
 }
 criterion_main!(benches);

@@ -179,31 +179,33 @@ mod tests {
 
     #[test]
     fn classifies_postgres_sqlstates() {
-        // Content: CHECK violation, not-null, unique, out of range, NUL in text, index row too large.
-        for data in [
-            "23514", "23502", "23505", "22003", "22021", "22P05", "54000",
-        ] {
-            assert_eq!(postgres_class(data), ErrorClass::Data, "{data}");
-        }
-        // Infrastructure that passes: connection, deadlock, serialization, no space, shutdown.
-        for transient in [
-            "08006", "08001", "40P01", "40001", "53100", "53300", "57P01", "57P03",
-        ] {
-            assert_eq!(
-                postgres_class(transient),
+        let cases: [(ErrorClass, &[&str]); 3] = [
+            // Content: CHECK violation, not-null, unique, out of range, NUL in text, index row too large.
+            (
+                ErrorClass::Data,
+                &[
+                    "23514", "23502", "23505", "22003", "22021", "22P05", "54000",
+                ],
+            ),
+            // Infrastructure that passes: connection, deadlock, serialization, no space, shutdown.
+            (
                 ErrorClass::Transient,
-                "{transient}"
-            );
-        }
-        // Configuration: undefined table/column, privilege, syntax, authentication; other class 40/57.
-        for permanent in [
-            "42P01", "42703", "42501", "42601", "28P01", "40002", "57014", "",
-        ] {
-            assert_eq!(
-                postgres_class(permanent),
+                &[
+                    "08006", "08001", "40P01", "40001", "53100", "53300", "57P01", "57P03",
+                ],
+            ),
+            // Configuration: undefined table/column, privilege, syntax, authentication; other 40/57.
+            (
                 ErrorClass::Permanent,
-                "{permanent}"
-            );
+                &[
+                    "42P01", "42703", "42501", "42601", "28P01", "40002", "57014", "",
+                ],
+            ),
+        ];
+        for (class, sqlstates) in cases {
+            for sqlstate in sqlstates {
+                assert_eq!(postgres_class(sqlstate), class, "{sqlstate}");
+            }
         }
     }
 
@@ -215,24 +217,20 @@ mod tests {
         assert_eq!(clickhouse_code(old), Some(6));
         assert_eq!(clickhouse_code(new), Some(321));
         assert_eq!(clickhouse_code("connection reset"), None);
-        for data in [6, 27, 38, 41, 69, 72, 117, 131, 321, 349, 395, 407, 469] {
-            assert_eq!(clickhouse_class(data), ErrorClass::Data, "{data}");
-        }
-        for transient in [159, 202, 209, 210, 241, 242, 252] {
-            assert_eq!(
-                clickhouse_class(transient),
-                ErrorClass::Transient,
-                "{transient}"
-            );
-        }
-        // Unknown table (60), unknown database (81), authentication (516), no such column (16),
-        // type mismatch of the schema (53), syntax (62).
-        for permanent in [60, 81, 516, 16, 53, 62] {
-            assert_eq!(
-                clickhouse_class(permanent),
-                ErrorClass::Permanent,
-                "{permanent}"
-            );
+        let cases: [(ErrorClass, &[u32]); 3] = [
+            (
+                ErrorClass::Data,
+                &[6, 27, 38, 41, 69, 72, 117, 131, 321, 349, 395, 407, 469],
+            ),
+            (ErrorClass::Transient, &[159, 202, 209, 210, 241, 242, 252]),
+            // Unknown table (60), unknown database (81), authentication (516), no such column (16),
+            // type mismatch of the schema (53), syntax (62).
+            (ErrorClass::Permanent, &[60, 81, 516, 16, 53, 62]),
+        ];
+        for (class, codes) in cases {
+            for &code in codes {
+                assert_eq!(clickhouse_class(code), class, "{code}");
+            }
         }
     }
 

@@ -107,33 +107,24 @@ fn kind_slot(kind: EventKind) -> usize {
 
 impl Counts {
     fn publish(&mut self) {
-        for kind in EventKind::ALL {
-            let i = kind_slot(kind);
-            if self.consumed[i] > 0 {
-                metrics::counter!(RECORDS_CONSUMED, "kind" => kind.as_str())
-                    .increment(self.consumed[i]);
-            }
-            if self.aggregated[i] > 0 {
-                metrics::counter!(EVENTS_AGGREGATED, "kind" => kind.as_str())
-                    .increment(self.aggregated[i]);
-            }
-            if self.duplicates[i] > 0 {
-                metrics::counter!(DUPLICATES, "kind" => kind.as_str())
-                    .increment(self.duplicates[i]);
-            }
-            if self.replayed[i] > 0 {
-                metrics::counter!(RECORDS_REPLAYED, "kind" => kind.as_str())
-                    .increment(self.replayed[i]);
+        let per_kind = [
+            (RECORDS_CONSUMED, &mut self.consumed),
+            (EVENTS_AGGREGATED, &mut self.aggregated),
+            (DUPLICATES, &mut self.duplicates),
+            (RECORDS_REPLAYED, &mut self.replayed),
+        ];
+        for (name, counts) in per_kind {
+            for kind in EventKind::ALL {
+                let n = std::mem::take(&mut counts[kind_slot(kind)]);
+                if n > 0 {
+                    metrics::counter!(name, "kind" => kind.as_str()).increment(n);
+                }
             }
         }
         self.misrouted.publish(|slot| EventKind::ALL[slot]);
         for ((kind, reason), n) in self.rejected.drain() {
             metrics::counter!(RECORDS_REJECTED, "kind" => kind.as_str(), "reason" => reason.as_str()).increment(n);
         }
-        self.consumed = [0; 3];
-        self.aggregated = [0; 3];
-        self.duplicates = [0; 3];
-        self.replayed = [0; 3];
     }
 }
 

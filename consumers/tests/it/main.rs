@@ -14,6 +14,7 @@ mod isolation;
 mod observability;
 mod partitioning;
 mod postgres_schema;
+mod producers;
 mod properties;
 mod replay;
 mod scale_out;

@@ -4,7 +4,8 @@
 //! `_sum` and `_count` series — with the labels they group by and the label values they select, so a
 //! renamed metric, label or label value fails here instead of leaving an empty panel or a silent alert.
 //! The same run checks that the dashboard shows every family the code defines, that the exposition
-//! follows Prometheus conventions (HELP and TYPE per family, `_total` counters), and that
+//! follows Prometheus conventions (HELP and TYPE per family, `_total` counters) and the project's naming
+//! scheme (`sluice_<component>_...`, [`sluice_consumers::metrics::follows_scheme`]), and that
 //! `docs/observability.md` documents every exported family. PromQL syntax itself is checked offline by
 //! `infra/prometheus/check.sh` (promtool).
 
@@ -146,6 +147,11 @@ async fn dashboard_and_alerts_use_only_exported_metrics() -> anyhow::Result<()> 
         }
         if kind == "counter" && !family.ends_with("_total") {
             problems.push(format!("counter `{family}` does not end in _total"));
+        }
+        if !sluice_consumers::metrics::follows_scheme(family) {
+            problems.push(format!(
+                "`{family}` is outside the naming scheme sluice_<component>_<what> (docs/observability.md \"Naming\")"
+            ));
         }
         if family.starts_with("sluice_") && !docs.contains(&format!("`{family}`")) {
             problems.push(format!(

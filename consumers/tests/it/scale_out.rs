@@ -22,7 +22,11 @@ async fn start_members(stack: &TestStack, n: usize) -> anyhow::Result<Vec<Ingest
         let mut owned = Vec::new();
         for member in &members {
             let metrics = member.metrics().await.unwrap_or_default();
-            owned.push(metric_value(&metrics, "sluice_assigned_partitions", &[]));
+            owned.push(metric_value(
+                &metrics,
+                "sluice_consumer_assigned_partitions",
+                &[],
+            ));
         }
         if owned.iter().sum::<f64>() == 18.0 && owned.iter().all(|&p| p > 0.0) {
             return Ok(members);

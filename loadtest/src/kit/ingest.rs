@@ -220,7 +220,7 @@ impl IngestProcess {
         Ok(())
     }
 
-    /// Waits until every partition is assigned (`sluice_assigned_partitions` ≥ `partitions`); returns
+    /// Waits until every partition is assigned (`sluice_consumer_assigned_partitions` ≥ `partitions`); returns
     /// when that was first seen.
     pub async fn wait_assigned(
         &mut self,
@@ -231,7 +231,7 @@ impl IngestProcess {
         loop {
             self.check_alive()?;
             if let Ok(text) = self.metrics().await {
-                if metric_sum(&text, "sluice_assigned_partitions") >= partitions as f64 {
+                if metric_sum(&text, "sluice_consumer_assigned_partitions") >= partitions as f64 {
                     return Ok(Instant::now());
                 }
             }

@@ -66,7 +66,7 @@ mod tests {
 
     const TEXT: &str = "# TYPE x counter\nsluice_ingest_records_consumed_total{kind=\"rank\"} 5\n\
                         sluice_ingest_records_consumed_total{kind=\"click\"} 7\n\
-                        sluice_ingest_records_consumed_total_other 100\nsluice_assigned_partitions 18\n";
+                        sluice_ingest_records_consumed_total_other 100\nsluice_consumer_assigned_partitions 18\n";
 
     #[test]
     fn sums_metric_families() {
@@ -74,7 +74,10 @@ mod tests {
             metric_sum(TEXT, "sluice_ingest_records_consumed_total"),
             12.0
         );
-        assert_eq!(metric_sum(TEXT, "sluice_assigned_partitions"), 18.0);
+        assert_eq!(
+            metric_sum(TEXT, "sluice_consumer_assigned_partitions"),
+            18.0
+        );
         assert_eq!(metric_sum(TEXT, "absent"), 0.0);
     }
 

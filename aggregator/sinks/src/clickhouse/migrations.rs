@@ -1,0 +1,259 @@
+//! The migration runner for the DDL under `clickhouse/migrations/`: base files for every supported
+//! server, `.modern.sql` overlays for servers at least [`MODERN_SINCE`], each recorded in
+//! `sluice_schema_migrations` when applied.
+
+use clickhouse::Row;
+use serde::Deserialize;
+
+use super::{classify, ClickHouseSink};
+use crate::error::Result;
+
+/// One schema migration: a base SQL file for every supported server and an optional overlay for modern
+/// ones. Statements are separated by `;` at line ends; comment lines start with `--`.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub base: &'static str,
+    pub modern: Option<&'static str>,
+}
+
+/// The migrations, in order.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "raw_events",
+        base: include_str!("../../../../clickhouse/migrations/0001_raw_events.sql"),
+        modern: Some(include_str!(
+            "../../../../clickhouse/migrations/0001_raw_events.modern.sql"
+        )),
+    },
+    Migration {
+        version: 2,
+        name: "rollups",
+        base: include_str!("../../../../clickhouse/migrations/0002_rollups.sql"),
+        modern: None,
+    },
+    Migration {
+        version: 3,
+        name: "click_hour_view",
+        base: include_str!("../../../../clickhouse/migrations/0003_click_hour_view.sql"),
+        modern: None,
+    },
+];
+
+/// The first server version (major, minor) that gets the modern overlays and TTL retention. Every
+/// feature they use (LowCardinality, codecs, DateTime64, `MODIFY TTL`) is in 21.8 LTS; verified on 26.x.
+pub const MODERN_SINCE: (u32, u32) = (21, 8);
+
+/// A server's `version()`, e.g. `18.16.1` or `26.9.2.1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub text: String,
+}
+
+impl ServerVersion {
+    /// Parses `major.minor[.…]`; `None` when it does not start that way.
+    pub fn parse(text: &str) -> Option<ServerVersion> {
+        let mut parts = text.trim().split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some(ServerVersion {
+            major,
+            minor,
+            text: text.trim().to_owned(),
+        })
+    }
+
+    /// Whether the server gets the modern overlays and TTL.
+    pub fn is_modern(&self) -> bool {
+        (self.major, self.minor) >= MODERN_SINCE
+    }
+}
+
+/// A migration step the runner applied: `name` is the migration's name, or `name.modern` for an overlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    pub version: u32,
+    pub name: String,
+}
+
+impl ClickHouseSink {
+    /// Creates the database if needed and applies, in version order, each base migration not yet
+    /// recorded in `sluice_schema_migrations` and, on a modern server, each overlay not yet recorded.
+    /// Idempotent; returns the steps it applied.
+    pub async fn migrate(&self) -> Result<Vec<AppliedMigration>> {
+        let create_db = format!(
+            "CREATE DATABASE IF NOT EXISTS {}",
+            quote_ident(&self.database)
+        );
+        self.admin
+            .query_raw(&create_db)
+            .execute()
+            .await
+            .map_err(classify)?;
+        self.client
+            .query_raw(
+                "CREATE TABLE IF NOT EXISTS sluice_schema_migrations \
+                 (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY version",
+            )
+            .execute()
+            .await
+            .map_err(classify)?;
+        let modern = self.server_version().await?.is_modern();
+        #[derive(Row, Deserialize)]
+        struct Recorded {
+            version: u32,
+            name: String,
+        }
+        let recorded: Vec<(u32, String)> = self
+            .client
+            .query_raw("SELECT version, name FROM sluice_schema_migrations")
+            .fetch_all::<Recorded>()
+            .await
+            .map_err(classify)?
+            .into_iter()
+            .map(|r| (r.version, r.name))
+            .collect();
+        let is_overlay = |name: &str| name.ends_with(".modern");
+        let mut ran = Vec::new();
+        for migration in MIGRATIONS {
+            let base_done = recorded
+                .iter()
+                .any(|(v, name)| *v == migration.version && !is_overlay(name));
+            if !base_done {
+                self.apply(migration.version, migration.name, migration.base)
+                    .await?;
+                ran.push(AppliedMigration {
+                    version: migration.version,
+                    name: migration.name.to_owned(),
+                });
+            }
+            let Some(overlay) = migration.modern.filter(|_| modern) else {
+                continue;
+            };
+            let overlay_name = format!("{}.modern", migration.name);
+            let overlay_done = recorded
+                .iter()
+                .any(|(v, name)| *v == migration.version && *name == overlay_name);
+            if !overlay_done {
+                self.apply(migration.version, &overlay_name, overlay)
+                    .await?;
+                ran.push(AppliedMigration {
+                    version: migration.version,
+                    name: overlay_name,
+                });
+            }
+        }
+        Ok(ran)
+    }
+
+    /// Runs one migration file's statements, then records it.
+    async fn apply(&self, version: u32, name: &str, sql: &str) -> Result<()> {
+        for statement in statements(sql) {
+            self.client
+                .query_raw(&statement)
+                .execute()
+                .await
+                .map_err(classify)?;
+        }
+        self.client
+            .query_raw(&format!(
+                "INSERT INTO sluice_schema_migrations (version, name, applied_at) VALUES ({version}, {}, now())",
+                quote_literal(name)
+            ))
+            .execute()
+            .await
+            .map_err(classify)
+    }
+}
+
+pub(super) fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
+}
+
+pub(super) fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// The statements of a migration file: split on `;` at line ends, comment lines dropped.
+pub fn statements(sql: &str) -> Vec<String> {
+    sql.split(";\n")
+        .map(strip_comments)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn strip_comments(statement: &str) -> String {
+    statement
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .trim_end_matches(';')
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_split_into_statements() {
+        let statements = statements(MIGRATIONS[0].base);
+        assert_eq!(statements.len(), 3);
+        assert!(statements
+            .iter()
+            .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));
+        let rollups = super::statements(MIGRATIONS[1].base);
+        assert!(rollups
+            .iter()
+            .all(|s| s.starts_with("CREATE ") || s.starts_with("INSERT INTO ")));
+        assert!(rollups.iter().all(|s| !s.contains("--")));
+    }
+
+    #[test]
+    fn every_migration_file_is_listed() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../clickhouse/migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        let mut listed = Vec::new();
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "versions are 1, 2, 3, …");
+            let stem = format!("{:04}_{}", m.version, m.name);
+            let base = format!("{stem}.sql");
+            assert_eq!(
+                std::fs::read_to_string(format!("{dir}/{base}")).unwrap(),
+                m.base
+            );
+            listed.push(base);
+            if let Some(overlay) = m.modern {
+                let file = format!("{stem}.modern.sql");
+                assert_eq!(
+                    std::fs::read_to_string(format!("{dir}/{file}")).unwrap(),
+                    overlay
+                );
+                listed.push(file);
+            }
+        }
+        listed.sort();
+        assert_eq!(files, listed);
+    }
+
+    #[test]
+    fn parses_server_versions() {
+        let old = ServerVersion::parse("18.16.1").unwrap();
+        assert_eq!((old.major, old.minor), (18, 16));
+        assert!(!old.is_modern());
+        assert!(ServerVersion::parse("26.9.2.1\n").unwrap().is_modern());
+        assert!(ServerVersion::parse("21.8.15.7").unwrap().is_modern());
+        assert!(!ServerVersion::parse("21.7.1").unwrap().is_modern());
+        assert_eq!(ServerVersion::parse("nightly"), None);
+    }
+}
