@@ -16,10 +16,10 @@
 //! 4. **Report**: `results/<timestamp>/report.{md,json}` and `rates.png`, plus the logs.
 //!
 //! # Layout
-//! One [`Run`] goes through its phases, a module each: [`setup`] (names, databases, topics, ingest,
-//! pollers), [`produce`] (generators and the progress line, then the drain of the backlog),
-//! [`finish`] (stop, accounting, the report's figures). Around them: [`args`] (the command line),
-//! [`baselines`] (R0/R1/R2), [`rates`] (watermarks and counter rates), [`watch`] (CPU and memory).
+//! One `Run` goes through its phases, a module each: `setup` (names, databases, topics, ingest,
+//! pollers), `produce` (generators and the progress line, then the drain of the backlog),
+//! `finish` (stop, accounting, the report's figures). Around them: `args` (the command line),
+//! `baselines` (R0/R1/R2), `rates` (watermarks and counter rates), `watch` (CPU and memory).
 
 mod args;
 mod baselines;
