@@ -1,7 +1,7 @@
 //! `sluice-ingest dead-letters …`: inspect and re-publish the dead-letter topic. After the cause of a
-//! rejection is fixed (a producer bug, a validation limit raised), `replay` sends every dead letter back
-//! to its source topic — original key, value and headers, without the `sluice-dlq-*` ones — so ingest
-//! processes it like any record. Replay reads from its own consumer group's committed position up to
+//! rejection is fixed (a producer bug, a validation limit raised), `republish` sends every dead letter
+//! back to its source topic — original key, value and headers, without the `sluice-dlq-*` ones — so
+//! ingest processes it like any record. It reads from its own consumer group's committed position up to
 //! the end of the topic as it was when the command started, and commits after every record it
 //! re-published was acknowledged: running it twice does not re-send what the first run finished.
 //!
@@ -23,7 +23,7 @@ use sluice_sinks::postgres::PostgresSink;
 
 use crate::config::Config;
 
-/// What a replay or a listing saw.
+/// What a republish or a listing saw.
 #[derive(Debug, Default)]
 pub struct Summary {
     /// (reason, source topic) → records; letters parked in PostgreSQL count under
@@ -40,13 +40,14 @@ fn header_str(message: &impl Message, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
-/// Reads the dead-letter topic from the replay group's position to the current end; with `republish`,
+/// Reads the dead-letter topic from the read group's position to the current end; with `republish`,
 /// sends each record back to its source topic and commits.
-pub async fn replay(config: &Config, republish: bool) -> anyhow::Result<Summary> {
+pub async fn read(config: &Config, republish: bool) -> anyhow::Result<Summary> {
     let topic = &config.dead_letter_topic;
     if topic.is_empty() {
         bail!("invalid config: dead_letter_topic is empty (dead-lettering is off)");
     }
+    // The group keeps the read position; its name predates `republish` (renaming it would lose it).
     let group = format!("{}-dlq-replay", config.group_id);
     let consumer: BaseConsumer = config
         .kafka_client_config(&[
@@ -60,7 +61,7 @@ pub async fn replay(config: &Config, republish: bool) -> anyhow::Result<Summary>
         config
             .kafka_client_config(&[("enable.idempotence", "true"), ("acks", "all")])
             .create()
-            .context("cannot create the replay producer")?
+            .context("cannot create the republish producer")?
     };
 
     let timeout = Duration::from_secs(10);
@@ -70,7 +71,7 @@ pub async fn replay(config: &Config, republish: bool) -> anyhow::Result<Summary>
         .iter()
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
-    // For each partition: [start, end) to read; start from the replay group's committed offset, or the
+    // For each partition: [start, end) to read; start from the read group's committed offset, or the
     // low watermark when it has none.
     let mut ranges: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
     let mut tpl = TopicPartitionList::new();
@@ -117,7 +118,7 @@ pub async fn replay(config: &Config, republish: bool) -> anyhow::Result<Summary>
     let mut pending = Vec::new();
     while !done(&positions) {
         if Instant::now() > deadline {
-            bail!("dead-letter replay did not reach the end of {topic} within 300 s");
+            bail!("dead-letter republish did not reach the end of {topic} within 300 s");
         }
         let Some(result) = consumer.poll(Duration::from_millis(200)) else {
             continue;
@@ -173,7 +174,7 @@ pub async fn replay(config: &Config, republish: bool) -> anyhow::Result<Summary>
         }
         consumer
             .commit(&commit, CommitMode::Sync)
-            .context("committing the replay position")?;
+            .context("committing the read position")?;
     }
     Ok(summary)
 }

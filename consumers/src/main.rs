@@ -110,8 +110,10 @@ enum ConfigFormat {
 enum DeadLetterAction {
     /// Count dead letters by reason and source topic (from the replay position to the end).
     List,
-    /// Send every dead letter back to its source topic, then commit the replay position.
-    Replay,
+    /// Send every dead letter back to its source topic, then commit the read position (`replay` is an
+    /// older name of this command).
+    #[command(alias = "replay")]
+    Republish,
 }
 
 fn main() -> std::process::ExitCode {
@@ -232,8 +234,8 @@ async fn async_main(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::DeadLetters { action } => {
-            let republish = matches!(action, DeadLetterAction::Replay);
-            let summary = sluice_consumers::dead_letters::replay(&config, republish).await?;
+            let republish = matches!(action, DeadLetterAction::Republish);
+            let summary = sluice_consumers::dead_letters::read(&config, republish).await?;
             for ((reason, source), n) in &summary.by_reason {
                 println!("{n:>8}  {reason:<24} from {source}");
             }

@@ -158,12 +158,14 @@ impl Health {
     }
 }
 
-/// Serves `/metrics`, `/health/live` and `/health/ready` on `addr` until the process ends. Also runs
-/// the exporter's periodic upkeep.
+/// Serves `/metrics`, `/health/live` and `/health/ready` on `addr`, and runs the exporter's periodic
+/// upkeep, in tasks of `tasks`: they serve through the drain (readiness answers 503 while it runs) and
+/// end when the caller shuts `tasks` down, last.
 pub async fn serve(
     addr: &str,
     prometheus: PrometheusHandle,
     health: Arc<Health>,
+    tasks: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<()> {
     let socket: SocketAddr = addr
         .parse()
@@ -173,14 +175,14 @@ pub async fn serve(
         .with_context(|| format!("cannot serve metrics on {addr}"))?;
     tracing::info!(%addr, "serving /metrics, /health/live, /health/ready");
     let upkeep = prometheus.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
             upkeep.run_upkeep();
         }
     });
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;

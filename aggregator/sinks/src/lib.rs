@@ -25,5 +25,8 @@ pub mod metrics;
 pub mod postgres;
 pub mod retry;
 
+pub use clickhouse::{ClickHouseConfig, ClickHouseSink};
+pub use dead_letter::DeadLetterSink;
 pub use error::{ErrorClass, Result, SinkError};
 pub use flush::{FlushOutcome, Flusher, RetryPolicy, SinkSet};
+pub use postgres::{PostgresSink, Stored};

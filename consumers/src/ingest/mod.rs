@@ -102,6 +102,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         config.ready_stall_timeout().as_millis() as u64,
         Ordering::Relaxed,
     );
+    // The metrics and health endpoints, served until the very end (through the drain).
+    let mut server = JoinSet::new();
     if !config.metrics_addr.is_empty() {
         let prometheus = telemetry::init_metrics()?;
         crate::metrics::register(
@@ -109,7 +111,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             sinks.clickhouse.is_some(),
             dead_letters,
         );
-        telemetry::serve(&config.metrics_addr, prometheus, partitions.health.clone()).await?;
+        telemetry::serve(
+            &config.metrics_addr,
+            prometheus,
+            partitions.health.clone(),
+            &mut server,
+        )
+        .await?;
     }
     let mut tasks = JoinSet::new();
     tasks::sink_checks(&mut tasks, sinks.clone(), health.clone());
@@ -157,6 +165,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     // The poll loop is done (drained, or stopped by an error): the background tasks end too.
     health.shutdown.trigger();
     while tasks.join_next().await.is_some() {}
+    server.shutdown().await;
     flatten(result)
 }
 

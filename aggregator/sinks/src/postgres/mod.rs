@@ -5,8 +5,8 @@
 //! per table, not one per row). If the swap finds another offset, another consumer has moved the
 //! partition (rebalance, zombie): the transaction is rolled back and the caller is told where it stands.
 //! The aggregate tables are partitioned by month; [`PostgresSink::ensure_partitions`] keeps partitions
-//! ready ahead of time (`partitions`). The same swap clears a partition's replay fence once the offset
-//! reaches it; the operator's rewind that sets the fence is in `replay`. Schema, roles and row-level
+//! ready ahead of time (`monthly`). The same swap clears a partition's replay fence once the offset
+//! reaches it; the operator's rewind that sets the fence is in `rewind`. Schema, roles and row-level
 //! security: `docs/postgres.md`.
 
 use std::collections::HashMap;
@@ -23,10 +23,10 @@ use sluice_aggregator::PartitionBatch;
 
 mod dedup;
 mod monthly;
-mod replay;
+mod rewind;
 
 pub use monthly::{PartitionMaintenance, PARTITION_MONTHS_AHEAD};
-pub use replay::{Rewind, RewindError};
+pub use rewind::{Rewind, RewindError};
 
 const SINK: &str = "postgres";
 
