@@ -183,63 +183,32 @@ fn corner_cases(now: DateTime<Utc>) -> Vec<Event> {
         .and_hms_opt(0, 0, 0)
         .map_or(now, |t| t.and_utc());
     let yesterday = today - TimeDelta::days(1);
-    let us = TimeDelta::microseconds;
+    let (us, h, min) = (
+        TimeDelta::microseconds,
+        TimeDelta::hours,
+        TimeDelta::minutes,
+    );
     vec![
         // Same microsecond: the greater event_id is the last check (position 2).
-        rank(
-            "edge-tie-a",
-            yesterday + TimeDelta::hours(5) + us(7),
-            "tie",
-            Some(9),
-        ),
-        rank(
-            "edge-tie-b",
-            yesterday + TimeDelta::hours(5) + us(7),
-            "tie",
-            Some(2),
-        ),
+        rank("edge-tie-a", yesterday + h(5) + us(7), "tie", Some(9)),
+        rank("edge-tie-b", yesterday + h(5) + us(7), "tie", Some(2)),
         // Same second: the later microsecond is last although its id is smaller.
-        rank(
-            "edge-sub-b",
-            yesterday + TimeDelta::hours(6) + us(1),
-            "sub",
-            Some(40),
-        ),
-        rank(
-            "edge-sub-a",
-            yesterday + TimeDelta::hours(6) + us(2),
-            "sub",
-            Some(30),
-        ),
+        rank("edge-sub-b", yesterday + h(6) + us(1), "sub", Some(40)),
+        rank("edge-sub-a", yesterday + h(6) + us(2), "sub", Some(30)),
         // Ranked the day before; yesterday ranked, then its last check did not: dropped out.
-        rank(
-            "edge-drop-1",
-            yesterday - TimeDelta::hours(1),
-            "drop",
-            Some(4),
-        ),
-        rank(
-            "edge-drop-2",
-            yesterday + TimeDelta::hours(1),
-            "drop",
-            Some(6),
-        ),
-        rank("edge-drop-3", yesterday + TimeDelta::hours(2), "drop", None),
+        rank("edge-drop-1", yesterday - h(1), "drop", Some(4)),
+        rank("edge-drop-2", yesterday + h(1), "drop", Some(6)),
+        rank("edge-drop-3", yesterday + h(2), "drop", None),
         // Clicks on both sides of the last two midnights, one visitor.
         click("edge-click-1", today - us(1), Some("v-edge")),
         click("edge-click-2", today, Some("v-edge")),
         click("edge-click-3", yesterday - us(1), Some("v-edge")),
         click("edge-click-4", yesterday, None),
         // A 1xx counts as a page only; mixed-case hosts group under the lowercased domain.
-        crawl(
-            "edge-crawl-1",
-            now - TimeDelta::minutes(30),
-            "http://Edge.EXAMPLE/a",
-            103,
-        ),
+        crawl("edge-crawl-1", now - min(30), "http://Edge.EXAMPLE/a", 103),
         crawl(
             "edge-crawl-2",
-            now - TimeDelta::minutes(29),
+            now - min(29),
             "https://edge.example:8443/b",
             599,
         ),
