@@ -425,17 +425,7 @@ mod tests {
 
     fn click(id: &str, code: &str) -> Event {
         let at: DateTime<Utc> = "2026-03-04T05:06:07Z".parse().unwrap();
-        Event::Click(ClickEvent {
-            schema_version: 1,
-            event_id: id.into(),
-            tenant_id: "t".into(),
-            occurred_at: at,
-            short_code: code.into(),
-            referrer: None,
-            country: None,
-            user_agent: None,
-            visitor_id: None,
-        })
+        Event::Click(ClickEvent::new(id, "t", at, code))
     }
 
     fn letter(offset: i64) -> DeadLetter {
@@ -455,15 +445,11 @@ mod tests {
         // Fence at 13: offsets 10..=12 were applied before the rewind, 13 and 14 are new.
         let mut window = DedupWindow::new(1_000, 500);
         let mut batch = PartitionBatch::new("c", 0, Some(10)).with_replay_until(Some(13));
-        assert_eq!(
-            batch.offer(click("a", "x"), 10, 600, Some(&mut window)),
-            Offered::Replayed
-        );
-        // The same key again below the fence: still only a raw row (the window is not consulted).
-        assert_eq!(
-            batch.offer(click("a", "x"), 11, 700, Some(&mut window)),
-            Offered::Replayed
-        );
+        // The same key twice below the fence: only raw rows (the window is not consulted).
+        for (offset, ts) in [(10, 600), (11, 700)] {
+            let offered = batch.offer(click("a", "x"), offset, ts, Some(&mut window));
+            assert_eq!(offered, Offered::Replayed, "offset {offset}");
+        }
         batch.reject(12, Some(letter(12)));
         assert_eq!(window.len(), 0, "the window is untouched below the fence");
         assert_eq!(window.watermark_ms(), 500);
@@ -477,14 +463,10 @@ mod tests {
         assert_eq!((batch.records, batch.replayed), (3, 3));
 
         // From the fence on, everything as usual.
-        assert_eq!(
-            batch.offer(click("a", "x"), 13, 800, Some(&mut window)),
-            Offered::Added
-        );
-        assert_eq!(
-            batch.offer(click("a", "x"), 14, 900, Some(&mut window)),
-            Offered::Duplicate
-        );
+        for (offset, ts, expected) in [(13, 800, Offered::Added), (14, 900, Offered::Duplicate)] {
+            let offered = batch.offer(click("a", "x"), offset, ts, Some(&mut window));
+            assert_eq!(offered, expected, "offset {offset}");
+        }
         batch.reject(15, Some(letter(15)));
         assert_eq!(batch.clicks.values().sum::<i64>(), 1);
         assert_eq!(batch.dedup_entries.len(), 1);

@@ -135,19 +135,8 @@ fn event() -> impl Strategy<Value = Event> {
                 content_hash: None,
             })
         });
-    let click = (tenant, entity, time()).prop_map(|(t, code, at)| {
-        Event::Click(ClickEvent {
-            schema_version: 1,
-            event_id: String::new(),
-            tenant_id: t.into(),
-            occurred_at: at,
-            short_code: code.into(),
-            referrer: None,
-            country: None,
-            user_agent: None,
-            visitor_id: None,
-        })
-    });
+    let click = (tenant, entity, time())
+        .prop_map(|(t, code, at)| Event::Click(ClickEvent::new("", t, at, code)));
     prop_oneof![rank, crawl, click]
 }
 

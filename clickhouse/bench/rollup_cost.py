@@ -30,50 +30,44 @@ import sluice_ch  # noqa: E402
 SPAN = 30 * 86400
 BASE = 1_761_955_200  # 2025-11-01 00:00:00 UTC: one month partition boundary inside the span
 
-GENERATORS = {
-    "click_events": """
-SELECT concat('c-', toString(n)) AS event_id,
+
+def _generator(id_prefix: str, topic: str, columns: str) -> str:
+    """The SELECT that generates one raw table's rows: the columns every kind shares (id, tenant, time,
+    Kafka coordinates) around the kind's own `columns`; formatted later with base, span, count, start."""
+    return f"""
+SELECT concat('{id_prefix}-', toString(n)) AS event_id,
        concat('tenant-', toString(cityHash64(n, 1) % 20)) AS tenant_id,
-       toDateTime({base} + cityHash64(n, 2) % {span}) AS occurred_at,
+       toDateTime({{base}} + cityHash64(n, 2) % {{span}}) AS occurred_at,
        toUInt32(cityHash64(n, 3) % 1000000) AS occurred_at_micros,
+{columns}
+       '{topic}' AS kafka_topic, toUInt16(n % 6) AS kafka_partition, toUInt64(n) AS kafka_offset,
+       toDateTime({{base}} + {{span}}) AS ingested_at
+FROM (SELECT number AS n FROM system.numbers LIMIT {{count}} OFFSET {{start}})"""
+
+
+GENERATORS = {
+    "click_events": _generator("c", "click-events", """\
        concat('s', toString(toUInt32(pow((cityHash64(n, 4) % 1000000) / 1000000, 3) * 200))) AS short_code,
        CAST(if(cityHash64(n, 5) % 10 < 3, NULL, 'https://www.google.com/') AS Nullable(String)) AS referrer,
        CAST(if(cityHash64(n, 6) % 10 = 0, NULL, ['us', 'de', 'fr', 'gb'][cityHash64(n, 7) % 4 + 1]) AS Nullable(String)) AS country,
        CAST('Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0' AS Nullable(String)) AS user_agent,
-       CAST(if(cityHash64(n, 8) % 100 < 15, NULL, concat('v-', toString(toUInt32(pow((cityHash64(n, 9) % 1000000) / 1000000, 2) * 2000)))) AS Nullable(String)) AS visitor_id,
-       'click-events' AS kafka_topic, toUInt16(n % 6) AS kafka_partition, toUInt64(n) AS kafka_offset,
-       toDateTime({base} + {span}) AS ingested_at
-FROM (SELECT number AS n FROM system.numbers LIMIT {count} OFFSET {start})""",
-    "crawl_events": """
-SELECT concat('w-', toString(n)) AS event_id,
-       concat('tenant-', toString(cityHash64(n, 1) % 20)) AS tenant_id,
-       toDateTime({base} + cityHash64(n, 2) % {span}) AS occurred_at,
-       toUInt32(cityHash64(n, 3) % 1000000) AS occurred_at_micros,
+       CAST(if(cityHash64(n, 8) % 100 < 15, NULL, concat('v-', toString(toUInt32(pow((cityHash64(n, 9) % 1000000) / 1000000, 2) * 2000)))) AS Nullable(String)) AS visitor_id,"""),
+    "crawl_events": _generator("w", "crawl-events", """\
        concat('campaign-', toString(cityHash64(n, 4) % 5)) AS campaign_id,
        concat('https://d', toString(cityHash64(n, 5) % 40), '.example/path/', toString(n % 1000)) AS url,
        concat('d', toString(cityHash64(n, 5) % 40), '.example') AS domain,
        toUInt16([200, 200, 200, 200, 200, 200, 200, 301, 404, 503][cityHash64(n, 6) % 10 + 1]) AS status_code,
        toUInt32(5 + cityHash64(n, 7) % 5000) AS fetch_ms,
        toUInt64(cityHash64(n, 8) % 2000000) AS bytes,
-       CAST(NULL AS Nullable(String)) AS content_hash,
-       'crawl-events' AS kafka_topic, toUInt16(n % 6) AS kafka_partition, toUInt64(n) AS kafka_offset,
-       toDateTime({base} + {span}) AS ingested_at
-FROM (SELECT number AS n FROM system.numbers LIMIT {count} OFFSET {start})""",
-    "rank_events": """
-SELECT concat('r-', toString(n)) AS event_id,
-       concat('tenant-', toString(cityHash64(n, 1) % 20)) AS tenant_id,
-       toDateTime({base} + cityHash64(n, 2) % {span}) AS occurred_at,
-       toUInt32(cityHash64(n, 3) % 1000000) AS occurred_at_micros,
+       CAST(NULL AS Nullable(String)) AS content_hash,"""),
+    "rank_events": _generator("r", "rank-events", """\
        concat('campaign-', toString(cityHash64(n, 4) % 5)) AS campaign_id,
        concat('keyword ', toString(toUInt32(pow((cityHash64(n, 5) % 1000000) / 1000000, 2) * 50))) AS keyword,
        ['us', 'de', 'fr'][cityHash64(n, 6) % 3 + 1] AS geo,
        ['google', 'bing'][cityHash64(n, 7) % 2 + 1] AS engine,
        ['desktop', 'mobile'][cityHash64(n, 8) % 2 + 1] AS device,
        CAST(NULL AS Nullable(String)) AS url,
-       CAST(if(cityHash64(n, 9) % 100 < 15, NULL, toUInt8(1 + cityHash64(n, 10) % 100)) AS Nullable(UInt8)) AS position,
-       'rank-events' AS kafka_topic, toUInt16(n % 6) AS kafka_partition, toUInt64(n) AS kafka_offset,
-       toDateTime({base} + {span}) AS ingested_at
-FROM (SELECT number AS n FROM system.numbers LIMIT {count} OFFSET {start})""",
+       CAST(if(cityHash64(n, 9) % 100 < 15, NULL, toUInt8(1 + cityHash64(n, 10) % 100)) AS Nullable(UInt8)) AS position,"""),
 }
 
 # (question, [(how it is answered, SQL), ...]): the rollup way first, then the raw-table ways.

@@ -550,46 +550,23 @@ mod tests {
             ),
             "{bad_number}"
         );
-        assert_eq!(
-            run(&[("SLUICE_FLUSH_INTERVAL_MS", "0")]),
-            "ERR invalid config: flush_interval_ms must be > 0 (milliseconds)"
-        );
-        assert_eq!(
-            run(&[("SLUICE_KINDS", "rank,bogus")]),
-            "ERR invalid config: kinds (env SLUICE_KINDS): unknown event kind \"bogus\"; accepted: rank, crawl, click"
-        );
-        // Event limits that would let a validated event exceed what the databases hold (or overflow a
-        // TimeDelta) are refused, naming the key and the accepted range.
-        assert_eq!(
-            run(&[("SLUICE_MAX_EVENT_AGE_HOURS", "9223372036854775807")]),
-            "ERR invalid config: max_event_age_hours (9223372036854775807) must be between 0 and 87600 (hours; accepted event times must fit ClickHouse DateTime)"
-        );
-        assert_eq!(
-            run(&[("SLUICE_MAX_EVENT_FUTURE_MINUTES", "-1")]),
-            "ERR invalid config: max_event_future_minutes (-1) must be between 0 and 527040 (minutes)"
-        );
-        assert_eq!(
-            run(&[("SLUICE_MAX_RECORD_BYTES", "0")]),
-            "ERR invalid config: max_record_bytes must be at least 1 (bytes)"
-        );
         assert!(run(&[("SLUICE_MAX_EVENT_AGE_HOURS", "87600")]).starts_with("OK "));
-        assert_eq!(
-            run(&[("SLUICE_READY_STALL_TIMEOUT_MS", "0")]),
-            "ERR invalid config: ready_stall_timeout_ms (env SLUICE_READY_STALL_TIMEOUT_MS) must be > 0 (milliseconds)"
-        );
-        assert_eq!(
-            run(&[("SLUICE_GROUP_INSTANCE_ID", "pod 0")]),
-            "ERR invalid config: group_instance_id (env SLUICE_GROUP_INSTANCE_ID) \"pod 0\": accepted: up to 249 characters of a-z, A-Z, 0-9, '.', '_', '-'"
-        );
-        assert_eq!(
-            run(&[("SLUICE_GROUP_INSTANCE_ID", "sluice-ingest-click-0")]),
-            "OK 127.0.0.1:9092 1000 Text"
-        );
-        // Unrelated SLUICE_* variables (used by the stack scripts) are ignored.
-        assert_eq!(
-            run(&[("SLUICE_STATE_DIR", "/tmp/x")]),
-            "OK 127.0.0.1:9092 1000 Text"
-        );
+        for (env, expected) in [
+            (&[("SLUICE_FLUSH_INTERVAL_MS", "0")], "ERR invalid config: flush_interval_ms must be > 0 (milliseconds)"),
+            (&[("SLUICE_KINDS", "rank,bogus")], "ERR invalid config: kinds (env SLUICE_KINDS): unknown event kind \"bogus\"; accepted: rank, crawl, click"),
+            // Event limits that would let a validated event exceed what the databases hold (or overflow a
+            // TimeDelta) are refused, naming the key and the accepted range.
+            (&[("SLUICE_MAX_EVENT_AGE_HOURS", "9223372036854775807")], "ERR invalid config: max_event_age_hours (9223372036854775807) must be between 0 and 87600 (hours; accepted event times must fit ClickHouse DateTime)"),
+            (&[("SLUICE_MAX_EVENT_FUTURE_MINUTES", "-1")], "ERR invalid config: max_event_future_minutes (-1) must be between 0 and 527040 (minutes)"),
+            (&[("SLUICE_MAX_RECORD_BYTES", "0")], "ERR invalid config: max_record_bytes must be at least 1 (bytes)"),
+            (&[("SLUICE_READY_STALL_TIMEOUT_MS", "0")], "ERR invalid config: ready_stall_timeout_ms (env SLUICE_READY_STALL_TIMEOUT_MS) must be > 0 (milliseconds)"),
+            (&[("SLUICE_GROUP_INSTANCE_ID", "pod 0")], "ERR invalid config: group_instance_id (env SLUICE_GROUP_INSTANCE_ID) \"pod 0\": accepted: up to 249 characters of a-z, A-Z, 0-9, '.', '_', '-'"),
+            (&[("SLUICE_GROUP_INSTANCE_ID", "sluice-ingest-click-0")], "OK 127.0.0.1:9092 1000 Text"),
+            // Unrelated SLUICE_* variables (used by the stack scripts) are ignored.
+            (&[("SLUICE_STATE_DIR", "/tmp/x")], "OK 127.0.0.1:9092 1000 Text"),
+        ] {
+            assert_eq!(run(env), expected, "{env:?}");
+        }
     }
 
     #[test]

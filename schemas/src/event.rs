@@ -127,6 +127,29 @@ pub enum Event {
     Click(ClickEvent),
 }
 
+impl ClickEvent {
+    /// A click of the current schema version with only the required fields (referrer, country, user
+    /// agent and visitor `None`).
+    pub fn new(
+        event_id: impl Into<String>,
+        tenant_id: impl Into<String>,
+        occurred_at: DateTime<Utc>,
+        short_code: impl Into<String>,
+    ) -> Self {
+        ClickEvent {
+            schema_version: SCHEMA_VERSION,
+            event_id: event_id.into(),
+            tenant_id: tenant_id.into(),
+            occurred_at,
+            short_code: short_code.into(),
+            referrer: None,
+            country: None,
+            user_agent: None,
+            visitor_id: None,
+        }
+    }
+}
+
 impl Event {
     pub fn kind(&self) -> EventKind {
         match self {

@@ -2,12 +2,15 @@
 //! README promises, the JSON Schema files accept what the Rust decoder accepts and reject what it
 //! rejects, and every malformed input gets the documented rejection reason.
 
+mod support;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
 use sluice_schemas::{
     decode, encode, ClickEvent, CrawlEvent, Encoding, Event, EventKind, Limits, RankEvent,
     RejectReason,
 };
+use support::{decode_json, schema};
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-06-15T12:00:00Z")
@@ -73,19 +76,6 @@ fn samples() -> Vec<Event> {
     ]
 }
 
-fn schema(kind: EventKind) -> jsonschema::Validator {
-    let text = match kind {
-        EventKind::Rank => include_str!("../json/rank.schema.json"),
-        EventKind::Crawl => include_str!("../json/crawl.schema.json"),
-        EventKind::Click => include_str!("../json/click.schema.json"),
-    };
-    let doc: Value = serde_json::from_str(text).unwrap();
-    jsonschema::options()
-        .should_validate_formats(true)
-        .build(&doc)
-        .unwrap()
-}
-
 #[test]
 fn both_encodings_round_trip() {
     for event in samples() {
@@ -115,14 +105,7 @@ fn json_wire_format_is_the_documented_one() {
 fn other_offsets_and_precisions_normalize_to_utc_micros() {
     let doc = json!({"schema_version": 1, "event_id": "k", "tenant_id": "t", "short_code": "s",
                      "occurred_at": "2026-06-15T13:30:00.1234567+02:00"});
-    let event = decode(
-        EventKind::Click,
-        Encoding::Json,
-        doc.to_string().as_bytes(),
-        &Limits::default(),
-        now(),
-    )
-    .unwrap();
+    let event = decode_json(EventKind::Click, doc.to_string().as_bytes(), now()).unwrap();
     assert_eq!(event.occurred_at(), at("2026-06-15T11:30:00.123456Z"));
 }
 
@@ -164,105 +147,49 @@ fn malformed_json() -> Vec<(EventKind, Value, RejectReason)> {
         d.as_object_mut().unwrap().remove(key);
         d
     };
+    use EventKind::{Click, Crawl, Rank};
+    use RejectReason::*;
     vec![
         (
-            EventKind::Click,
+            Click,
             with(&click, "schema_version", json!(2)),
-            RejectReason::UnknownSchemaVersion,
+            UnknownSchemaVersion,
         ),
+        (Click, without(&click, "short_code"), MissingField),
+        (Click, without(&click, "event_id"), MissingField),
+        (Click, with(&click, "short_code", json!(17)), InvalidField),
+        (Click, with(&click, "short_code", json!("")), InvalidField),
         (
-            EventKind::Click,
-            without(&click, "short_code"),
-            RejectReason::MissingField,
-        ),
-        (
-            EventKind::Click,
-            without(&click, "event_id"),
-            RejectReason::MissingField,
-        ),
-        (
-            EventKind::Click,
-            with(&click, "short_code", json!(17)),
-            RejectReason::InvalidField,
-        ),
-        (
-            EventKind::Click,
-            with(&click, "short_code", json!("")),
-            RejectReason::InvalidField,
-        ),
-        (
-            EventKind::Click,
+            Click,
             with(&click, "occurred_at", json!("yesterday")),
-            RejectReason::InvalidField,
+            InvalidField,
         ),
         (
-            EventKind::Click,
+            Click,
             with(&click, "visitor_id", json!("v".repeat(129))),
-            RejectReason::Oversized,
+            Oversized,
         ),
+        (Rank, without(&rank, "position"), MissingField),
+        (Rank, with(&rank, "position", json!(0)), InvalidField),
+        (Rank, with(&rank, "position", json!(101)), InvalidField),
+        (Rank, with(&rank, "position", json!("3")), InvalidField),
+        (Crawl, with(&crawl, "url", json!("not a url")), InvalidField),
         (
-            EventKind::Rank,
-            without(&rank, "position"),
-            RejectReason::MissingField,
-        ),
-        (
-            EventKind::Rank,
-            with(&rank, "position", json!(0)),
-            RejectReason::InvalidField,
-        ),
-        (
-            EventKind::Rank,
-            with(&rank, "position", json!(101)),
-            RejectReason::InvalidField,
-        ),
-        (
-            EventKind::Rank,
-            with(&rank, "position", json!("3")),
-            RejectReason::InvalidField,
-        ),
-        (
-            EventKind::Crawl,
-            with(&crawl, "url", json!("not a url")),
-            RejectReason::InvalidField,
-        ),
-        (
-            EventKind::Crawl,
+            Crawl,
             with(&crawl, "url", json!("ftp://a.example/x")),
-            RejectReason::InvalidField,
+            InvalidField,
         ),
-        (
-            EventKind::Crawl,
-            with(&crawl, "status_code", json!(600)),
-            RejectReason::InvalidField,
-        ),
-        (
-            EventKind::Crawl,
-            with(&crawl, "fetch_ms", json!(-1)),
-            RejectReason::InvalidField,
-        ),
-        (
-            EventKind::Crawl,
-            with(&crawl, "bytes", json!(1.5)),
-            RejectReason::InvalidField,
-        ),
-        (
-            EventKind::Crawl,
-            json!([1, 2, 3]),
-            RejectReason::InvalidEncoding,
-        ),
+        (Crawl, with(&crawl, "status_code", json!(600)), InvalidField),
+        (Crawl, with(&crawl, "fetch_ms", json!(-1)), InvalidField),
+        (Crawl, with(&crawl, "bytes", json!(1.5)), InvalidField),
+        (Crawl, json!([1, 2, 3]), InvalidEncoding),
     ]
 }
 
 #[test]
 fn malformed_json_gets_its_reason_and_the_schema_agrees() {
     for (kind, doc, reason) in malformed_json() {
-        let got = decode(
-            kind,
-            Encoding::Json,
-            doc.to_string().as_bytes(),
-            &Limits::default(),
-            now(),
-        );
+        let got = decode_json(kind, doc.to_string().as_bytes(), now());
         assert_eq!(
             got.as_ref().map_err(|r| r.reason),
             Err(reason),
@@ -328,33 +255,42 @@ fn undecodable_bytes_get_their_reason() {
     );
 }
 
-#[test]
-fn timestamps_far_from_now_are_refused() {
-    let limits = Limits::default();
-    let mut e = match samples().pop().unwrap() {
+/// The sample click (the last sample) as its struct, to change one field.
+fn sample_click() -> ClickEvent {
+    match samples().pop().unwrap() {
         Event::Click(c) => c,
         _ => unreachable!(),
+    }
+}
+
+/// The sample click at `occurred_at`, encoded with `encoding` and decoded under `limits`: `Ok(())` or
+/// the reason it is refused.
+fn decode_click_at(
+    occurred_at: DateTime<Utc>,
+    encoding: Encoding,
+    limits: &Limits,
+) -> Result<(), RejectReason> {
+    let click = ClickEvent {
+        occurred_at,
+        ..sample_click()
     };
-    for (offset, ok) in [
-        (TimeDelta::days(-366) + TimeDelta::seconds(1), true),
-        (TimeDelta::days(-367), false),
-        (TimeDelta::minutes(59), true),
-        (TimeDelta::minutes(61), false),
+    let bytes = encode(&Event::Click(click), encoding);
+    decode(EventKind::Click, encoding, &bytes, limits, now())
+        .map(|_| ())
+        .map_err(|r| r.reason)
+}
+
+#[test]
+fn timestamps_far_from_now_are_refused() {
+    let out_of_range = Err(RejectReason::TimestampOutOfRange);
+    for (offset, expected) in [
+        (TimeDelta::days(-366) + TimeDelta::seconds(1), Ok(())),
+        (TimeDelta::days(-367), out_of_range),
+        (TimeDelta::minutes(59), Ok(())),
+        (TimeDelta::minutes(61), out_of_range),
     ] {
-        e.occurred_at = now() + offset;
-        let bytes = encode(&Event::Click(e.clone()), Encoding::Json);
-        let got = decode(EventKind::Click, Encoding::Json, &bytes, &limits, now())
-            .map(|_| ())
-            .map_err(|r| r.reason);
-        assert_eq!(
-            got,
-            if ok {
-                Ok(())
-            } else {
-                Err(RejectReason::TimestampOutOfRange)
-            },
-            "{offset}"
-        );
+        let got = decode_click_at(now() + offset, Encoding::Json, &Limits::default());
+        assert_eq!(got, expected, "{offset}");
     }
 }
 
@@ -380,7 +316,7 @@ const RANK: &str = r#""schema_version":1,"event_id":"r","tenant_id":"t","occurre
 const CRAWL: &str = r#""schema_version":1,"event_id":"c","tenant_id":"t","occurred_at":"2026-06-15T11:00:00Z","campaign_id":"c","url":"https://a.example/""#;
 
 fn raw(kind: EventKind, bytes: &[u8]) -> Result<Event, RejectReason> {
-    decode(kind, Encoding::Json, bytes, &Limits::default(), now()).map_err(|r| r.reason)
+    decode_json(kind, bytes, now()).map_err(|r| r.reason)
 }
 
 fn click_with(rest: &str) -> Result<Event, RejectReason> {
@@ -405,22 +341,14 @@ fn text_takes_every_character_but_nul() {
         format!(r#"{{{CLICK},"short_code":"a\u0000b"}}"#),
         format!(r#"{{{CLICK},"short_code":"s","referrer":"\u0000"}}"#),
     ] {
-        let got = decode(
-            EventKind::Click,
-            Encoding::Json,
-            doc.as_bytes(),
-            &Limits::default(),
-            now(),
-        );
+        let got = decode_json(EventKind::Click, doc.as_bytes(), now());
         let err = got.unwrap_err();
         assert_eq!(err.reason, RejectReason::InvalidField, "{doc}");
         assert!(err.detail.contains("U+0000"), "{}", err.detail);
     }
-    let err = decode(
+    let err = decode_json(
         EventKind::Click,
-        Encoding::Json,
         format!(r#"{{{CLICK},"short_code":"s","visitor_id":"v\u0000"}}"#).as_bytes(),
-        &Limits::default(),
         now(),
     )
     .unwrap_err();
@@ -458,10 +386,7 @@ fn text_takes_every_character_but_nul() {
 
 #[test]
 fn bincode_text_obeys_the_same_rules() {
-    let mut click = match samples().pop().unwrap() {
-        Event::Click(c) => c,
-        _ => unreachable!(),
-    };
+    let mut click = sample_click();
     click.user_agent = Some("a\0b".into());
     let bytes = encode(&Event::Click(click), Encoding::Bincode);
     let err = decode(
@@ -511,14 +436,7 @@ fn only_an_object_is_an_event() {
         Err(RejectReason::InvalidEncoding)
     );
     // A tombstone reaches decode as an empty value.
-    let err = decode(
-        EventKind::Click,
-        Encoding::Json,
-        b"",
-        &Limits::default(),
-        now(),
-    )
-    .unwrap_err();
+    let err = decode_json(EventKind::Click, b"", now()).unwrap_err();
     assert!(err.detail.starts_with("empty value"), "{}", err.detail);
 }
 
@@ -752,30 +670,15 @@ fn event_times_outside_clickhouse_datetime_are_refused_whatever_the_window() {
         max_future: TimeDelta::days(365 * 100),
         ..Limits::default()
     };
-    let mut click = match samples().pop().unwrap() {
-        Event::Click(c) => c,
-        _ => unreachable!(),
-    };
-    for (ts, ok) in [
-        ("1969-12-31T23:59:59.999999Z", false),
-        ("1970-01-01T00:00:00Z", true),
-        ("2106-02-07T06:28:15.999999Z", true),
-        ("2106-02-07T06:28:16Z", false),
+    let out_of_range = Err(RejectReason::TimestampOutOfRange);
+    for (ts, expected) in [
+        ("1969-12-31T23:59:59.999999Z", out_of_range),
+        ("1970-01-01T00:00:00Z", Ok(())),
+        ("2106-02-07T06:28:15.999999Z", Ok(())),
+        ("2106-02-07T06:28:16Z", out_of_range),
     ] {
-        click.occurred_at = at(ts);
-        let bytes = encode(&Event::Click(click.clone()), Encoding::Bincode);
-        let got = decode(EventKind::Click, Encoding::Bincode, &bytes, &limits, now())
-            .map(|_| ())
-            .map_err(|r| r.reason);
-        assert_eq!(
-            got,
-            if ok {
-                Ok(())
-            } else {
-                Err(RejectReason::TimestampOutOfRange)
-            },
-            "{ts}"
-        );
+        let got = decode_click_at(at(ts), Encoding::Bincode, &limits);
+        assert_eq!(got, expected, "{ts}");
     }
 }
 
@@ -943,14 +846,7 @@ fn a_long_bad_timestamp_is_echoed_cut_short() {
     let doc = format!(
         r#"{{"schema_version":1,"event_id":"k","tenant_id":"t","occurred_at":"{long}","short_code":"s"}}"#
     );
-    let err = decode(
-        EventKind::Click,
-        Encoding::Json,
-        doc.as_bytes(),
-        &Limits::default(),
-        now(),
-    )
-    .unwrap_err();
+    let err = decode_json(EventKind::Click, doc.as_bytes(), now()).unwrap_err();
     assert_eq!(err.reason, RejectReason::InvalidField);
     assert!(err.detail.len() < 200, "{}", err.detail.len());
     assert!(err.detail.contains(&long[..64]), "{}", err.detail);

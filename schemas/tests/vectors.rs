@@ -5,9 +5,12 @@
 //! with an error naming the vector's `field`. The expected partitions were computed by Kafka's Java
 //! client, not by this code.
 
+mod support;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sluice_schemas::{decode, encode, Encoding, EventKind, Limits};
+use sluice_schemas::{encode, Encoding, EventKind};
+use support::{decode_json, schema};
 
 fn vectors() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/vectors/events.json");
@@ -21,19 +24,6 @@ fn now() -> DateTime<Utc> {
 
 fn kind(v: &Value) -> EventKind {
     v["kind"].as_str().unwrap().parse().unwrap()
-}
-
-fn schema(kind: EventKind) -> jsonschema::Validator {
-    let text = match kind {
-        EventKind::Rank => include_str!("../json/rank.schema.json"),
-        EventKind::Crawl => include_str!("../json/crawl.schema.json"),
-        EventKind::Click => include_str!("../json/click.schema.json"),
-    };
-    let doc: Value = serde_json::from_str(text).unwrap();
-    jsonschema::options()
-        .should_validate_formats(true)
-        .build(&doc)
-        .unwrap()
 }
 
 fn kafka_partition(key: &[u8], partitions: u32) -> i64 {
@@ -66,14 +56,8 @@ fn valid_vectors_decode_reencode_key_and_partition_as_the_vectors_say() {
     for vector in v["valid"].as_array().unwrap() {
         let name = vector["name"].as_str().unwrap();
         let bytes = serde_json::to_vec(&vector["event"]).unwrap();
-        let event = decode(
-            kind(vector),
-            Encoding::Json,
-            &bytes,
-            &Limits::default(),
-            now(),
-        )
-        .unwrap_or_else(|e| panic!("{name}: refused: {e}"));
+        let event = decode_json(kind(vector), &bytes, now())
+            .unwrap_or_else(|e| panic!("{name}: refused: {e}"));
         let reencoded: Value = serde_json::from_slice(&encode(&event, Encoding::Json)).unwrap();
         assert_eq!(
             reencoded, vector["event"],
@@ -104,15 +88,9 @@ fn invalid_vectors_are_refused_naming_the_field() {
         let name = vector["name"].as_str().unwrap();
         let field = vector["field"].as_str().unwrap();
         let bytes = serde_json::to_vec(&vector["event"]).unwrap();
-        let rejection = decode(
-            kind(vector),
-            Encoding::Json,
-            &bytes,
-            &Limits::default(),
-            now(),
-        )
-        .err()
-        .unwrap_or_else(|| panic!("{name}: the decoder accepted it"));
+        let rejection = decode_json(kind(vector), &bytes, now())
+            .err()
+            .unwrap_or_else(|| panic!("{name}: the decoder accepted it"));
         assert!(
             rejection.detail.contains(field),
             "{name}: rejection does not name {field}: {rejection}"

@@ -70,9 +70,18 @@ class _Common:
 
 
 @dataclass(frozen=True)
-class RankEvent(_Common):
-    KIND = "rank"
+class _CampaignEvent(_Common):
+    """A kind keyed by campaign: its events stay in order per "{tenant_id}/{campaign_id}"."""
+
     campaign_id: str
+
+    def entity(self) -> str:
+        return self.campaign_id
+
+
+@dataclass(frozen=True)
+class RankEvent(_CampaignEvent):
+    KIND = "rank"
     keyword: str
     geo: str
     engine: str
@@ -80,22 +89,15 @@ class RankEvent(_Common):
     position: Optional[int]  # 1-100, or None when the keyword did not rank (required all the same)
     url: Optional[str] = None
 
-    def entity(self) -> str:
-        return self.campaign_id
-
 
 @dataclass(frozen=True)
-class CrawlEvent(_Common):
+class CrawlEvent(_CampaignEvent):
     KIND = "crawl"
-    campaign_id: str
     url: str
     status_code: int
     fetch_ms: int
     bytes: int
     content_hash: Optional[str] = None
-
-    def entity(self) -> str:
-        return self.campaign_id
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,19 @@ pub struct RetentionReport {
 }
 
 impl ClickHouseSink {
+    /// The rows of a query on the server's `system` tables about this database (bound to its `?`).
+    async fn system_rows<T>(&self, sql: &str) -> Result<Vec<T>>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        self.admin
+            .query(sql)
+            .bind(self.database.as_str())
+            .fetch_all()
+            .await
+            .map_err(classify)
+    }
+
     /// Applies a retention of `months` months (at least 1) to every month-partitioned table of the
     /// database, as of today (UTC). See [`ClickHouseSink::apply_retention_at`].
     pub async fn apply_retention(&self, months: u32) -> Result<RetentionReport> {
@@ -59,15 +72,11 @@ impl ClickHouseSink {
             engine_full: String,
         }
         let tables: Vec<Table> = self
-            .admin
-            .query(
+            .system_rows(
                 "SELECT name, partition_key, engine_full FROM system.tables \
                  WHERE database = ? AND partition_key LIKE 'toYYYYMM(%' ORDER BY name",
             )
-            .bind(self.database.as_str())
-            .fetch_all()
-            .await
-            .map_err(classify)?;
+            .await?;
         let mut ttl_set = Vec::new();
         let mut partitioned = Vec::new();
         for table in &tables {
@@ -99,16 +108,12 @@ impl ClickHouseSink {
             partition_id: String,
         }
         let parts: Vec<Part> = self
-            .admin
-            .query(
+            .system_rows(
                 "SELECT table, partition, partition_id FROM system.parts \
                  WHERE database = ? AND active GROUP BY table, partition, partition_id \
                  ORDER BY table, partition",
             )
-            .bind(self.database.as_str())
-            .fetch_all()
-            .await
-            .map_err(classify)?;
+            .await?;
         let mut dropped = Vec::new();
         for part in parts {
             let expired = part.partition.len() == 6

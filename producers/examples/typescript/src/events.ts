@@ -108,43 +108,39 @@ export function partitionKey(tenantId: string, entity: string): string {
   return `${tenantId}/${entity}`;
 }
 
+/**
+ * Each kind's own fields after the common ones, in contract order, by their input name; the JSON name
+ * is the snake_case of it. A trailing `?` marks an optional field: absent, it is written as `null`.
+ */
+const KIND_FIELDS: Readonly<Record<EventKind, readonly string[]>> = {
+  rank: ["campaignId", "keyword", "geo", "engine", "device", "url?", "position"],
+  crawl: ["campaignId", "url", "statusCode", "fetchMs", "bytes", "contentHash?"],
+  click: ["shortCode", "referrer?", "country?", "userAgent?", "visitorId?"],
+};
+
 export function rankEvent(e: RankInput): SluiceEvent {
-  const value: RankJson = {
-    ...common(e),
-    campaign_id: e.campaignId,
-    keyword: e.keyword,
-    geo: e.geo,
-    engine: e.engine,
-    device: e.device,
-    url: e.url ?? null,
-    position: e.position,
-  };
-  return { kind: "rank", key: partitionKey(e.tenantId, e.campaignId), value };
+  return build("rank", e, e.campaignId);
 }
 
 export function crawlEvent(e: CrawlInput): SluiceEvent {
-  const value: CrawlJson = {
-    ...common(e),
-    campaign_id: e.campaignId,
-    url: e.url,
-    status_code: e.statusCode,
-    fetch_ms: e.fetchMs,
-    bytes: e.bytes,
-    content_hash: e.contentHash ?? null,
-  };
-  return { kind: "crawl", key: partitionKey(e.tenantId, e.campaignId), value };
+  return build("crawl", e, e.campaignId);
 }
 
 export function clickEvent(e: ClickInput): SluiceEvent {
-  const value: ClickJson = {
-    ...common(e),
-    short_code: e.shortCode,
-    referrer: e.referrer ?? null,
-    country: e.country ?? null,
-    user_agent: e.userAgent ?? null,
-    visitor_id: e.visitorId ?? null,
-  };
-  return { kind: "click", key: partitionKey(e.tenantId, e.shortCode), value };
+  return build("click", e, e.shortCode);
+}
+
+/** The event of `kind` from its input: the common fields, then the kind's own (`KIND_FIELDS`). */
+function build(kind: EventKind, e: CommonInput, entity: string): SluiceEvent {
+  const input = e as unknown as Record<string, unknown>;
+  const value: Record<string, unknown> = { ...common(e) };
+  for (const field of KIND_FIELDS[kind]) {
+    const name = field.replace("?", "");
+    const json = name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    value[json] = field.endsWith("?") ? (input[name] ?? null) : input[name];
+  }
+  // KIND_FIELDS and the *Json interfaces name the same fields (test/contract.test.ts checks every vector).
+  return { kind, key: partitionKey(e.tenantId, entity), value } as unknown as SluiceEvent;
 }
 
 function common(e: CommonInput): CommonJson {

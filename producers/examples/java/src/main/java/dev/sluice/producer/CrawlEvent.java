@@ -1,6 +1,5 @@
 package dev.sluice.producer;
 
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.time.Instant;
 
 /**
@@ -20,24 +19,7 @@ public record CrawlEvent(
         implements SluiceEvent {
 
     @Override
-    public EventKind kind() {
-        return EventKind.CRAWL;
-    }
-
-    @Override
     public String entity() {
         return campaignId;
-    }
-
-    @Override
-    public ObjectNode toJson() {
-        ObjectNode node = SluiceEvent.common(this);
-        node.put("campaign_id", campaignId);
-        node.put("url", url);
-        node.put("status_code", statusCode);
-        node.put("fetch_ms", fetchMs);
-        node.put("bytes", bytes);
-        SluiceEvent.putOptional(node, "content_hash", contentHash);
-        return node;
     }
 }

@@ -1,6 +1,5 @@
 package dev.sluice.producer;
 
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.time.Instant;
 
 /**
@@ -21,25 +20,7 @@ public record RankEvent(
         implements SluiceEvent {
 
     @Override
-    public EventKind kind() {
-        return EventKind.RANK;
-    }
-
-    @Override
     public String entity() {
         return campaignId;
-    }
-
-    @Override
-    public ObjectNode toJson() {
-        ObjectNode node = SluiceEvent.common(this);
-        node.put("campaign_id", campaignId);
-        node.put("keyword", keyword);
-        node.put("geo", geo);
-        node.put("engine", engine);
-        node.put("device", device);
-        SluiceEvent.putOptional(node, "url", url);
-        node.put("position", position);
-        return node;
     }
 }

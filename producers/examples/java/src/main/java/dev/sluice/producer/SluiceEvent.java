@@ -1,5 +1,10 @@
 package dev.sluice.producer;
 
+import com.fasterxml.jackson.annotation.JsonIgnoreProperties;
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.annotation.JsonNaming;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.time.Instant;
 import java.util.UUID;
@@ -10,12 +15,29 @@ import java.util.UUID;
  * <p>{@link #key()} is the record key of the contract (docs/events.md, "Topics and keys"): Kafka's
  * default partitioner hashes it with murmur2, so one tenant's campaign (or link) stays on one
  * partition, and a re-sent event lands on the same partition as the original.
+ *
+ * <p>The JSON is the records' own components under their snake_case names, in declaration order after
+ * {@code schema_version}; {@code occurred_at} goes through {@link Rfc3339} ({@link Json#MAPPER}), and an
+ * absent optional field is written as JSON {@code null} (the contract reads null and absent alike; every
+ * field present is the form the shared test vectors compare against). Reading ignores unknown fields, as
+ * the contract does.
  */
+@JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+@JsonPropertyOrder({"schema_version", "event_id", "tenant_id", "occurred_at"})
+@JsonIgnoreProperties(ignoreUnknown = true)
 public sealed interface SluiceEvent permits RankEvent, CrawlEvent, ClickEvent {
     /** The only schema version this contract knows. */
     int SCHEMA_VERSION = 1;
 
-    EventKind kind();
+    default EventKind kind() {
+        return EventKind.of(this);
+    }
+
+    /** Written into every record; on reading, the validator has already checked it. */
+    @JsonProperty(value = "schema_version", access = JsonProperty.Access.READ_ONLY)
+    default int schemaVersion() {
+        return SCHEMA_VERSION;
+    }
 
     /** The idempotency key: a retry re-sends the same id, so Sluice counts the event once. */
     String eventId();
@@ -33,28 +55,12 @@ public sealed interface SluiceEvent permits RankEvent, CrawlEvent, ClickEvent {
     }
 
     /** The JSON record value (unvalidated; {@link SluiceProducer} validates before sending). */
-    ObjectNode toJson();
+    default ObjectNode toJson() {
+        return Json.MAPPER.valueToTree(this);
+    }
 
     /** A fresh idempotency key for a new event; keep it with the event for every retry. */
     static String newEventId() {
         return UUID.randomUUID().toString();
-    }
-
-    /** The fields every kind shares, in contract order. */
-    static ObjectNode common(SluiceEvent e) {
-        ObjectNode node = Json.MAPPER.createObjectNode();
-        node.put("schema_version", SCHEMA_VERSION);
-        node.put("event_id", e.eventId());
-        node.put("tenant_id", e.tenantId());
-        node.put("occurred_at", e.occurredAt() == null ? null : Rfc3339.format(e.occurredAt()));
-        return node;
-    }
-
-    /**
-     * Puts an optional string; {@code null} is written as JSON {@code null} (the contract reads null and
-     * absent alike; every field present is the form the shared test vectors compare against).
-     */
-    static void putOptional(ObjectNode node, String field, String value) {
-        node.put(field, value);
     }
 }

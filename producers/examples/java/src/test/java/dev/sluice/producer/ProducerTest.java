@@ -18,6 +18,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.producer.MockProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.errors.RecordTooLargeException;
 import org.apache.kafka.common.errors.TimeoutException;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
@@ -140,21 +141,13 @@ class ProducerTest {
 
     @Test
     void aRetryResendsTheSameEventId() throws Exception {
-        var mock = new MockProducer<>(false, null, new StringSerializer(), new ByteArraySerializer());
-        try (var producer = new SluiceProducer(mock, SluiceProducer.Topics.defaults(), validator, 3)) {
-            var sent = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return producer.send(click("evt-7", "acme", NOW));
-                } catch (InterruptedException e) {
-                    throw new IllegalStateException(e);
-                }
-            });
-            awaitHistory(mock, 1);
-            assertTrue(mock.errorNext(new TimeoutException("delivery.timeout.ms passed")));
-            awaitHistory(mock, 2);
-            assertTrue(mock.completeNext());
+        try (var manual = ManualSends.create()) {
+            var sent = manual.sendInBackground(click("evt-7", "acme", NOW));
+            assertTrue(manual.mock().errorNext(new TimeoutException("delivery.timeout.ms passed")));
+            awaitHistory(manual.mock(), 2);
+            assertTrue(manual.mock().completeNext());
             sent.get(10, TimeUnit.SECONDS);
-            var history = mock.history();
+            var history = manual.mock().history();
             assertEquals(2, history.size());
             assertEquals("acme/x7Gq", history.get(1).key());
             assertArrayEquals(history.get(0).value(), history.get(1).value(), "the same bytes, same event_id");
@@ -164,20 +157,12 @@ class ProducerTest {
 
     @Test
     void aNonRetriableFailureIsNotRetried() throws Exception {
-        var mock = new MockProducer<>(false, null, new StringSerializer(), new ByteArraySerializer());
-        try (var producer = new SluiceProducer(mock, SluiceProducer.Topics.defaults(), validator, 3)) {
-            var sent = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return producer.send(click("evt-8", "acme", NOW));
-                } catch (InterruptedException e) {
-                    throw new IllegalStateException(e);
-                }
-            });
-            awaitHistory(mock, 1);
-            assertTrue(mock.errorNext(new RecordTooLargeException("too large")));
+        try (var manual = ManualSends.create()) {
+            var sent = manual.sendInBackground(click("evt-8", "acme", NOW));
+            assertTrue(manual.mock().errorNext(new RecordTooLargeException("too large")));
             var e = assertThrows(Exception.class, () -> sent.get(10, TimeUnit.SECONDS));
             assertTrue(e.getCause() instanceof SluiceProducer.DeliveryException, e.toString());
-            assertEquals(1, mock.history().size());
+            assertEquals(1, manual.mock().history().size());
         }
     }
 
@@ -189,6 +174,32 @@ class ProducerTest {
             var e = assertThrows(InvalidEventException.class, () -> producer.send(bad));
             assertEquals("position", e.field());
             assertTrue(mock.history().isEmpty());
+        }
+    }
+
+    /** A producer over a {@link MockProducer} whose sends the test completes or fails one at a time. */
+    private record ManualSends(MockProducer<String, byte[]> mock, SluiceProducer producer) implements AutoCloseable {
+        static ManualSends create() {
+            var mock = new MockProducer<>(false, null, new StringSerializer(), new ByteArraySerializer());
+            return new ManualSends(mock, new SluiceProducer(mock, SluiceProducer.Topics.defaults(), validator, 3));
+        }
+
+        /** Sends on another thread; returns once the first attempt waits in the mock. */
+        CompletableFuture<RecordMetadata> sendInBackground(SluiceEvent event) throws InterruptedException {
+            var sent = CompletableFuture.supplyAsync(() -> {
+                try {
+                    return producer.send(event);
+                } catch (InterruptedException e) {
+                    throw new IllegalStateException(e);
+                }
+            });
+            awaitHistory(mock, 1);
+            return sent;
+        }
+
+        @Override
+        public void close() {
+            producer.close();
         }
     }
 

@@ -1,0 +1,183 @@
+//! The aggregate upserts: a batch's rows as the bind parameters of one set-based
+//! `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` per table (column arrays sorted by key, in
+//! PostgreSQL's binary encoding), and the statements that merge them into `click_daily`, `rank_daily` and
+//! `crawl_hourly` with the model's rules.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::postgres::PgArguments;
+use sqlx::Arguments;
+use sqlx::{Postgres, Transaction};
+
+use super::{classify, SINK};
+use crate::error::{Result, SinkError};
+use sluice_aggregator::PartitionBatch;
+
+/// The batch's `click_daily` rows as the bind parameters of [`CLICK_DAILY_UPSERT`]: the `unnest`
+/// column arrays, sorted by key (concurrent transactions then lock rows in one order, which avoids
+/// deadlocks), encoded in PostgreSQL's binary format — everything the statement sends but its text.
+/// Public for the encoder benchmark (`benches/encode.rs`).
+pub fn click_daily_arguments(batch: &PartitionBatch) -> Result<PgArguments> {
+    let mut rows: Vec<_> = batch.clicks.iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let n = rows.len();
+    let (mut tenant, mut code) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut day, mut clicks) = (Vec::<NaiveDate>::with_capacity(n), Vec::with_capacity(n));
+    for (k, v) in rows {
+        tenant.push(k.tenant_id.as_str());
+        code.push(k.short_code.as_str());
+        day.push(k.day);
+        clicks.push(*v);
+    }
+    let mut args = PgArguments::default();
+    bind(&mut args, tenant)?;
+    bind(&mut args, code)?;
+    bind(&mut args, day)?;
+    bind(&mut args, clicks)?;
+    Ok(args)
+}
+
+pub const CLICK_DAILY_UPSERT: &str = "INSERT INTO click_daily (tenant_id, short_code, day, clicks)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[])
+         ON CONFLICT (tenant_id, short_code, day) DO UPDATE SET clicks = click_daily.clicks + EXCLUDED.clicks";
+
+/// The batch's `rank_daily` rows as the bind parameters of [`RANK_DAILY_UPSERT`] (see
+/// [`click_daily_arguments`]).
+pub fn rank_daily_arguments(batch: &PartitionBatch) -> Result<PgArguments> {
+    let mut rows: Vec<_> = batch.ranks.iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let n = rows.len();
+    let mut cols: [Vec<&str>; 6] = std::array::from_fn(|_| Vec::with_capacity(n));
+    let mut day = Vec::<NaiveDate>::with_capacity(n);
+    let (mut last, mut last_at, mut last_id) = (
+        Vec::<Option<i16>>::with_capacity(n),
+        Vec::<DateTime<Utc>>::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut best, mut worst, mut checks) = (
+        Vec::<Option<i16>>::with_capacity(n),
+        Vec::<Option<i16>>::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (k, v) in rows {
+        for (col, value) in cols.iter_mut().zip([
+            &k.tenant_id,
+            &k.campaign_id,
+            &k.keyword,
+            &k.geo,
+            &k.engine,
+            &k.device,
+        ]) {
+            col.push(value.as_str());
+        }
+        day.push(k.day);
+        last.push(v.last_position);
+        last_at.push(v.last_occurred_at);
+        last_id.push(v.last_event_id.as_str());
+        best.push(v.best_position);
+        worst.push(v.worst_position);
+        checks.push(v.checks);
+    }
+    let mut args = PgArguments::default();
+    for col in cols {
+        bind(&mut args, col)?;
+    }
+    bind(&mut args, day)?;
+    bind(&mut args, last)?;
+    bind(&mut args, last_at)?;
+    bind(&mut args, last_id)?;
+    bind(&mut args, best)?;
+    bind(&mut args, worst)?;
+    bind(&mut args, checks)?;
+    Ok(args)
+}
+
+// PostgreSQL's LEAST/GREATEST ignore NULLs: exactly "min/max of non-null positions".
+pub const RANK_DAILY_UPSERT: &str = r#"INSERT INTO rank_daily AS r (tenant_id, campaign_id, keyword, geo, engine, device, day,
+                last_position, last_occurred_at, last_event_id, best_position, worst_position, checks)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::date[], $8::smallint[], $9::timestamptz[], $10::text[], $11::smallint[], $12::smallint[],
+                $13::bigint[])
+         ON CONFLICT (tenant_id, campaign_id, keyword, geo, engine, device, day) DO UPDATE SET
+            checks = r.checks + EXCLUDED.checks,
+            best_position = LEAST(r.best_position, EXCLUDED.best_position),
+            worst_position = GREATEST(r.worst_position, EXCLUDED.worst_position),
+            last_position = CASE WHEN (EXCLUDED.last_occurred_at, EXCLUDED.last_event_id COLLATE "C")
+                                      > (r.last_occurred_at, r.last_event_id)
+                                 THEN EXCLUDED.last_position ELSE r.last_position END,
+            last_event_id = CASE WHEN (EXCLUDED.last_occurred_at, EXCLUDED.last_event_id COLLATE "C")
+                                      > (r.last_occurred_at, r.last_event_id)
+                                 THEN EXCLUDED.last_event_id ELSE r.last_event_id END,
+            last_occurred_at = GREATEST(r.last_occurred_at, EXCLUDED.last_occurred_at)"#;
+
+/// The batch's `crawl_hourly` rows as the bind parameters of [`CRAWL_HOURLY_UPSERT`] (see
+/// [`click_daily_arguments`]).
+pub fn crawl_hourly_arguments(batch: &PartitionBatch) -> Result<PgArguments> {
+    let mut rows: Vec<_> = batch.crawls.iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let n = rows.len();
+    let (mut tenant, mut campaign, mut domain) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let mut hour = Vec::<DateTime<Utc>>::with_capacity(n);
+    let mut nums: [Vec<i64>; 8] = std::array::from_fn(|_| Vec::with_capacity(n));
+    for (k, v) in rows {
+        tenant.push(k.tenant_id.as_str());
+        campaign.push(k.campaign_id.as_str());
+        domain.push(k.domain.as_str());
+        hour.push(k.hour);
+        for (col, value) in nums.iter_mut().zip(v.columns()) {
+            col.push(value);
+        }
+    }
+    let mut args = PgArguments::default();
+    bind(&mut args, tenant)?;
+    bind(&mut args, campaign)?;
+    bind(&mut args, domain)?;
+    bind(&mut args, hour)?;
+    for col in nums {
+        bind(&mut args, col)?;
+    }
+    Ok(args)
+}
+
+pub const CRAWL_HOURLY_UPSERT: &str = "INSERT INTO crawl_hourly AS c (tenant_id, campaign_id, domain, hour, pages, status_2xx, status_3xx,
+                status_4xx, status_5xx, fetch_ms_sum, fetch_ms_max, bytes_sum)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[],
+                $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])
+         ON CONFLICT (tenant_id, campaign_id, domain, hour) DO UPDATE SET
+            pages = c.pages + EXCLUDED.pages,
+            status_2xx = c.status_2xx + EXCLUDED.status_2xx,
+            status_3xx = c.status_3xx + EXCLUDED.status_3xx,
+            status_4xx = c.status_4xx + EXCLUDED.status_4xx,
+            status_5xx = c.status_5xx + EXCLUDED.status_5xx,
+            fetch_ms_sum = c.fetch_ms_sum + EXCLUDED.fetch_ms_sum,
+            fetch_ms_max = GREATEST(c.fetch_ms_max, EXCLUDED.fetch_ms_max),
+            bytes_sum = c.bytes_sum + EXCLUDED.bytes_sum";
+
+/// Encodes one bind parameter; an encoding failure is a bug (permanent).
+fn bind<'t, T>(args: &mut PgArguments, value: T) -> Result<()>
+where
+    T: sqlx::Encode<'t, Postgres> + sqlx::Type<Postgres>,
+{
+    args.add(value)
+        .map_err(|e| SinkError::permanent(SINK, format!("encoding a bind parameter: {e}")))
+}
+
+/// Runs one upsert with its encoded parameters and counts its rows.
+pub(super) async fn upsert(
+    tx: &mut Transaction<'_, Postgres>,
+    table: &'static str,
+    rows: usize,
+    sql: &'static str,
+    args: PgArguments,
+) -> Result<()> {
+    sqlx::query_with(sql, args)
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
+    metrics::counter!(crate::metrics::SINK_ROWS, "sink" => SINK, "table" => table)
+        .increment(rows as u64);
+    Ok(())
+}
