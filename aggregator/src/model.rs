@@ -31,24 +31,6 @@ pub fn hour_of(ts: DateTime<Utc>) -> DateTime<Utc> {
     ts.duration_trunc(TimeDelta::hours(1)).unwrap_or(ts)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClickDailyKey {
-    pub tenant_id: String,
-    pub short_code: String,
-    pub day: NaiveDate,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RankDailyKey {
-    pub tenant_id: String,
-    pub campaign_id: String,
-    pub keyword: String,
-    pub geo: String,
-    pub engine: String,
-    pub device: String,
-    pub day: NaiveDate,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RankDaily {
     pub last_position: Option<i16>,
@@ -98,104 +80,50 @@ impl RankDaily {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CrawlHourlyKey {
-    pub tenant_id: String,
-    pub campaign_id: String,
-    pub domain: String,
-    pub hour: DateTime<Utc>,
-}
-
-/// Borrowed views of the aggregate keys, for looking a row up without cloning its strings: a batch
-/// clones a key only when its row is new. Each view hashes exactly as its owned key does (same fields,
-/// same order, `&str` hashes as `String`), which `borrowed_keys_hash_and_compare_like_owned` checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct ClickDailyKeyRef<'a> {
-    pub tenant_id: &'a str,
-    pub short_code: &'a str,
-    pub day: NaiveDate,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct RankDailyKeyRef<'a> {
-    pub tenant_id: &'a str,
-    pub campaign_id: &'a str,
-    pub keyword: &'a str,
-    pub geo: &'a str,
-    pub engine: &'a str,
-    pub device: &'a str,
-    pub day: NaiveDate,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct CrawlHourlyKeyRef<'a> {
-    pub tenant_id: &'a str,
-    pub campaign_id: &'a str,
-    pub domain: &'a str,
-    pub hour: DateTime<Utc>,
-}
-
-impl hashbrown::Equivalent<ClickDailyKey> for ClickDailyKeyRef<'_> {
-    fn equivalent(&self, k: &ClickDailyKey) -> bool {
-        self.day == k.day && self.tenant_id == k.tenant_id && self.short_code == k.short_code
-    }
-}
-
-impl From<&ClickDailyKeyRef<'_>> for ClickDailyKey {
-    fn from(k: &ClickDailyKeyRef<'_>) -> Self {
-        ClickDailyKey {
-            tenant_id: k.tenant_id.to_owned(),
-            short_code: k.short_code.to_owned(),
-            day: k.day,
+/// An aggregate key (the primary key of its table): the owned key a batch's map holds and a borrowed
+/// view (`…Ref`) for looking a row up without cloning its strings — a batch clones a key only when its
+/// row is new. Text fields first, then the time bucket, in the table key's order. The view hashes
+/// exactly as the owned key does (same fields, same order, `&str` hashes as `String`), which
+/// `borrowed_keys_hash_and_compare_like_owned` checks.
+macro_rules! aggregate_key {
+    ($name:ident, $view:ident { $($text:ident),+ ; $time:ident: $time_ty:ty }) => {
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name {
+            $(pub $text: String,)+
+            pub $time: $time_ty,
         }
-    }
-}
 
-impl hashbrown::Equivalent<RankDailyKey> for RankDailyKeyRef<'_> {
-    fn equivalent(&self, k: &RankDailyKey) -> bool {
-        self.day == k.day
-            && self.tenant_id == k.tenant_id
-            && self.campaign_id == k.campaign_id
-            && self.keyword == k.keyword
-            && self.geo == k.geo
-            && self.engine == k.engine
-            && self.device == k.device
-    }
-}
-
-impl From<&RankDailyKeyRef<'_>> for RankDailyKey {
-    fn from(k: &RankDailyKeyRef<'_>) -> Self {
-        RankDailyKey {
-            tenant_id: k.tenant_id.to_owned(),
-            campaign_id: k.campaign_id.to_owned(),
-            keyword: k.keyword.to_owned(),
-            geo: k.geo.to_owned(),
-            engine: k.engine.to_owned(),
-            device: k.device.to_owned(),
-            day: k.day,
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub(crate) struct $view<'a> {
+            $(pub $text: &'a str,)+
+            pub $time: $time_ty,
         }
-    }
-}
 
-impl hashbrown::Equivalent<CrawlHourlyKey> for CrawlHourlyKeyRef<'_> {
-    fn equivalent(&self, k: &CrawlHourlyKey) -> bool {
-        self.hour == k.hour
-            && self.tenant_id == k.tenant_id
-            && self.campaign_id == k.campaign_id
-            && self.domain == k.domain
-    }
-}
-
-impl From<&CrawlHourlyKeyRef<'_>> for CrawlHourlyKey {
-    fn from(k: &CrawlHourlyKeyRef<'_>) -> Self {
-        CrawlHourlyKey {
-            tenant_id: k.tenant_id.to_owned(),
-            campaign_id: k.campaign_id.to_owned(),
-            domain: k.domain.to_owned(),
-            hour: k.hour,
+        impl hashbrown::Equivalent<$name> for $view<'_> {
+            fn equivalent(&self, k: &$name) -> bool {
+                // The time bucket first: the cheapest comparison.
+                self.$time == k.$time $(&& self.$text == k.$text)+
+            }
         }
-    }
+
+        impl From<&$view<'_>> for $name {
+            fn from(k: &$view<'_>) -> Self {
+                $name {
+                    $($text: k.$text.to_owned(),)+
+                    $time: k.$time,
+                }
+            }
+        }
+    };
 }
+
+aggregate_key!(ClickDailyKey, ClickDailyKeyRef { tenant_id, short_code; day: NaiveDate });
+aggregate_key!(RankDailyKey, RankDailyKeyRef {
+    tenant_id, campaign_id, keyword, geo, engine, device; day: NaiveDate
+});
+aggregate_key!(CrawlHourlyKey, CrawlHourlyKeyRef {
+    tenant_id, campaign_id, domain; hour: DateTime<Utc>
+});
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CrawlHourly {

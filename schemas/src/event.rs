@@ -150,6 +150,17 @@ impl ClickEvent {
     }
 }
 
+/// `$body` with `$e` bound to the inner event, whatever its kind (for the fields every kind has).
+macro_rules! each_kind {
+    ($event:expr, $e:ident => $body:expr) => {
+        match $event {
+            Event::Rank($e) => $body,
+            Event::Crawl($e) => $body,
+            Event::Click($e) => $body,
+        }
+    };
+}
+
 impl Event {
     pub fn kind(&self) -> EventKind {
         match self {
@@ -160,35 +171,19 @@ impl Event {
     }
 
     pub fn event_id(&self) -> &str {
-        match self {
-            Event::Rank(e) => &e.event_id,
-            Event::Crawl(e) => &e.event_id,
-            Event::Click(e) => &e.event_id,
-        }
+        each_kind!(self, e => &e.event_id)
     }
 
     pub fn tenant_id(&self) -> &str {
-        match self {
-            Event::Rank(e) => &e.tenant_id,
-            Event::Crawl(e) => &e.tenant_id,
-            Event::Click(e) => &e.tenant_id,
-        }
+        each_kind!(self, e => &e.tenant_id)
     }
 
     pub fn occurred_at(&self) -> DateTime<Utc> {
-        match self {
-            Event::Rank(e) => e.occurred_at,
-            Event::Crawl(e) => e.occurred_at,
-            Event::Click(e) => e.occurred_at,
-        }
+        each_kind!(self, e => e.occurred_at)
     }
 
     pub fn schema_version(&self) -> u32 {
-        match self {
-            Event::Rank(e) => e.schema_version,
-            Event::Crawl(e) => e.schema_version,
-            Event::Click(e) => e.schema_version,
-        }
+        each_kind!(self, e => e.schema_version)
     }
 
     /// The entity whose events must stay in order: the campaign for rank and crawl, the link for clicks.
