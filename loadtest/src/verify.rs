@@ -121,15 +121,7 @@ impl Expected {
                     });
                 }
                 Event::Rank(e) => {
-                    let key = (
-                        e.tenant_id.clone(),
-                        e.campaign_id.clone(),
-                        e.keyword.clone(),
-                        e.geo.clone(),
-                        e.engine.clone(),
-                        e.device.clone(),
-                        e.occurred_at.date_naive(),
-                    );
+                    let key = e.rank_daily_key();
                     rank_checks.entry(key).or_default().push((
                         e.occurred_at,
                         e.event_id.clone(),

@@ -3,7 +3,7 @@
 //! on one partition. Field order matters: bincode writes fields in declaration order, and
 //! `schema_version` comes first so that a decoder can tell an unknown version from a corrupt record.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The only schema version this build understands.
@@ -125,6 +125,25 @@ pub enum Event {
     Rank(RankEvent),
     Crawl(CrawlEvent),
     Click(ClickEvent),
+}
+
+/// The `rank_daily` primary key as a tuple: tenant, campaign, keyword, geo, engine, device, UTC day.
+pub type RankDailyTuple = (String, String, String, String, String, String, NaiveDate);
+
+impl RankEvent {
+    /// The `rank_daily` row this check folds into (docs/events.md, "Aggregates"), for code that checks
+    /// the aggregates independently of the aggregator (tests, the load verifier).
+    pub fn rank_daily_key(&self) -> RankDailyTuple {
+        (
+            self.tenant_id.clone(),
+            self.campaign_id.clone(),
+            self.keyword.clone(),
+            self.geo.clone(),
+            self.engine.clone(),
+            self.device.clone(),
+            self.occurred_at.date_naive(),
+        )
+    }
 }
 
 impl ClickEvent {

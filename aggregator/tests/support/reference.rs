@@ -55,15 +55,7 @@ pub(crate) fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> Totals {
                 *t.clicks.entry(key).or_default() += 1;
             }
             Event::Rank(e) => {
-                let key = (
-                    e.tenant_id.clone(),
-                    e.campaign_id.clone(),
-                    e.keyword.clone(),
-                    e.geo.clone(),
-                    e.engine.clone(),
-                    e.device.clone(),
-                    e.occurred_at.date_naive(),
-                );
+                let key = e.rank_daily_key();
                 checks.entry(key).or_default().push((
                     e.occurred_at,
                     e.event_id.clone(),
