@@ -13,7 +13,6 @@ mod hostile;
 mod isolation;
 mod observability;
 mod partitioning;
-mod postgres_schema;
 mod producers;
 mod properties;
 mod replay;

@@ -16,7 +16,9 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::support::env_or;
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_owned())
+}
 
 const TABLES: [&str; 3] = ["click_daily", "rank_daily", "crawl_hourly"];
 
@@ -63,7 +65,7 @@ impl TestDb {
 
 /// The migrations as files (read at run time, so this test always sees the current directory).
 async fn migrations() -> anyhow::Result<Migrator> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../aggregator/sinks/migrations");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
     Ok(Migrator::new(dir.as_path()).await?)
 }
 
