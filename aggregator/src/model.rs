@@ -219,10 +219,23 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    #[test]
-    fn borrowed_keys_hash_and_compare_like_owned() {
+    /// `view` hashes like `owned`, compares equal to it and converts to it; `other` (one field moved
+    /// or changed) does not compare equal.
+    fn same_row<K, V>(owned: &K, view: V, other: V)
+    where
+        K: std::hash::Hash + Eq + std::fmt::Debug + for<'a> From<&'a V>,
+        V: std::hash::Hash + hashbrown::Equivalent<K>,
+    {
         use std::hash::BuildHasher;
         let state = hashbrown::DefaultHashBuilder::default();
+        assert_eq!(state.hash_one(owned), state.hash_one(&view));
+        assert!(view.equivalent(owned));
+        assert_eq!(&K::from(&view), owned);
+        assert!(!other.equivalent(owned));
+    }
+
+    #[test]
+    fn borrowed_keys_hash_and_compare_like_owned() {
         let day = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
         let click = ClickDailyKey {
             tenant_id: "t1".into(),
@@ -234,16 +247,13 @@ mod tests {
             short_code: "abc",
             day,
         };
-        assert_eq!(state.hash_one(&click), state.hash_one(click_ref));
-        assert!(hashbrown::Equivalent::equivalent(&click_ref, &click));
-        assert_eq!(ClickDailyKey::from(&click_ref), click);
         // Moving a byte between fields changes both the hash input and the equality.
         let shifted = ClickDailyKeyRef {
             tenant_id: "t1a",
             short_code: "bc",
             day,
         };
-        assert!(!hashbrown::Equivalent::equivalent(&shifted, &click));
+        same_row(&click, click_ref, shifted);
 
         let rank = RankDailyKey {
             tenant_id: "t".into(),
@@ -263,14 +273,11 @@ mod tests {
             device: "mobile",
             day,
         };
-        assert_eq!(state.hash_one(&rank), state.hash_one(rank_ref));
-        assert!(hashbrown::Equivalent::equivalent(&rank_ref, &rank));
-        assert_eq!(RankDailyKey::from(&rank_ref), rank);
         let other_device = RankDailyKeyRef {
             device: "desktop",
             ..rank_ref
         };
-        assert!(!hashbrown::Equivalent::equivalent(&other_device, &rank));
+        same_row(&rank, rank_ref, other_device);
 
         let hour = t("2026-11-24T10:00:00Z");
         let crawl = CrawlHourlyKey {
@@ -285,14 +292,11 @@ mod tests {
             domain: "example.com",
             hour,
         };
-        assert_eq!(state.hash_one(&crawl), state.hash_one(crawl_ref));
-        assert!(hashbrown::Equivalent::equivalent(&crawl_ref, &crawl));
-        assert_eq!(CrawlHourlyKey::from(&crawl_ref), crawl);
         let next_hour = CrawlHourlyKeyRef {
             hour: t("2026-11-24T11:00:00Z"),
             ..crawl_ref
         };
-        assert!(!hashbrown::Equivalent::equivalent(&next_hour, &crawl));
+        same_row(&crawl, crawl_ref, next_hour);
     }
 
     #[test]

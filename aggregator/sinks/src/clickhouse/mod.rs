@@ -54,20 +54,13 @@ impl std::fmt::Debug for ClickHouseConfig {
     }
 }
 
-#[derive(Clone)]
+/// The sink. `Debug` shows the clients as the `clickhouse` crate prints them: credentials redacted.
+#[derive(Clone, Debug)]
 pub struct ClickHouseSink {
     client: Client,
     admin: Client,
     database: String,
     insert_streams: usize,
-}
-
-impl std::fmt::Debug for ClickHouseSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickHouseSink")
-            .field("database", &self.database)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ClickHouseSink {

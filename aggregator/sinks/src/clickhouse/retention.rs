@@ -2,8 +2,6 @@
 //! the server is modern (`clickhouse/retention_ttl.sql`).
 
 use chrono::{Datelike, Months, NaiveDate, Utc};
-use clickhouse::Row;
-use serde::Deserialize;
 
 use super::migrations::{quote_ident, quote_literal, statements};
 use super::{classify, ClickHouseSink, SINK};
@@ -65,13 +63,8 @@ impl ClickHouseSink {
     ) -> Result<RetentionReport> {
         let cutoff = retention_cutoff(months, today)?;
         let version = self.server_version().await?;
-        #[derive(Row, Deserialize)]
-        struct Table {
-            name: String,
-            partition_key: String,
-            engine_full: String,
-        }
-        let tables: Vec<Table> = self
+        // (name, partition_key, engine_full) of the month-partitioned tables.
+        let tables: Vec<(String, String, String)> = self
             .system_rows(
                 "SELECT name, partition_key, engine_full FROM system.tables \
                  WHERE database = ? AND partition_key LIKE 'toYYYYMM(%' ORDER BY name",
@@ -79,18 +72,18 @@ impl ClickHouseSink {
             .await?;
         let mut ttl_set = Vec::new();
         let mut partitioned = Vec::new();
-        for table in &tables {
-            let Some(column) = month_partition_column(&table.partition_key) else {
+        for (name, partition_key, engine_full) in &tables {
+            let Some(column) = month_partition_column(partition_key) else {
                 continue;
             };
-            partitioned.push(table.name.as_str());
+            partitioned.push(name.as_str());
             if !version.is_modern() {
                 continue;
             }
-            let ttl = ttl_statement(&quote_ident(&table.name), column, months);
+            let ttl = ttl_statement(&quote_ident(name), column, months);
             let expression = format!("TTL {column} + toIntervalMonth({months})");
-            let already = table.engine_full.ends_with(&expression)
-                || table.engine_full.contains(&format!("{expression} "));
+            let already = engine_full.ends_with(&expression)
+                || engine_full.contains(&format!("{expression} "));
             if already {
                 continue;
             }
@@ -99,15 +92,10 @@ impl ClickHouseSink {
                 .execute()
                 .await
                 .map_err(classify)?;
-            ttl_set.push(table.name.clone());
+            ttl_set.push(name.clone());
         }
-        #[derive(Row, Deserialize)]
-        struct Part {
-            table: String,
-            partition: String,
-            partition_id: String,
-        }
-        let parts: Vec<Part> = self
+        // (table, partition, partition_id) of the active parts.
+        let parts: Vec<(String, String, String)> = self
             .system_rows(
                 "SELECT table, partition, partition_id FROM system.parts \
                  WHERE database = ? AND active GROUP BY table, partition, partition_id \
@@ -115,28 +103,22 @@ impl ClickHouseSink {
             )
             .await?;
         let mut dropped = Vec::new();
-        for part in parts {
-            let expired = part.partition.len() == 6
-                && part
-                    .partition
-                    .parse::<u32>()
-                    .is_ok_and(|month| month < cutoff);
-            if !expired || !partitioned.contains(&part.table.as_str()) {
+        for (table, partition, partition_id) in parts {
+            let expired =
+                partition.len() == 6 && partition.parse::<u32>().is_ok_and(|month| month < cutoff);
+            if !expired || !partitioned.contains(&table.as_str()) {
                 continue;
             }
             self.client
                 .query_raw(&format!(
                     "ALTER TABLE {} DROP PARTITION ID {}",
-                    quote_ident(&part.table),
-                    quote_literal(&part.partition_id)
+                    quote_ident(&table),
+                    quote_literal(&partition_id)
                 ))
                 .execute()
                 .await
                 .map_err(classify)?;
-            dropped.push(DroppedPartition {
-                table: part.table,
-                partition: part.partition,
-            });
+            dropped.push(DroppedPartition { table, partition });
         }
         dropped.sort();
         Ok(RetentionReport {
