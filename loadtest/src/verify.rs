@@ -101,11 +101,7 @@ impl Expected {
             }
             match event {
                 Event::Click(e) => {
-                    let key = (
-                        e.tenant_id.clone(),
-                        e.short_code.clone(),
-                        e.occurred_at.date_naive(),
-                    );
+                    let key = e.click_daily_key();
                     *snap.click_daily.entry(key).or_default() += 1;
                     let (s, us) = seconds_and_micros(e.occurred_at);
                     snap.click_events.push(ClickRaw {
@@ -121,12 +117,11 @@ impl Expected {
                     });
                 }
                 Event::Rank(e) => {
-                    let key = e.rank_daily_key();
-                    rank_checks.entry(key).or_default().push((
-                        e.occurred_at,
-                        e.event_id.clone(),
-                        e.position,
-                    ));
+                    let check = (e.occurred_at, e.event_id.clone(), e.position);
+                    rank_checks
+                        .entry(e.rank_daily_key())
+                        .or_default()
+                        .push(check);
                     let (s, us) = seconds_and_micros(e.occurred_at);
                     snap.rank_events.push(RankRaw {
                         event_id: e.event_id.clone(),

@@ -134,19 +134,35 @@ impl RankEvent {
     /// The `rank_daily` row this check folds into (docs/events.md, "Aggregates"), for code that checks
     /// the aggregates independently of the aggregator (tests, the load verifier).
     pub fn rank_daily_key(&self) -> RankDailyTuple {
+        let text = [
+            &self.tenant_id,
+            &self.campaign_id,
+            &self.keyword,
+            &self.geo,
+            &self.engine,
+        ];
+        let [tenant, campaign, keyword, geo, engine] = text.map(String::clone);
+        let day = self.occurred_at.date_naive();
         (
-            self.tenant_id.clone(),
-            self.campaign_id.clone(),
-            self.keyword.clone(),
-            self.geo.clone(),
-            self.engine.clone(),
+            tenant,
+            campaign,
+            keyword,
+            geo,
+            engine,
             self.device.clone(),
-            self.occurred_at.date_naive(),
+            day,
         )
     }
 }
 
 impl ClickEvent {
+    /// The `click_daily` row this click counts in (tenant, short code, UTC day), for the independent
+    /// checks of the aggregates.
+    pub fn click_daily_key(&self) -> (String, String, NaiveDate) {
+        let day = self.occurred_at.date_naive();
+        (self.tenant_id.clone(), self.short_code.clone(), day)
+    }
+
     /// A click of the current schema version with only the required fields (referrer, country, user
     /// agent and visitor `None`).
     pub fn new(

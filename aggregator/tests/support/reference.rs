@@ -47,20 +47,12 @@ pub(crate) fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> Totals {
     for event in events {
         match event {
             Event::Click(e) => {
-                let key = (
-                    e.tenant_id.clone(),
-                    e.short_code.clone(),
-                    e.occurred_at.date_naive(),
-                );
+                let key = e.click_daily_key();
                 *t.clicks.entry(key).or_default() += 1;
             }
             Event::Rank(e) => {
-                let key = e.rank_daily_key();
-                checks.entry(key).or_default().push((
-                    e.occurred_at,
-                    e.event_id.clone(),
-                    e.position,
-                ));
+                let check = (e.occurred_at, e.event_id.clone(), e.position);
+                checks.entry(e.rank_daily_key()).or_default().push(check);
             }
             Event::Crawl(e) => {
                 let host = host(&e.url);
@@ -114,12 +106,14 @@ pub(crate) fn merged(batches: &[&PartitionBatch]) -> Totals {
                 .or_default() += i128::from(*v);
         }
         for (k, v) in &batch.ranks {
+            let text = [&k.tenant_id, &k.campaign_id, &k.keyword, &k.geo, &k.engine];
+            let [tenant, campaign, keyword, geo, engine] = text.map(String::clone);
             let key = (
-                k.tenant_id.clone(),
-                k.campaign_id.clone(),
-                k.keyword.clone(),
-                k.geo.clone(),
-                k.engine.clone(),
+                tenant,
+                campaign,
+                keyword,
+                geo,
+                engine,
                 k.device.clone(),
                 k.day,
             );
