@@ -1,5 +1,5 @@
 """Shared plumbing of the ClickHouse schema tests: the migration files and how they are applied (the same
-rules as the Rust runner in aggregator/sinks/src/clickhouse/mod.rs), the analyst queries parsed out of
+rules as the Rust runner in aggregator/sinks/src/clickhouse/migrations.rs), the analyst queries parsed out of
 docs/analytics.md, and two backends that run SQL and return TabSeparated text: chdb (ClickHouse 26.x in
 process) and a ClickHouse server over HTTP (the local 18.16)."""
 
@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = REPO / "clickhouse" / "migrations"
 ANALYTICS_DOC = REPO / "docs" / "analytics.md"
 TTL_TEMPLATE = REPO / "clickhouse" / "retention_ttl.sql"
-RUST_SINK = REPO / "aggregator" / "src" / "sinks" / "clickhouse" / "mod.rs"
+RUST_SINK = REPO / "aggregator" / "sinks" / "src" / "clickhouse" / "migrations.rs"
 
 
 def modern_since() -> tuple[int, int]:
