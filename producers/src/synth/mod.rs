@@ -5,14 +5,17 @@
 //! timestamps spread over the last `days_back` days; some fields are absent, some crawl hosts come in
 //! mixed case, and every HTTP status class shows up, so that aggregation edge cases are exercised.
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sluice_schemas::time::truncate_to_micros;
 use sluice_schemas::{ClickEvent, CrawlEvent, Event, EventKind, RankEvent, SCHEMA_VERSION};
+
+mod mix;
+mod vocab;
+
+pub use mix::{Mix, MixError, Zipf};
+use vocab::*;
 
 /// A synthetic configuration that cannot generate events.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -26,154 +29,6 @@ pub enum SynthError {
     /// A mix whose weights are all zero.
     #[error("mix {0} has no positive weight")]
     EmptyMix(Mix),
-}
-
-/// Zipf distribution over `n` items: item `i` (0-based, so item 0 is rank 1) is drawn with probability
-/// proportional to `1 / (i + 1)^exponent`. A precomputed CDF and a binary search make each draw
-/// `O(log n)`. (Hand-rolled because `rand_distr` is not a workspace dependency.)
-#[derive(Debug, Clone, PartialEq)]
-pub struct Zipf {
-    /// `cdf[i]` = P(draw <= i); the last entry is exactly 1.
-    cdf: Vec<f64>,
-}
-
-impl Zipf {
-    /// A Zipf sampler over `n >= 1` items; `exponent` 0 is uniform, larger is more skewed.
-    pub fn new(n: usize, exponent: f64) -> Result<Zipf, SynthError> {
-        if n == 0 {
-            return Err(SynthError::Empty("zipf item count"));
-        }
-        if !exponent.is_finite() || exponent < 0.0 {
-            return Err(SynthError::BadExponent(exponent));
-        }
-        let mut cdf = Vec::with_capacity(n);
-        let mut total = 0.0;
-        for rank in 1..=n {
-            total += (rank as f64).powf(-exponent);
-            cdf.push(total);
-        }
-        for c in &mut cdf {
-            *c /= total;
-        }
-        if let Some(last) = cdf.last_mut() {
-            *last = 1.0;
-        }
-        Ok(Zipf { cdf })
-    }
-
-    /// How many items the sampler draws from.
-    pub fn items(&self) -> usize {
-        self.cdf.len()
-    }
-
-    /// Draws an item index in `0..items()`.
-    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
-        let u: f64 = rng.random(); // [0, 1)
-        let index = self.cdf.partition_point(|&c| c <= u);
-        // Guards against rounding leaving the last entry a hair below u (it is set to exactly 1).
-        index.min(self.cdf.len() - 1)
-    }
-}
-
-/// Relative weights of the three event kinds, e.g. `rank=2,crawl=1,click=7`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mix {
-    pub rank: u32,
-    pub crawl: u32,
-    pub click: u32,
-}
-
-impl Default for Mix {
-    fn default() -> Self {
-        Mix {
-            rank: 2,
-            crawl: 1,
-            click: 7,
-        }
-    }
-}
-
-impl Mix {
-    fn total(&self) -> u64 {
-        u64::from(self.rank) + u64::from(self.crawl) + u64::from(self.click)
-    }
-
-    /// Draws a kind with probability proportional to its weight (the total must be positive).
-    fn pick<R: Rng + ?Sized>(&self, rng: &mut R) -> EventKind {
-        let r = rng.random_range(0..self.total().max(1));
-        if r < u64::from(self.rank) {
-            EventKind::Rank
-        } else if r < u64::from(self.rank) + u64::from(self.crawl) {
-            EventKind::Crawl
-        } else {
-            EventKind::Click
-        }
-    }
-}
-
-impl fmt::Display for Mix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "rank={},crawl={},click={}",
-            self.rank, self.crawl, self.click
-        )
-    }
-}
-
-/// Why a `--mix` string did not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MixError {
-    #[error("empty mix; expected key=weight pairs such as rank=2,crawl=1,click=7")]
-    Empty,
-    #[error("{0:?} is not key=weight; expected e.g. rank=2,crawl=1,click=7 (accepted keys: rank, crawl, click)")]
-    NotAPair(String),
-    #[error("unknown key {0:?} in mix; accepted keys: rank, crawl, click")]
-    UnknownKey(String),
-    #[error("weight {value:?} of {key} is not a non-negative integer")]
-    BadWeight { key: String, value: String },
-    #[error("key {0} appears twice in mix")]
-    Duplicate(String),
-    #[error("all mix weights are zero; at least one of rank, crawl, click must be positive")]
-    AllZero,
-}
-
-impl FromStr for Mix {
-    type Err = MixError;
-
-    /// Parses `key=weight` pairs separated by commas; absent keys weigh 0.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.trim().is_empty() {
-            return Err(MixError::Empty);
-        }
-        let mut weights: [Option<u32>; 3] = [None; 3];
-        for pair in s.split(',') {
-            let pair = pair.trim();
-            let (key, value) = pair
-                .split_once('=')
-                .ok_or_else(|| MixError::NotAPair(pair.to_owned()))?;
-            let (key, value) = (key.trim(), value.trim());
-            let slot = match key {
-                "rank" => 0,
-                "crawl" => 1,
-                "click" => 2,
-                other => return Err(MixError::UnknownKey(other.to_owned())),
-            };
-            let weight = value.parse::<u32>().map_err(|_| MixError::BadWeight {
-                key: key.to_owned(),
-                value: value.to_owned(),
-            })?;
-            if weights[slot].replace(weight).is_some() {
-                return Err(MixError::Duplicate(key.to_owned()));
-            }
-        }
-        let [rank, crawl, click] = weights.map(|w| w.unwrap_or(0));
-        let mix = Mix { rank, crawl, click };
-        if mix.total() == 0 {
-            return Err(MixError::AllZero);
-        }
-        Ok(mix)
-    }
 }
 
 /// Shape of the synthetic traffic. `Default` is a medium-sized, realistic catalogue.
@@ -215,67 +70,6 @@ impl Default for SynthConfig {
         }
     }
 }
-
-const MODIFIERS: [&str; 10] = [
-    "best",
-    "cheap",
-    "buy",
-    "how to choose",
-    "top",
-    "review",
-    "near me",
-    "vs",
-    "sale",
-    "guide",
-];
-const TOPICS: [&str; 16] = [
-    "running shoes",
-    "espresso machine",
-    "standing desk",
-    "noise cancelling headphones",
-    "hiking backpack",
-    "electric bike",
-    "mechanical keyboard",
-    "air fryer",
-    "yoga mat",
-    "gaming monitor",
-    "winter jacket",
-    "robot vacuum",
-    "crm software",
-    "seo audit tool",
-    "vpn service",
-    "project management app",
-];
-const BRANDS: [&str; 8] = [
-    "example", "shop", "news", "blog", "acme", "globex", "initech", "umbrella",
-];
-const TLDS: [&str; 5] = ["com", "de", "fr", "co.uk", "io"];
-const GEOS: [&str; 6] = ["us", "us", "de", "fr", "gb", "es"];
-const COUNTRIES: [&str; 8] = ["us", "us", "us", "de", "fr", "gb", "in", "br"];
-const REFERRERS: [&str; 6] = [
-    "https://www.google.com/",
-    "https://t.co/",
-    "https://news.ycombinator.com/",
-    "https://www.facebook.com/",
-    "https://www.reddit.com/r/programming/",
-    "https://duckduckgo.com/",
-];
-const USER_AGENTS: [&str; 5] = [
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
-    "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36",
-];
-/// Status codes by class with the class weights (per mille): mostly 2xx, every class present.
-const STATUS_CLASSES: [(u32, &[i32]); 5] = [
-    (10, &[100, 101, 103]),
-    (800, &[200, 200, 200, 200, 201, 204, 206]),
-    (80, &[301, 302, 304, 307, 308]),
-    (70, &[400, 401, 403, 404, 404, 404, 410, 429]),
-    (40, &[500, 502, 503, 504]),
-];
-const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// The generator. Not `Clone` on purpose: two copies would hand out the same event ids.
 #[derive(Debug)]
@@ -513,60 +307,6 @@ impl Synth {
             visitor_id,
         }
     }
-}
-
-fn campaign_id(campaign: usize) -> String {
-    format!("campaign-{campaign:02}")
-}
-
-/// Keyword `k` of a campaign: a modifier and a topic (distinct for `k < 10 * 16`), numbered beyond.
-fn keyword_text(tenant: usize, campaign: usize, k: usize, campaigns_per_tenant: usize) -> String {
-    let topic_base = tenant * campaigns_per_tenant + campaign;
-    let modifier = MODIFIERS[k % MODIFIERS.len()];
-    let topic = TOPICS[(topic_base + k / MODIFIERS.len()) % TOPICS.len()];
-    let round = k / (MODIFIERS.len() * TOPICS.len());
-    if round == 0 {
-        format!("{modifier} {topic}")
-    } else {
-        format!("{modifier} {topic} {round}")
-    }
-}
-
-/// Host `domain` of a campaign, e.g. `www.acme-3-1-0.de`, or in mixed case `WWW.Acme-3-1-0.DE`.
-fn host(tenant: usize, campaign: usize, domain: usize, odd_case: bool) -> String {
-    let brand = BRANDS[(tenant + campaign * 7 + domain * 13) % BRANDS.len()];
-    let tld = TLDS[(tenant + domain) % TLDS.len()];
-    if odd_case {
-        let mut chars = brand.chars();
-        let capitalized: String = chars
-            .next()
-            .map(|c| c.to_ascii_uppercase())
-            .into_iter()
-            .chain(chars)
-            .collect();
-        format!(
-            "WWW.{capitalized}-{tenant}-{campaign}-{domain}.{}",
-            tld.to_ascii_uppercase()
-        )
-    } else {
-        format!("www.{brand}-{tenant}-{campaign}-{domain}.{tld}")
-    }
-}
-
-/// A 7-character base62 short code, unique per (tenant, link) and stable across runs.
-fn short_code(tenant: usize, link: usize) -> String {
-    // SplitMix64 finalizer: a bijection on u64, so distinct inputs give distinct codes as long as the
-    // 62^7 code space is not exhausted modulo collisions of the truncation (rare at these sizes).
-    let mut x = ((tenant as u64) << 32 | link as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^= x >> 31;
-    let mut code = [0u8; 7];
-    for c in &mut code {
-        *c = BASE62[(x % 62) as usize];
-        x /= 62;
-    }
-    String::from_utf8_lossy(&code).into_owned()
 }
 
 #[cfg(test)]
