@@ -16,17 +16,11 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
-fn env_or(key: &str, default: &str) -> String {
-    std::env::var(key).unwrap_or_else(|_| default.to_owned())
-}
-
 const TABLES: [&str; 3] = ["click_daily", "rank_daily", "crawl_hourly"];
 
+/// The stack's PostgreSQL database, from which each test's own is created.
 fn base_url() -> String {
-    env_or(
-        "SLUICE_POSTGRES_URL",
-        "postgres://sluice:sluice@127.0.0.1:5432/sluice",
-    )
+    sluice_loadtest::kit::StackArgs::from_env().postgres_url
 }
 
 /// A database of its own on the shared server, dropped by [`TestDb::drop_db`] when the test passes.

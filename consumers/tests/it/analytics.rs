@@ -26,8 +26,6 @@ use crate::support::corner::{click, crawl, rank};
 use sluice_producers::synth::{Mix, Synth, SynthConfig};
 use sluice_schemas::Event;
 
-use crate::support::env_or;
-
 type Rows = Vec<Vec<String>>;
 /// (tenant_id, entity, time bucket)
 type BucketKey = (String, String, i64);
@@ -67,7 +65,7 @@ impl TestDb {
     async fn new(test: &str) -> anyhow::Result<TestDb> {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let name = format!("{test}_{suffix}");
-        let url = env_or("SLUICE_CLICKHOUSE_URL", "http://127.0.0.1:8123");
+        let url = sluice_loadtest::kit::StackArgs::from_env().clickhouse_url;
         let admin = clickhouse::Client::default()
             .with_url(&url)
             .with_validation(false);

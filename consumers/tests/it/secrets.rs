@@ -71,10 +71,7 @@ async fn secrets_from_files_and_properties_never_reach_the_logs() -> anyhow::Res
     stack.cleanup().await?;
     let admin = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
-        .connect(&crate::support::env_or(
-            "SLUICE_POSTGRES_URL",
-            "postgres://sluice:sluice@127.0.0.1:5432/sluice",
-        ))
+        .connect(&crate::support::postgres_admin_url())
         .await?;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}")))
         .execute(&admin)

@@ -10,23 +10,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 pub(crate) use sluice_loadtest::kit::metric_value;
 pub(crate) use sluice_loadtest::kit::IngestProcess as Ingest;
-use sluice_loadtest::kit::{Databases, IngestSetup};
+use sluice_loadtest::kit::{Databases, IngestSetup, StackArgs};
 use sluice_loadtest::verify::{diff, Actual, Expected, Snapshot};
 use sluice_producers::synth::{Synth, SynthConfig};
 use sluice_producers::{EventProducer, ProducerConfig};
 use sluice_schemas::{Encoding, Event, EventKind};
 use sqlx::PgPool;
 
-pub(crate) fn env_or(key: &str, default: &str) -> String {
-    std::env::var(key).unwrap_or_else(|_| default.to_owned())
-}
-
 /// The stack's PostgreSQL database, from which each test's own is created.
 pub(crate) fn postgres_admin_url() -> String {
-    env_or(
-        "SLUICE_POSTGRES_URL",
-        "postgres://sluice:sluice@127.0.0.1:5432/sluice",
-    )
+    StackArgs::from_env().postgres_url
 }
 
 /// Ingest publishes its counters once a second: a wait for a counter to reach a value gets this long.
@@ -56,14 +49,15 @@ impl TestStack {
     pub(crate) async fn new(test: &str, partitions: i32) -> anyhow::Result<TestStack> {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let name = format!("{test}_{suffix}");
-        let brokers = env_or("SLUICE_KAFKA_BROKERS", "127.0.0.1:9092");
+        let stack = StackArgs::from_env();
+        let brokers = stack.brokers;
         let topics: BTreeMap<EventKind, String> = EventKind::ALL
             .iter()
             .map(|k| (*k, format!("{name}-{}", k.default_topic())))
             .collect();
         let dead_letter_topic = format!("{name}-dead-letters");
-        let ch_url = env_or("SLUICE_CLICKHOUSE_URL", "http://127.0.0.1:8123");
-        let dbs = Databases::create(&postgres_admin_url(), &ch_url, &name).await?;
+        let ch_url = stack.clickhouse_url;
+        let dbs = Databases::create(&stack.postgres_url, &ch_url, &name).await?;
         let group = format!("{name}-group");
         let ingest = IngestSetup {
             binary: env!("CARGO_BIN_EXE_sluice-ingest").into(),

@@ -40,6 +40,19 @@ pub struct StackArgs {
     pub clickhouse_url: String,
 }
 
+impl StackArgs {
+    /// The stack's addresses from the environment (`SLUICE_KAFKA_BROKERS`, `SLUICE_POSTGRES_URL`,
+    /// `SLUICE_CLICKHOUSE_URL`), or the local stack's defaults: the same rules as the flags, for tests.
+    pub fn from_env() -> StackArgs {
+        #[derive(clap::Parser)]
+        struct Env {
+            #[command(flatten)]
+            stack: StackArgs,
+        }
+        <Env as clap::Parser>::parse_from(["stack"]).stack
+    }
+}
+
 /// Without the PostgreSQL URL's password.
 impl fmt::Debug for StackArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
