@@ -45,7 +45,7 @@ install:
 build:
 	$(CARGO) build --release --bins
 
-# Topics come from one place, `sluice-ingest provision` (infra/stack.sh runs it too when a binary exists).
+# Topics come from one place, `sluice-ingest provision`, after the build (the stack script starts servers only).
 provision: up build
 	@eval "$$(bash infra/stack.sh env)" && ./target/release/sluice-ingest provision --partitions $(TOPIC_PARTITIONS)
 

@@ -2,7 +2,7 @@
 # Sluice local stack: Kafka (KRaft, from Maven Central jars), PostgreSQL and ClickHouse (Debian packages)
 # as plain background processes on 127.0.0.1. No Docker, no systemd. This script only orchestrates: the
 # server configs are files under infra/kafka/, infra/postgres/ and infra/clickhouse/ (rendered into the
-# state dir with the settings below), the topics come from `sluice-ingest provision`. All data, logs and
+# state dir with the settings below), topics come from `make provision` (`sluice-ingest provision`). All data, logs and
 # pid files live under the git-ignored state dir.
 #
 #   infra/stack.sh up | down | status | install | env
@@ -385,30 +385,8 @@ kafka_wait() {
   report_up kafka "${KAFKA_JUST_STARTED:-0}" "$KAFKA_PID" "$KAFKA_PORT"
 }
 
-# The topics come from the one tool that creates them: `sluice-ingest provision` (the configured event
-# topics with TOPIC_PARTITIONS partitions, and the dead-letter topic; existing ones are left alone). Before
-# the first `cargo build` there is no binary: the stack then comes up without topics, and the make targets
-# that need them (`make provision`, `ingest`, `produce`, `run`, `migrate`) create them after building.
-ingest_bin() {
-  local target="${CARGO_TARGET_DIR:-$REPO/target}" b
-  for b in "${SLUICE_STACK_INGEST_BIN:-}" "$target/release/sluice-ingest" "$target/debug/sluice-ingest"; do
-    if [[ -n "$b" && -x "$b" ]]; then printf '%s\n' "$b"; return 0; fi
-  done
-  return 1
-}
-
-kafka_provision() {
-  local bin out
-  if ! bin=$(ingest_bin); then
-    say "kafka: no sluice-ingest binary yet, topics not created ('make provision' builds and creates them)"
-    return 0
-  fi
-  log "+ $bin provision --partitions $TOPIC_PARTITIONS"
-  out=$(SLUICE_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" "$bin" provision --partitions "$TOPIC_PARTITIONS" 2>>"$STACK_LOG") ||
-    die_log "kafka: sluice-ingest provision failed" "$STACK_LOG"
-  printf '%s\n' "$out" >>"$STACK_LOG"
-  say "kafka: topics: $(tr -s ' \n' ' ' <<<"$out")"
-}
+# Topics are not the stack's: `make provision` (a step of `make ingest`, `produce`, `run` and `migrate`)
+# creates them with `sluice-ingest provision` after building, the one tool that creates topics.
 
 # ------------------------------------------------------------- postgres --
 PG_BIN=""
@@ -592,7 +570,7 @@ valid_component() {
 
 start_one() {
   case "$1" in
-    kafka)      kafka_launch; kafka_wait; kafka_provision ;;
+    kafka)      kafka_launch; kafka_wait ;;
     postgres)   pg_launch; pg_wait; pg_provision ;;
     clickhouse) ch_launch; ch_wait; ch_provision ;;
   esac
@@ -668,7 +646,7 @@ usage: infra/stack.sh <command>
   configs DIR        write the server config files a start would write into DIR (starts nothing)
 settings (environment): SLUICE_STACK_STATE_DIR, SLUICE_STACK_{KAFKA,KAFKA_CONTROLLER,PG,CH_HTTP,CH_TCP}_PORT,
   SLUICE_STACK_KAFKA_HEAP, SLUICE_STACK_PG_SHARED_BUFFERS, SLUICE_STACK_PG_PASSWORD,
-  SLUICE_STACK_TOPIC_PARTITIONS, SLUICE_STACK_INGEST_BIN, SLUICE_STACK_{KAFKA,PG,CH}_START_TIMEOUT,
+  SLUICE_STACK_TOPIC_PARTITIONS, SLUICE_STACK_{KAFKA,PG,CH}_START_TIMEOUT,
   SLUICE_STACK_STOP_TIMEOUT (infra/README.md)
 EOF
   exit 2
@@ -705,7 +683,6 @@ main() {
       kafka_wait
       pg_provision
       ch_provision
-      kafka_provision
       say "up: done in $((SECONDS - T0))s (state: $STATE; 'infra/stack.sh env' prints the endpoints)"
       ;;
     down)
