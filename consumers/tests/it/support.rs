@@ -22,6 +22,50 @@ pub(crate) fn postgres_admin_url() -> String {
     StackArgs::from_env().postgres_url
 }
 
+/// Where a test's servers are and how each party reaches them. The single-node stack
+/// ([`Target::local`]) has one address per server for everyone; the cluster stack (tests/cluster/)
+/// gives the test's own tooling plain internal addresses and ingest and the event producers the
+/// authenticated TLS ones, with ingest's settings in a config file (`SLUICE_CONFIG`).
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    /// Kafka for the test's own tooling: topic deletion, watermarks, metadata.
+    pub(crate) brokers: String,
+    /// Kafka for the events: the test's producers and ingest.
+    pub(crate) event_brokers: String,
+    /// Extra librdkafka properties of the test's producers (TLS, SASL).
+    pub(crate) producer_properties: BTreeMap<String, String>,
+    /// A PostgreSQL database the test's tooling connects to and creates databases from.
+    pub(crate) postgres_admin_url: String,
+    /// The PostgreSQL URL ingest gets, with its database replaced by the test's.
+    pub(crate) ingest_postgres_url: String,
+    /// ClickHouse for the test's tooling (one server or replica).
+    pub(crate) clickhouse_url: String,
+    /// ClickHouse for ingest (on a cluster: every replica, comma-separated).
+    pub(crate) ingest_clickhouse_url: String,
+    /// The ClickHouse cluster databases are created on, if any.
+    pub(crate) clickhouse_cluster: Option<String>,
+    /// More environment for every `sluice-ingest` run (`SLUICE_CONFIG`, …).
+    pub(crate) ingest_env: Vec<(String, String)>,
+}
+
+impl Target {
+    /// The single-node stack (`make up`), from the environment `infra/stack.sh env` prints.
+    pub(crate) fn local() -> Target {
+        let stack = StackArgs::from_env();
+        Target {
+            brokers: stack.brokers.clone(),
+            event_brokers: stack.brokers,
+            producer_properties: BTreeMap::new(),
+            postgres_admin_url: stack.postgres_url.clone(),
+            ingest_postgres_url: stack.postgres_url,
+            clickhouse_url: stack.clickhouse_url.clone(),
+            ingest_clickhouse_url: stack.clickhouse_url,
+            clickhouse_cluster: None,
+            ingest_env: Vec::new(),
+        }
+    }
+}
+
 /// Ingest publishes its counters once a second: a wait for a counter to reach a value gets this long.
 pub(crate) const SETTLE: Duration = Duration::from_secs(10);
 
@@ -38,6 +82,7 @@ pub(crate) struct TestStack {
     pub(crate) ch_database: String,
     pub(crate) ch: clickhouse::Client,
     pub(crate) log_dir: PathBuf,
+    pub(crate) target: Target,
     /// `sluice-ingest` pointed at this test's topics and databases.
     ingest: IngestSetup,
 }
@@ -47,29 +92,48 @@ impl TestStack {
     /// `sluice-ingest provision`) named after the test plus a random suffix. Fails with a hint when the
     /// stack is not up.
     pub(crate) async fn new(test: &str, partitions: i32) -> anyhow::Result<TestStack> {
+        TestStack::on(&Target::local(), test, partitions).await
+    }
+
+    /// [`TestStack::new`] on the given servers.
+    pub(crate) async fn on(
+        target: &Target,
+        test: &str,
+        partitions: i32,
+    ) -> anyhow::Result<TestStack> {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let name = format!("{test}_{suffix}");
-        let stack = StackArgs::from_env();
-        let brokers = stack.brokers;
+        let brokers = target.brokers.clone();
         let topics: BTreeMap<EventKind, String> = EventKind::ALL
             .iter()
             .map(|k| (*k, format!("{name}-{}", k.default_topic())))
             .collect();
         let dead_letter_topic = format!("{name}-dead-letters");
-        let ch_url = stack.clickhouse_url;
-        let dbs = Databases::create(&stack.postgres_url, &ch_url, &name).await?;
+        let ch_url = target.clickhouse_url.clone();
+        let dbs = Databases::create_on(
+            &target.postgres_admin_url,
+            &ch_url,
+            target.clickhouse_cluster.as_deref(),
+            &name,
+        )
+        .await?;
         let group = format!("{name}-group");
+        let mut env = vec![("SLUICE_FLUSH_INTERVAL_MS".into(), "300".into())];
+        env.extend(target.ingest_env.iter().cloned());
         let ingest = IngestSetup {
             binary: env!("CARGO_BIN_EXE_sluice-ingest").into(),
-            brokers: brokers.clone(),
+            brokers: target.event_brokers.clone(),
             group: group.clone(),
             topics: EventKind::ALL.map(|k| topics[&k].clone()),
             dead_letter_topic: dead_letter_topic.clone(),
-            postgres_url: dbs.pg_url.clone(),
-            clickhouse_url: ch_url.clone(),
+            postgres_url: sluice_loadtest::kit::databases::database_url(
+                &target.ingest_postgres_url,
+                &name,
+            )?,
+            clickhouse_url: target.ingest_clickhouse_url.clone(),
             clickhouse_database: name.clone(),
             rust_log: "info".into(),
-            env: vec![("SLUICE_FLUSH_INTERVAL_MS".into(), "300".into())],
+            env,
             own_process_group: false,
         };
         ingest
@@ -90,6 +154,7 @@ impl TestStack {
             ch_database: name,
             ch: dbs.ch,
             log_dir,
+            target: target.clone(),
             ingest,
         })
     }
@@ -127,7 +192,8 @@ impl TestStack {
 
     pub(crate) fn producer(&self, encoding: Encoding) -> anyhow::Result<EventProducer> {
         let config = ProducerConfig {
-            brokers: self.brokers.clone(),
+            brokers: self.target.event_brokers.clone(),
+            extra: self.target.producer_properties.clone(),
             rank_topic: self.topic(EventKind::Rank).to_owned(),
             crawl_topic: self.topic(EventKind::Crawl).to_owned(),
             click_topic: self.topic(EventKind::Click).to_owned(),
@@ -259,8 +325,9 @@ impl TestStack {
             pg: self.pg.clone(),
             clickhouse_url: self.ch_url.clone(),
             ch: self.ch.clone(),
+            clickhouse_cluster: self.target.clickhouse_cluster.clone(),
         };
-        dbs.drop(&postgres_admin_url()).await
+        dbs.drop(&self.target.postgres_admin_url).await
     }
 }
 

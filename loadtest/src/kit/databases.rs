@@ -1,6 +1,8 @@
 //! Throwaway databases of a test, a load run or the baselines: a PostgreSQL database and a ClickHouse
 //! database of the same name, created next to the stack's own (`CREATE DATABASE` through the URL the
-//! stack gives) and dropped at the end, with a pool and a client pointed at them in between.
+//! stack gives) and dropped at the end, with a pool and a client pointed at them in between. On a
+//! ClickHouse cluster (`--clickhouse-cluster`, the cluster stack) the ClickHouse database is created and
+//! dropped `ON CLUSTER`, so every replica has it.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,8 @@ pub struct Databases {
     pub clickhouse_url: String,
     /// A client whose default database is `name`.
     pub ch: clickhouse::Client,
+    /// The ClickHouse cluster the database was created on (`ON CLUSTER`), if any.
+    pub clickhouse_cluster: Option<String>,
 }
 
 impl Databases {
@@ -28,33 +32,56 @@ impl Databases {
         clickhouse_url: &str,
         name: &str,
     ) -> anyhow::Result<Databases> {
+        Databases::create_on(admin_url, clickhouse_url, None, name).await
+    }
+
+    /// [`Databases::create`], the ClickHouse database `ON CLUSTER cluster` when one is given.
+    pub async fn create_on(
+        admin_url: &str,
+        clickhouse_url: &str,
+        clickhouse_cluster: Option<&str>,
+        name: &str,
+    ) -> anyhow::Result<Databases> {
         let (pg_url, pg) = create_postgres(admin_url, name).await?;
         let ch = clickhouse::Client::default()
             .with_url(clickhouse_url)
             .with_validation(false);
-        ch.query(&format!("CREATE DATABASE {name}"))
-            .execute()
-            .await
-            .with_context(|| format!("creating ClickHouse database {name}"))?;
+        ch.query(&format!(
+            "CREATE DATABASE {name}{}",
+            on_cluster(clickhouse_cluster)
+        ))
+        .execute()
+        .await
+        .with_context(|| format!("creating ClickHouse database {name}"))?;
         Ok(Databases {
             name: name.to_owned(),
             pg_url,
             pg,
             clickhouse_url: clickhouse_url.to_owned(),
             ch: ch.with_database(name),
+            clickhouse_cluster: clickhouse_cluster.map(str::to_owned),
         })
     }
 
     /// Drops both databases (see [`drop_database`] for PostgreSQL's).
     pub async fn drop(self, admin_url: &str) -> anyhow::Result<()> {
         self.ch
-            .query(&format!("DROP DATABASE IF EXISTS {}", self.name))
+            .query(&format!(
+                "DROP DATABASE IF EXISTS {}{}",
+                self.name,
+                on_cluster(self.clickhouse_cluster.as_deref())
+            ))
             .execute()
             .await
             .context("dropping the ClickHouse database")?;
         self.pg.close().await;
         drop_database(admin_url, &self.name).await
     }
+}
+
+/// ` ON CLUSTER name`, or nothing.
+fn on_cluster(cluster: Option<&str>) -> String {
+    cluster.map_or_else(String::new, |c| format!(" ON CLUSTER {c}"))
 }
 
 /// Creates PostgreSQL database `name` through `admin_url`; returns its URL and a pool (4 connections)
@@ -103,12 +130,20 @@ pub async fn rows_in_clickhouse(ch: &clickhouse::Client) -> anyhow::Result<u64> 
     .context("counting the rows in ClickHouse")
 }
 
-/// `base` (a PostgreSQL URL) with its database replaced by `name`.
+/// `base` (a PostgreSQL URL) with its database replaced by `name`; its parameters (`?sslmode=…`) are
+/// kept.
 pub fn database_url(base: &str, name: &str) -> anyhow::Result<String> {
-    let (head, _) = base
+    let (address, query) = match base.split_once('?') {
+        Some((address, query)) => (address, Some(query)),
+        None => (base, None),
+    };
+    let (head, _) = address
         .rsplit_once('/')
         .context("the PostgreSQL URL has no database path")?;
-    Ok(format!("{head}/{name}"))
+    Ok(match query {
+        Some(query) => format!("{head}/{name}?{query}"),
+        None => format!("{head}/{name}"),
+    })
 }
 
 /// Drops database `name` (if it exists) through a connection to `admin_url`, ending its sessions
@@ -169,4 +204,26 @@ async fn drop_public_schema(admin_url: &str, name: &str) -> anyhow::Result<()> {
         .with_context(|| format!("dropping the tables of {name}"));
     pool.close().await;
     dropped.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_url;
+
+    #[test]
+    fn database_url_replaces_the_database_and_keeps_the_parameters() {
+        assert_eq!(
+            database_url("postgres://u:p@h:5432/sluice", "t_1").unwrap(),
+            "postgres://u:p@h:5432/t_1"
+        );
+        assert_eq!(
+            database_url(
+                "postgres://u@localhost:16432/sluice?sslmode=verify-full&sslrootcert=/s/ca.pem",
+                "t_1"
+            )
+            .unwrap(),
+            "postgres://u@localhost:16432/t_1?sslmode=verify-full&sslrootcert=/s/ca.pem"
+        );
+        assert!(database_url("postgres:", "t").is_err());
+    }
 }

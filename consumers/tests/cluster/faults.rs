@@ -1,0 +1,248 @@
+//! The five failures, each under a few thousand events/s: SIGKILL the broker leading most event
+//! partitions (back after 30 s), SIGKILL one ClickHouse replica for 30 s, SIGKILL ZooKeeper for 20 s,
+//! SIGKILL the PostgreSQL primary and promote the standby, restart PgBouncer. Every test ends with exact
+//! totals in PostgreSQL and on both ClickHouse replicas, prints its longest stall and the time until the
+//! pipeline moved again, and asserts a bound on the stall.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use sluice_loadtest::verify::{diff, Actual, Expected};
+use sqlx::postgres::PgPoolOptions;
+
+use crate::progress::{Progress, Stall};
+use crate::support::{Ingest, TestStack, TrafficShape};
+use crate::topology::{Cluster, Restore, CLICKHOUSE_REPLICAS};
+
+/// New events per second: "a few thousand".
+const RATE: u32 = 2000;
+
+/// A test of this binary owns the whole cluster: one at a time even without `--test-threads=1`.
+static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Traffic, ingest and the progress sampler of one failure test.
+struct Run {
+    test: TestStack,
+    ingest: Ingest,
+    progress: Progress,
+    traffic: crate::support::Traffic,
+    started: Instant,
+}
+
+impl Run {
+    /// Fresh topics and databases, ingest, and `seconds` of traffic at [`RATE`]; returns after a few
+    /// seconds of steady flow.
+    async fn start(cluster: &Cluster, name: &str, seconds: u32) -> anyhow::Result<Run> {
+        let test = TestStack::on(&cluster.target()?, name, 6).await?;
+        let ingest = test.spawn_ingest("main", &[])?;
+        let progress = Progress::watch(&ingest.metrics_addr);
+        let shape = TrafficShape::seed(15)
+            .rate(RATE)
+            .events((RATE * seconds) as usize);
+        let traffic = test.start_traffic(shape)?;
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        Ok(Run {
+            test,
+            ingest,
+            progress,
+            traffic,
+            started,
+        })
+    }
+
+    /// Waits for the traffic and for ingest to catch up, stops ingest (it must exit 0), compares
+    /// PostgreSQL and every ClickHouse replica exactly with what was published, prints the longest stall
+    /// after `fault` and asserts it is below `bound`.
+    async fn finish(mut self, what: &str, fault: Instant, bound: Duration) -> anyhow::Result<()> {
+        let events = self.traffic.join()?;
+        let published = Instant::now();
+        self.test
+            .wait_caught_up_alive(&mut self.ingest, Duration::from_secs(180))
+            .await?;
+        let caught_up = Instant::now();
+        let stalls = self.progress.stop(self.started, caught_up);
+        let status = self.ingest.terminate(Duration::from_secs(30))?;
+        anyhow::ensure!(status.success(), "ingest exit status {status}");
+
+        let expected = Expected::from_events(&events);
+        let distinct =
+            expected.rank_events.len() + expected.crawl_events.len() + expected.click_events.len();
+        for (node, port) in CLICKHOUSE_REPLICAS {
+            let ch = clickhouse::Client::default()
+                .with_url(format!("http://127.0.0.1:{port}"))
+                .with_database(&self.test.ch_database)
+                .with_validation(false);
+            // A replica that was down catches up by fetching parts: give it time.
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                let actual = Actual::read(&self.test.pg, &ch).await?;
+                let differences = diff(&expected, &actual, 10);
+                if differences.is_empty() {
+                    break;
+                }
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "{node} / PostgreSQL differ from the expected aggregates:\n{}",
+                    differences.join("\n")
+                );
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+
+        let longest: &Stall = stalls.iter().max_by_key(|s| s.length()).expect("two sinks");
+        let summary: Vec<String> = stalls
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} stalled {:.1} s (moved again {:.1} s after the fault)",
+                    s.sink,
+                    s.length().as_secs_f64(),
+                    s.to.saturating_duration_since(fault).as_secs_f64()
+                )
+            })
+            .collect();
+        println!(
+            "FAILURE {what}: {} distinct events ({} published, re-sends included); {}; caught up {:.1} s after \
+             the traffic ended; exact in PostgreSQL and on {} replicas",
+            distinct,
+            events.len(),
+            summary.join(", "),
+            (caught_up - published).as_secs_f64(),
+            CLICKHOUSE_REPLICAS.len()
+        );
+        anyhow::ensure!(
+            longest.length() <= bound,
+            "{what}: the {} sink stalled {:.1} s, over the bound of {:.0} s",
+            longest.sink,
+            longest.length().as_secs_f64(),
+            bound.as_secs_f64()
+        );
+        self.test.cleanup().await
+    }
+}
+
+/// The broker that leads the most partitions of the test's event topics (node name `kafkaN`).
+fn busiest_leader(test: &TestStack) -> anyhow::Result<String> {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &test.brokers)
+        .create()?;
+    let mut led: BTreeMap<i32, usize> = BTreeMap::new();
+    for topic in test.topic_names() {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                *led.entry(p.leader()).or_default() += 1;
+            }
+        }
+    }
+    let (id, _) = led
+        .into_iter()
+        .max_by_key(|(id, n)| (*n, -id))
+        .ok_or_else(|| anyhow::anyhow!("no partitions"))?;
+    Ok(format!("kafka{id}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
+async fn kafka_broker_leading_most_partitions_killed_for_30s() -> anyhow::Result<()> {
+    let _exclusive = EXCLUSIVE.lock().await;
+    let cluster = Cluster::from_env();
+    let _restore = Restore(&cluster);
+    let run = Run::start(&cluster, "kafka_leader", 45).await?;
+    let broker = busiest_leader(&run.test)?;
+    let fault = Instant::now();
+    cluster.kill(&broker)?;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    cluster.start(&broker)?;
+    run.finish(
+        &format!("SIGKILL {broker} (leader of most partitions), back after 30 s"),
+        fault,
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
+async fn clickhouse_replica_killed_for_30s() -> anyhow::Result<()> {
+    let _exclusive = EXCLUSIVE.lock().await;
+    let cluster = Cluster::from_env();
+    let _restore = Restore(&cluster);
+    let run = Run::start(&cluster, "ch_replica", 45).await?;
+    // The first URL of ingest's list: the replica it prefers.
+    let fault = Instant::now();
+    cluster.kill("clickhouse1")?;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    cluster.start("clickhouse1")?;
+    run.finish(
+        "SIGKILL clickhouse1 (the preferred replica) for 30 s",
+        fault,
+        Duration::from_secs(15),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
+async fn zookeeper_killed_for_20s() -> anyhow::Result<()> {
+    let _exclusive = EXCLUSIVE.lock().await;
+    let cluster = Cluster::from_env();
+    let _restore = Restore(&cluster);
+    let run = Run::start(&cluster, "zookeeper", 40).await?;
+    let fault = Instant::now();
+    cluster.kill("zookeeper")?;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    cluster.start("zookeeper")?;
+    run.finish("SIGKILL ZooKeeper for 20 s", fault, Duration::from_secs(60))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
+async fn postgres_primary_killed_and_standby_promoted() -> anyhow::Result<()> {
+    let _exclusive = EXCLUSIVE.lock().await;
+    let cluster = Cluster::from_env();
+    let _restore = Restore(&cluster);
+    let mut run = Run::start(&cluster, "pg_failover", 35).await?;
+    let primary = cluster.postgres_primary()?;
+    let fault = Instant::now();
+    cluster.kill(&primary)?;
+    cluster.script(&["postgres-failover"])?;
+    let promoted = cluster.postgres_primary()?;
+    anyhow::ensure!(
+        promoted != primary,
+        "{primary} is still the primary after the failover"
+    );
+    // The test's own reads follow the promotion too.
+    run.test.target.postgres_admin_url = cluster.postgres_primary_url("sluice")?;
+    run.test.pg = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&cluster.postgres_primary_url(&run.test.name)?)
+        .await?;
+    run.finish(
+        &format!("SIGKILL the PostgreSQL primary {primary}, {promoted} promoted"),
+        fault,
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
+async fn pgbouncer_restarted() -> anyhow::Result<()> {
+    let _exclusive = EXCLUSIVE.lock().await;
+    let cluster = Cluster::from_env();
+    let _restore = Restore(&cluster);
+    let run = Run::start(&cluster, "pgbouncer", 25).await?;
+    let fault = Instant::now();
+    cluster.kill("pgbouncer")?;
+    cluster.start("pgbouncer")?;
+    run.finish(
+        "PgBouncer restarted (SIGKILL, start)",
+        fault,
+        Duration::from_secs(15),
+    )
+    .await
+}
