@@ -231,7 +231,24 @@ kafka_launch_all() { local n; for n in 1 2 3; do kafka_launch "$n"; done; }
 kafka_wait_all() { kafka_wait 1 2 3; }
 kafka_up() { kafka_launch_all; kafka_wait_all; }
 
-kafka_node_start() { local n; n=$(kafka_node_number "$1"); kafka_launch "$n"; kafka_wait "$n"; }
+# A node registers through the quorum: alone (the two others down) it can only be waited for up to its
+# controller port, and it exits if no second node joins within initial.broker.registration.timeout.ms
+# (60 s).
+kafka_node_start() {
+  local n m others=0; n=$(kafka_node_number "$1")
+  kafka_launch "$n"
+  for m in 1 2 3; do
+    if [[ "$m" != "$n" ]] && kafka_node_running "$m"; then others=$((others + 1)); fi
+  done
+  if ((others == 0)); then
+    local -a ctx=("kafka$n" "$KAFKA_START_TIMEOUT" "$(kafka_node_dir "$n")/logs/server.log" \
+      "$(kafka_node_pid "$n")" "$(kafka_node_props "$n")")
+    wait_until "${ctx[@]}" port_open "$(kafka_controller_port "$n")"
+    say "kafka$n: started, not registered: the quorum needs a second node within 60 s, or kafka$n exits"
+    return 0
+  fi
+  kafka_wait "$n"
+}
 
 kafka_node_stop() {
   local n; n=$(kafka_node_number "$1")
