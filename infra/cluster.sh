@@ -117,7 +117,8 @@ write_file() {
   mv "$1.tmp" "$1"
 }
 
-# sluice.toml: ingest's whole config for the cluster (SLUICE_CONFIG); produce.toml: sluice-produce's.
+# sluice.toml: ingest's whole config for the cluster (SLUICE_CONFIG); produce.toml: sluice-produce's (the
+# keys of its ProducerConfig: `brokers`, `sasl_password_file`, librdkafka properties under [extra]).
 write_service_configs() {
   local bootstrap; bootstrap=$(kafka_bootstrap)
   write_file "$STATE/sluice.toml" <<EOF
@@ -141,10 +142,10 @@ clickhouse_cluster = "sluice"
 "ssl.ca.location" = "$SECRETS/ca.pem"
 EOF
   write_file "$STATE/produce.toml" <<EOF
-# Written by infra/cluster.sh up: sluice-produce's settings for the cluster stack. The SASL password is
-# read from the file named here.
+# Written by infra/cluster.sh up: sluice-produce's settings for the cluster stack, in the form of its
+# ProducerConfig (producers/src/config.rs). The SASL password is read from the file named here.
 brokers = "$bootstrap"
-kafka_sasl_password_file = "$SECRETS/kafka-password"
+sasl_password_file = "$SECRETS/kafka-password"
 
 [extra]
 "security.protocol" = "SASL_SSL"
