@@ -12,12 +12,13 @@ PARTITIONS ?= 6
 TOPIC_PARTITIONS ?= $(or $(SLUICE_STACK_TOPIC_PARTITIONS),6)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help up down status install build provision migrate ingest produce run test test-producers test-chdb test-unit lint fmt clean-state fuzz-smoke bench-pg-read load load-100k validate-deploy check-monitoring
+.PHONY: help up down status up-cluster down-cluster status-cluster install build provision migrate ingest produce run test test-producers test-chdb test-unit lint fmt clean-state fuzz-smoke bench-pg-read load load-100k validate-deploy check-monitoring
 
 help:
 	@echo "make run       bring up the stack, build, run ingest + a demo producer for DURATION s (default 60), report"
 	@echo "make test      bring up the stack and run the whole test suite"
 	@echo "make up|down|status   local Kafka, PostgreSQL, ClickHouse (state in .state/)"
+	@echo "make up-cluster|down-cluster|status-cluster   the replicated stack with TLS: 3 Kafka brokers, 2 ClickHouse replicas + ZooKeeper, PostgreSQL primary + standby behind PgBouncer (state in .state-cluster/)"
 	@echo "make ingest    run the ingest service in the foreground (Ctrl-C stops it gracefully)"
 	@echo "make produce RATE=… DURATION=…   publish synthetic traffic"
 	@echo "make provision create the event and dead-letter topics (sluice-ingest provision; existing ones are kept)"
@@ -38,6 +39,16 @@ down:
 
 status:
 	@bash infra/stack.sh status
+
+# The cluster stack (infra/cluster.sh): its own ports and state dir, beside the single-node stack.
+up-cluster:
+	@bash infra/cluster.sh up
+
+down-cluster:
+	@bash infra/cluster.sh down
+
+status-cluster:
+	@bash infra/cluster.sh status
 
 install:
 	@bash infra/stack.sh install

@@ -124,7 +124,7 @@ py() {
 check_shell() {
   local sc=shellcheck
   command -v shellcheck >/dev/null 2>&1 || sc="$VENV/bin/shellcheck"
-  "$sc" -x infra/validate.sh infra/stack.sh infra/lib.sh infra/lib/daemons.sh infra/cluster/*.sh infra/compose/init-secrets.sh infra/prometheus/check.sh
+  "$sc" -x infra/validate.sh infra/stack.sh infra/cluster.sh infra/lib.sh infra/lib/daemons.sh infra/cluster/*.sh infra/compose/init-secrets.sh infra/prometheus/check.sh
 }
 
 check_yamllint() {
@@ -263,7 +263,7 @@ main() {
     failed=$((failed + 1)); say "FAIL sluice-ingest config --keys"
   fi
   sed 's/^/    /' "$WORK/ingest-keys.out"
-  check "shellcheck (validate.sh, stack.sh, lib.sh, lib/, cluster/, init-secrets.sh, prometheus/check.sh)" check_shell
+  check "shellcheck (validate.sh, stack.sh, cluster.sh, lib.sh, lib/, cluster/, init-secrets.sh, prometheus/check.sh)" check_shell
   check "hadolint $DOCKERFILE" "$VENV/bin/hadolint" --failure-threshold info "$DOCKERFILE"
   check "Dockerfile structure, .dockerignore allow-list vs workspace members" py dockerfile "$DOCKERFILE"
   check "yamllint infra/compose infra/k8s infra/prometheus infra/grafana" check_yamllint
