@@ -12,7 +12,7 @@ PARTITIONS ?= 6
 TOPIC_PARTITIONS ?= $(or $(SLUICE_STACK_TOPIC_PARTITIONS),6)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help up down status up-cluster down-cluster status-cluster install build provision migrate ingest produce run test test-producers test-chdb test-unit lint fmt clean-state fuzz-smoke bench-pg-read load load-100k validate-deploy check-monitoring
+.PHONY: help up down status up-cluster down-cluster status-cluster install build provision migrate ingest produce run test test-producers test-cluster test-chdb test-unit lint fmt clean-state fuzz-smoke bench-pg-read load load-100k validate-deploy check-monitoring
 
 help:
 	@echo "make run       bring up the stack, build, run ingest + a demo producer for DURATION s (default 60), report"
@@ -24,6 +24,7 @@ help:
 	@echo "make provision create the event and dead-letter topics (sluice-ingest provision; existing ones are kept)"
 	@echo "make migrate   apply PostgreSQL and ClickHouse migrations"
 	@echo "make lint      cargo fmt --check and clippy -D warnings"
+	@echo "make test-cluster   bring up the cluster stack and run its failure tests (a broker, a replica, ZooKeeper, the PostgreSQL primary, PgBouncer killed under traffic)"
 	@echo "make test-producers   the producer examples (producers/examples/*) on the shared vectors, then against the running stack"
 	@echo "make test-chdb the ClickHouse schema + analyst queries on ClickHouse 26.x (chdb-core)"
 	@echo "make fuzz-smoke [FUZZ_SECONDS=60]   build the pipeline fuzz target (nightly, cargo-fuzz) and fuzz it briefly"
@@ -49,6 +50,11 @@ down-cluster:
 
 status-cluster:
 	@bash infra/cluster.sh status
+
+# The failure tests on the cluster stack (consumers/tests/cluster/, docs/operations.md "Failures measured"):
+# each SIGKILLs a server under traffic and demands exact totals on every replica. CI runs it after `make test`.
+test-cluster: up-cluster
+	$(CARGO) test -p sluice-consumers --test cluster -- --ignored --test-threads=1 --nocapture
 
 install:
 	@bash infra/stack.sh install
