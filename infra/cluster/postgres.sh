@@ -262,25 +262,38 @@ pgc_ensure_node() {
   pgc_start_node
 }
 
+# pgc_pw_stamp SECRET_NAME: a digest of the password file, to tell whether the role has it already.
+pgc_pw_stamp() { sha256sum <"$SECRETS/$1" | cut -d' ' -f1; }
+
 # The users and database, on the primary (idempotent; SQL through stdin so no password reaches argv or
-# a log).
+# a log). A password is set when the role is made and again only when its file changed (a digest of the
+# file that was set is kept in $STATE/postgres/*.set): every ALTER ROLE ... PASSWORD salts anew, and a
+# new SCRAM secret would break PgBouncer's logins for the clients it authenticated with the old one.
 pgc_provision() {
   pgc_node "$(pgc_primary)"
+  local alter_pw=0 alter_rpw=0
+  [[ "$(cat "$PGC_META/postgres-password.set" 2>/dev/null)" == "$(pgc_pw_stamp postgres-password)" ]] || alter_pw=1
+  [[ "$(cat "$PGC_META/postgres-replicator-password.set" 2>/dev/null)" == "$(pgc_pw_stamp postgres-replicator-password)" ]] || alter_rpw=1
   if ! pgc_sql >>"$STACK_LOG" 2>&1 <<EOF
 \\set pw $(psql_quote "$(<"$SECRETS/postgres-password")")
 \\set rpw $(psql_quote "$(<"$SECRETS/postgres-replicator-password")")
-SELECT format('CREATE ROLE %I LOGIN CREATEDB CREATEROLE', '$PGC_USER')
+SELECT format('CREATE ROLE %I LOGIN CREATEDB CREATEROLE PASSWORD %L', '$PGC_USER', :'pw')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PGC_USER') \\gexec
-SELECT format('ALTER ROLE %I LOGIN CREATEDB CREATEROLE PASSWORD %L', '$PGC_USER', :'pw') \\gexec
-SELECT 'CREATE ROLE replicator LOGIN REPLICATION'
+SELECT format('ALTER ROLE %I LOGIN CREATEDB CREATEROLE', '$PGC_USER') \\gexec
+SELECT format('ALTER ROLE %I PASSWORD %L', '$PGC_USER', :'pw') WHERE $alter_pw = 1 \\gexec
+SELECT format('CREATE ROLE replicator LOGIN REPLICATION PASSWORD %L', :'rpw')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'replicator') \\gexec
-SELECT format('ALTER ROLE replicator LOGIN REPLICATION PASSWORD %L', :'rpw') \\gexec
+SELECT 'ALTER ROLE replicator LOGIN REPLICATION' \\gexec
+SELECT format('ALTER ROLE replicator PASSWORD %L', :'rpw') WHERE $alter_rpw = 1 \\gexec
 SELECT format('CREATE DATABASE %I OWNER %I', '$PGC_DB', '$PGC_USER')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PGC_DB') \\gexec
 EOF
   then
     die_log "postgres: provisioning roles/database on $PGC_NAME failed" "$STACK_LOG"
   fi
+  (umask 077
+   pgc_pw_stamp postgres-password >"$PGC_META/postgres-password.set"
+   pgc_pw_stamp postgres-replicator-password >"$PGC_META/postgres-replicator-password.set")
 }
 
 # pgc_wait_streaming STANDBY: until the primary reports the standby streaming (or die after the timeout).
@@ -336,10 +349,20 @@ pgb_write_config() {
 
 pgb_ready() { port_open "$PGB_PORT"; }
 
+# pgb_config_sum: a digest of the ini and the auth file (to reload a running PgBouncer when they change).
+pgb_config_sum() { cat "$PGB_INI" "$PGB_DIR/userlist.txt" 2>/dev/null | sha256sum | cut -d' ' -f1; }
+
 pgb_start() {
+  pgb_paths
+  local before; before=$(pgb_config_sum)
   pgb_write_config
   if pgb_running; then
-    say "pgbouncer: already running (pid $(read_pid "$PGB_PID"), port $PGB_PORT)"
+    if [[ "$(pgb_config_sum)" != "$before" ]]; then
+      kill -HUP "$(read_pid "$PGB_PID")"
+      say "pgbouncer: already running (pid $(read_pid "$PGB_PID"), port $PGB_PORT), config changed: reloaded"
+    else
+      say "pgbouncer: already running (pid $(read_pid "$PGB_PID"), port $PGB_PORT)"
+    fi
     return 0
   fi
   check_port_free "$PGB_PORT" pgbouncer
