@@ -180,7 +180,7 @@ EOF
     -d "host=localhost port=$from_port user=replicator passfile=$PGC_PASSFILE sslmode=verify-full sslrootcert=$SECRETS/ca.pem application_name=$me"
 }
 
-# pgc_start_node: starts the current node with the data it has (initdb first when a primary has none).
+# pgc_start_node: starts the current node with the data it has (pgc_ensure_node decides what that is).
 pgc_start_node() {
   if pgc_running; then return 0; fi
   if port_open "$PGC_PORT"; then
