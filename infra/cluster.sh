@@ -128,6 +128,8 @@ kafka_brokers = "$bootstrap"
 kafka_sasl_password_file = "$SECRETS/kafka-password"
 postgres_url = "postgres://$CLUSTER_USER@localhost:16432/sluice?sslmode=verify-full&sslrootcert=$SECRETS/ca.pem"
 postgres_password_file = "$SECRETS/postgres-password"
+# PgBouncer pools transactions: no named prepared statements, no session state (docs/postgres.md).
+postgres_pool_mode = "transaction"
 clickhouse_url = "https://localhost:18443,https://localhost:28443"
 clickhouse_database = "sluice"
 clickhouse_user = "$CLUSTER_USER"
