@@ -27,7 +27,6 @@ struct Run {
     ingest: Ingest,
     progress: Progress,
     traffic: crate::support::Traffic,
-    started: Instant,
 }
 
 impl Run {
@@ -41,20 +40,18 @@ impl Run {
             .rate(RATE)
             .events((RATE * seconds) as usize);
         let traffic = test.start_traffic(shape)?;
-        let started = Instant::now();
         tokio::time::sleep(Duration::from_secs(6)).await;
         Ok(Run {
             test,
             ingest,
             progress,
             traffic,
-            started,
         })
     }
 
     /// Waits for the traffic and for ingest to catch up, stops ingest (it must exit 0), compares
     /// PostgreSQL and every ClickHouse replica exactly with what was published, prints the longest stall
-    /// after `fault` and asserts it is below `bound`.
+    /// from `fault` on (a sink's time without a move, [`Progress`]) and asserts it is below `bound`.
     async fn finish(mut self, what: &str, fault: Instant, bound: Duration) -> anyhow::Result<()> {
         let events = self.traffic.join()?;
         let published = Instant::now();
@@ -62,7 +59,7 @@ impl Run {
             .wait_caught_up_alive(&mut self.ingest, Duration::from_secs(180))
             .await?;
         let caught_up = Instant::now();
-        let stalls = self.progress.stop(self.started, caught_up);
+        let stalls = self.progress.stop(fault, caught_up);
         let status = self.ingest.terminate(Duration::from_secs(30))?;
         anyhow::ensure!(status.success(), "ingest exit status {status}");
 
