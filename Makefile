@@ -54,7 +54,10 @@ status-cluster:
 # The failure tests on the cluster stack (consumers/tests/cluster/, docs/operations.md "Failures measured"):
 # each SIGKILLs a server under traffic and demands exact totals on every replica. CI runs it after `make test`.
 test-cluster: up-cluster
-	$(CARGO) test -p sluice-consumers --test cluster -- --ignored --test-threads=1 --nocapture
+	$(CARGO) build -p sluice-producers --bin sluice-produce
+	@eval "$$(bash infra/cluster.sh env)" && \
+	  $(CARGO) test -p sluice-sinks --test clickhouse_cluster --test postgres_pgbouncer -- --ignored --test-threads=1 && \
+	  $(CARGO) test -p sluice-consumers --test cluster -- --ignored --test-threads=1 --nocapture
 
 install:
 	@bash infra/stack.sh install

@@ -19,7 +19,7 @@ use crate::topology::{Cluster, Restore, CLICKHOUSE_REPLICAS};
 const RATE: u32 = 2000;
 
 /// A test of this binary owns the whole cluster: one at a time even without `--test-threads=1`.
-static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Traffic, ingest and the progress sampler of one failure test.
 struct Run {
@@ -52,7 +52,14 @@ impl Run {
     /// Waits for the traffic and for ingest to catch up, stops ingest (it must exit 0), compares
     /// PostgreSQL and every ClickHouse replica exactly with what was published, prints the longest stall
     /// from `fault` on (a sink's time without a move, [`Progress`]) and asserts it is below `bound`.
-    async fn finish(mut self, what: &str, fault: Instant, bound: Duration) -> anyhow::Result<()> {
+    /// `back` is when the failed server was running again (or the failover done), if it comes back.
+    async fn finish(
+        mut self,
+        what: &str,
+        fault: Instant,
+        back: Option<Instant>,
+        bound: Duration,
+    ) -> anyhow::Result<()> {
         let events = self.traffic.join()?;
         let published = Instant::now();
         self.test
@@ -89,20 +96,23 @@ impl Run {
         }
 
         let longest: &Stall = stalls.iter().max_by_key(|s| s.length()).expect("two sinks");
+        let since = |t: Instant| t.saturating_duration_since(fault).as_secs_f64();
         let summary: Vec<String> = stalls
             .iter()
             .map(|s| {
                 format!(
-                    "{} stalled {:.1} s (moved again {:.1} s after the fault)",
+                    "{} longest stall {:.1} s (from +{:.1} s to +{:.1} s)",
                     s.sink,
                     s.length().as_secs_f64(),
-                    s.to.saturating_duration_since(fault).as_secs_f64()
+                    since(s.from),
+                    since(s.to)
                 )
             })
             .collect();
+        let back = back.map_or_else(String::new, |t| format!("back at +{:.1} s; ", since(t)));
         println!(
-            "FAILURE {what}: {} distinct events ({} published, re-sends included); {}; caught up {:.1} s after \
-             the traffic ended; exact in PostgreSQL and on {} replicas",
+            "FAILURE {what}: {} distinct events ({} published, re-sends included); fault at +0 s; {back}{}; \
+             caught up {:.1} s after the traffic ended; exact in PostgreSQL and on {} replicas",
             distinct,
             events.len(),
             summary.join(", "),
@@ -153,9 +163,11 @@ async fn kafka_broker_leading_most_partitions_killed_for_30s() -> anyhow::Result
     cluster.kill(&broker)?;
     tokio::time::sleep(Duration::from_secs(30)).await;
     cluster.start(&broker)?;
+    let back = Instant::now();
     run.finish(
-        &format!("SIGKILL {broker} (leader of most partitions), back after 30 s"),
+        &format!("SIGKILL {broker} (leader of most partitions), restarted after 30 s"),
         fault,
+        Some(back),
         Duration::from_secs(30),
     )
     .await
@@ -173,9 +185,11 @@ async fn clickhouse_replica_killed_for_30s() -> anyhow::Result<()> {
     cluster.kill("clickhouse1")?;
     tokio::time::sleep(Duration::from_secs(30)).await;
     cluster.start("clickhouse1")?;
+    let back = Instant::now();
     run.finish(
-        "SIGKILL clickhouse1 (the preferred replica) for 30 s",
+        "SIGKILL clickhouse1 (the preferred replica), restarted after 30 s",
         fault,
+        Some(back),
         Duration::from_secs(15),
     )
     .await
@@ -192,8 +206,14 @@ async fn zookeeper_killed_for_20s() -> anyhow::Result<()> {
     cluster.kill("zookeeper")?;
     tokio::time::sleep(Duration::from_secs(20)).await;
     cluster.start("zookeeper")?;
-    run.finish("SIGKILL ZooKeeper for 20 s", fault, Duration::from_secs(60))
-        .await
+    let back = Instant::now();
+    run.finish(
+        "SIGKILL ZooKeeper, restarted after 20 s",
+        fault,
+        Some(back),
+        Duration::from_secs(60),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,6 +227,7 @@ async fn postgres_primary_killed_and_standby_promoted() -> anyhow::Result<()> {
     let fault = Instant::now();
     cluster.kill(&primary)?;
     cluster.script(&["postgres-failover"])?;
+    let back = Instant::now();
     let promoted = cluster.postgres_primary()?;
     anyhow::ensure!(
         promoted != primary,
@@ -221,6 +242,7 @@ async fn postgres_primary_killed_and_standby_promoted() -> anyhow::Result<()> {
     run.finish(
         &format!("SIGKILL the PostgreSQL primary {primary}, {promoted} promoted"),
         fault,
+        Some(back),
         Duration::from_secs(30),
     )
     .await
@@ -236,9 +258,11 @@ async fn pgbouncer_restarted() -> anyhow::Result<()> {
     let fault = Instant::now();
     cluster.kill("pgbouncer")?;
     cluster.start("pgbouncer")?;
+    let back = Instant::now();
     run.finish(
         "PgBouncer restarted (SIGKILL, start)",
         fault,
+        Some(back),
         Duration::from_secs(15),
     )
     .await

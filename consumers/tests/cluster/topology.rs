@@ -38,7 +38,13 @@ impl Cluster {
         self.state.join("secrets").join(name)
     }
 
-    fn secret(&self, name: &str) -> anyhow::Result<String> {
+    /// A file `infra/cluster.sh up` wrote into the state dir (`sluice.toml`, `produce.toml`).
+    pub(crate) fn state_file(&self, name: &str) -> PathBuf {
+        self.state.join(name)
+    }
+
+    /// The content of a secret file (`kafka-password`, …), for the test's own clients and its checks.
+    pub(crate) fn secret(&self, name: &str) -> anyhow::Result<String> {
         let path = self.secret_path(name);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
