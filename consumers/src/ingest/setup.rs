@@ -21,11 +21,12 @@ fn waiting() -> Backoff {
 
 /// Builds the sinks from the config.
 pub fn sinks(config: &Config) -> anyhow::Result<SinkSet> {
-    let mut postgres = PostgresSink::connect(
+    let mut postgres = PostgresSink::connect_pooled(
         &config.postgres_url,
         config.postgres_password()?.as_deref(),
         &config.group_id,
         config.postgres_max_connections,
+        config.postgres_pool_mode,
     )?;
     if !config.postgres_aggregates_enabled {
         postgres = postgres.without_aggregates();
@@ -108,7 +109,7 @@ pub async fn check_schema(postgres: &PostgresSink, patience: Duration) -> anyhow
     }
 }
 
-pub(super) fn consumer_config(config: &Config) -> ClientConfig {
+pub(super) fn consumer_config(config: &Config) -> anyhow::Result<ClientConfig> {
     let auto_offset_reset = match config.start_from {
         StartFrom::Earliest => "earliest",
         StartFrom::Latest => "latest",
