@@ -70,6 +70,14 @@ struct Cli {
     /// Extra librdkafka property, repeatable (e.g. -X security.protocol=SASL_SSL).
     #[arg(short = 'X', long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_key_value, global = true)]
     kafka_options: Vec<(String, String)>,
+    /// A file holding the Kafka SASL password (librdkafka sasl.password); never printed.
+    #[arg(
+        long,
+        env = "SLUICE_KAFKA_SASL_PASSWORD_FILE",
+        value_name = "PATH",
+        global = true
+    )]
+    kafka_sasl_password_file: Option<std::path::PathBuf>,
     /// How long to wait for outstanding deliveries at the end (e.g. 30s, 2m).
     #[arg(long, default_value = "30s", value_parser = parse_duration, global = true)]
     flush_timeout: Duration,
@@ -160,6 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         linger_ms: cli.linger_ms,
         compression: cli.compression,
         extra: cli.kafka_options.into_iter().collect::<BTreeMap<_, _>>(),
+        sasl_password_file: cli.kafka_sasl_password_file,
         ..ProducerConfig::default()
     };
     let producer =
