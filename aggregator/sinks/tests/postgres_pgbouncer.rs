@@ -208,3 +208,64 @@ async fn sink_works_through_pgbouncer_in_transaction_mode() -> anyhow::Result<()
     tx.commit().await?;
     Ok(())
 }
+
+/// `url` with its database replaced by `database`.
+fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
+    let mut url = url::Url::parse(url)?;
+    url.set_path(database);
+    Ok(url.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
+async fn concurrent_migrations_through_pgbouncer_apply_each_once() -> anyhow::Result<()> {
+    let (url, password) = pgbouncer()?;
+    let admin = sink(&url, &password, "pgbouncer-admin")?;
+    let name = format!(
+        "pgb_migrate_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    // One simple-protocol statement outside a transaction: fine through a transaction pooler.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(admin.pool())
+        .await?;
+    let fresh = with_database(&url, &name)?;
+    let sinks: Vec<PostgresSink> = (0..3)
+        .map(|i| sink(&fresh, &password, &format!("migrator-{i}")))
+        .collect::<anyhow::Result<_>>()?;
+    let runs: Vec<_> = sinks
+        .iter()
+        .cloned()
+        .map(|s| tokio::spawn(async move { s.migrate().await }))
+        .collect();
+    for run in runs {
+        run.await??;
+    }
+    ensure!(sinks[0].missing_migrations().await?.is_empty());
+    let mut tx = sinks[0].pool().begin().await?;
+    let (applied, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT version) FROM _sqlx_migrations")
+            .persistent(false)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    let embedded = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))?
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".sql"))
+        })
+        .count() as i64;
+    ensure!(
+        applied == embedded && distinct == embedded,
+        "{applied} rows ({distinct} versions) in _sqlx_migrations, {embedded} migrations"
+    );
+    for s in sinks {
+        s.pool().close().await;
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(admin.pool())
+    .await?;
+    Ok(())
+}

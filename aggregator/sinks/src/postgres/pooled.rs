@@ -91,7 +91,10 @@ pub(super) async fn migrate(migrator: &Migrator, pool: &PgPool) -> Result<(), Mi
             .persistent(false)
             .execute(&mut *tx)
             .await?;
-        inner.run(&mut *tx).await?;
+        // `run_direct` rather than `run(&mut *tx)`: `run`'s `Acquire` bound makes this future unusable
+        // with `tokio::spawn` ("implementation of `Acquire` is not general enough"; sqlx's own comment
+        // on `run_direct`).
+        inner.run_direct(None, &mut *tx, false).await?;
         tx.execute("DEALLOCATE ALL").await?;
         tx.commit().await?;
         Ok::<_, MigrateError>(())
