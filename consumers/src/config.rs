@@ -223,9 +223,10 @@ pub fn is_secret_key(key: &str) -> bool {
 impl Config {
     /// A librdkafka client configuration for this deployment: the brokers, then the caller's own
     /// `settings`, then `kafka_properties` (TLS, SASL, tuning), which therefore override both, then
-    /// `sasl.password` from `kafka_sasl_password_file`. Every Kafka client of `sluice-ingest` (consumer,
-    /// dead-letter producer, admin, replay) starts here, so none can miss the security settings. Fails
-    /// only when the password file cannot be read.
+    /// `sasl.password` from `kafka_sasl_password_file` ([`Config::kafka_properties_with_secrets`]). Every
+    /// Kafka client of `sluice-ingest` (consumer, admin, replay, dead-letter reader) starts here, and the
+    /// dead-letter sink gets the same properties, so none can miss the security settings. Fails only when
+    /// the password file cannot be read.
     pub fn kafka_client_config(
         &self,
         settings: &[(&str, &str)],
@@ -235,16 +236,24 @@ impl Config {
         for (key, value) in settings {
             cc.set(*key, *value);
         }
-        for (key, value) in &self.kafka_properties {
+        for (key, value) in self.kafka_properties_with_secrets()? {
             cc.set(key, value);
         }
+        Ok(cc)
+    }
+
+    /// `kafka_properties`, plus `sasl.password` from `kafka_sasl_password_file` (over one set there):
+    /// what every Kafka client gets after its own settings. For the clients built elsewhere (the
+    /// dead-letter sink); [`Config::kafka_client_config`] uses it too.
+    pub fn kafka_properties_with_secrets(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut properties = self.kafka_properties.clone();
         if let Some(password) = read_secret(
             self.kafka_sasl_password_file.as_deref(),
             "kafka_sasl_password_file",
         )? {
-            cc.set("sasl.password", password);
+            properties.insert("sasl.password".into(), password);
         }
-        Ok(cc)
+        Ok(properties.into_iter().collect())
     }
 
     /// Loads defaults ← TOML file ← `SLUICE_*` environment, then validates.
