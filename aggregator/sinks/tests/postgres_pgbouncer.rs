@@ -216,22 +216,46 @@ fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
     Ok(url.to_string())
 }
 
+/// A database of its own behind PgBouncer (its `[databases]` has a `*` entry), made and dropped through
+/// PgBouncer: one simple-protocol statement outside a transaction is fine through a transaction pooler.
+struct FreshDb {
+    admin: PostgresSink,
+    name: String,
+    url: String,
+}
+
+impl FreshDb {
+    async fn new(url: &str, password: &str, prefix: &str) -> anyhow::Result<FreshDb> {
+        let admin = sink(url, password, "pgbouncer-admin")?;
+        let name = format!(
+            "{prefix}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(admin.pool())
+            .await?;
+        let url = with_database(url, &name)?;
+        Ok(FreshDb { admin, name, url })
+    }
+
+    async fn drop_db(self) -> anyhow::Result<()> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(self.admin.pool())
+        .await?;
+        Ok(())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
 async fn concurrent_migrations_through_pgbouncer_apply_each_once() -> anyhow::Result<()> {
     let (url, password) = pgbouncer()?;
-    let admin = sink(&url, &password, "pgbouncer-admin")?;
-    let name = format!(
-        "pgb_migrate_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    // One simple-protocol statement outside a transaction: fine through a transaction pooler.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(admin.pool())
-        .await?;
-    let fresh = with_database(&url, &name)?;
+    let db = FreshDb::new(&url, &password, "pgb_migrate").await?;
     let sinks: Vec<PostgresSink> = (0..3)
-        .map(|i| sink(&fresh, &password, &format!("migrator-{i}")))
+        .map(|i| sink(&db.url, &password, &format!("migrator-{i}")))
         .collect::<anyhow::Result<_>>()?;
     let runs: Vec<_> = sinks
         .iter()
@@ -262,10 +286,67 @@ async fn concurrent_migrations_through_pgbouncer_apply_each_once() -> anyhow::Re
     for s in sinks {
         s.pool().close().await;
     }
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE {name} WITH (FORCE)"
-    )))
-    .execute(admin.pool())
-    .await?;
-    Ok(())
+    db.drop_db().await
+}
+
+/// The server connection under an open commit dies (its backend is terminated, as when the primary
+/// goes away): the commit fails with a transient error — nothing of it was written — and the same
+/// batch committed again goes through, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
+async fn a_server_connection_lost_mid_commit_is_retried_exactly() -> anyhow::Result<()> {
+    let (url, password) = pgbouncer()?;
+    let db = FreshDb::new(&url, &password, "pgb_lost").await?;
+    let sink = sink(&db.url, &password, "lost-server")?;
+    sink.migrate().await?;
+    let killer = sink.clone();
+    let database = db.name.clone();
+    let mut batch = PartitionBatch::new("lost-server", 0, None);
+    for i in 0..10 {
+        batch.add(click("lost", &format!("e{i}")), i);
+    }
+    // Kill every other backend of this database while the commit's transaction is open.
+    let kill = async move {
+        let mut tx = killer.pool().begin().await.ok()?;
+        let killed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = $1 AND pid <> pg_backend_pid()) t",
+        )
+        .bind(&database)
+        .persistent(false)
+        .fetch_one(&mut *tx)
+        .await
+        .ok()?;
+        tx.commit().await.ok()?;
+        Some(killed)
+    };
+    let killed = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = killed.clone();
+    let first = sink
+        .commit_when(&batch, async move {
+            *seen.lock().unwrap() = kill.await;
+            true
+        })
+        .await;
+    let killed = *killed.lock().unwrap();
+    ensure!(killed.is_some_and(|n| n >= 1), "killed {killed:?} backends");
+    let error = first
+        .err()
+        .context("the commit survived its server connection")?;
+    println!("commit with its server connection gone: {error}");
+    ensure!(error.is_transient(), "{error}");
+    ensure!(
+        sink.commit(&batch).await? == Commit::Committed { next_offset: 10 },
+        "retry"
+    );
+    let mut tx = sink.pool().begin().await?;
+    let clicks: Option<i64> =
+        sqlx::query_scalar("SELECT sum(clicks)::bigint FROM click_daily WHERE tenant_id = 'lost'")
+            .persistent(false)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    ensure!(clicks == Some(10), "clicks {clicks:?}");
+    sink.pool().close().await;
+    db.drop_db().await
 }
