@@ -13,6 +13,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use sluice_schemas::{EventKind, Limits};
+use sluice_sinks::postgres::Pooling;
 
 /// Where to start a partition that has no stored offset yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,11 +55,18 @@ pub struct Config {
     pub dedup_window_secs: u64,
     /// Extra librdkafka properties (TLS, SASL, fetch sizes, …), passed through as-is.
     pub kafka_properties: BTreeMap<String, String>,
+    /// A file holding the Kafka SASL password: every Kafka client gets it as `sasl.password` (over one
+    /// in `kafka_properties`). Read when a client is built; only the path is ever printed.
+    pub kafka_sasl_password_file: Option<PathBuf>,
 
     pub postgres_url: String,
     /// A file holding the PostgreSQL password (overrides the URL's).
     pub postgres_password_file: Option<PathBuf>,
     pub postgres_max_connections: u32,
+    /// How `postgres_url` reaches PostgreSQL: `session` (directly, or a PgBouncer in session mode) or
+    /// `transaction` (a PgBouncer with `pool_mode = transaction`: no named prepared statements, no
+    /// session state; docs/postgres.md).
+    pub postgres_pool_mode: Pooling,
 
     /// Merge the OLTP aggregates into PostgreSQL. `false` (with `clickhouse_enabled`) makes an OLAP-only
     /// consumer group: PostgreSQL then keeps only its offsets and dedup window.
@@ -127,9 +135,11 @@ impl Default for Config {
             dead_letter_topic: "sluice-dead-letters".into(),
             dedup_window_secs: 900,
             kafka_properties: BTreeMap::new(),
+            kafka_sasl_password_file: None,
             postgres_url: "postgres://sluice:sluice@127.0.0.1:5432/sluice".into(),
             postgres_password_file: None,
             postgres_max_connections: 8,
+            postgres_pool_mode: Pooling::Session,
             postgres_aggregates_enabled: true,
             clickhouse_enabled: true,
             clickhouse_url: "http://127.0.0.1:8123".into(),
@@ -180,7 +190,9 @@ impl std::fmt::Debug for Config {
             )
             .field("start_from", &self.start_from)
             .field("kafka_properties", &props)
+            .field("kafka_sasl_password_file", &self.kafka_sasl_password_file)
             .field("postgres_url", &redact(&self.postgres_url))
+            .field("postgres_pool_mode", &self.postgres_pool_mode)
             .field("clickhouse_enabled", &self.clickhouse_enabled)
             .field("clickhouse_url", &redact(&self.clickhouse_url))
             .field("clickhouse_database", &self.clickhouse_database)
@@ -210,19 +222,38 @@ pub fn is_secret_key(key: &str) -> bool {
 
 impl Config {
     /// A librdkafka client configuration for this deployment: the brokers, then the caller's own
-    /// `settings`, then `kafka_properties` (TLS, SASL, tuning), which therefore override both. Every
-    /// Kafka client of `sluice-ingest` (consumer, dead-letter producer, admin, replay) starts here, so
-    /// none can miss the security settings.
-    pub fn kafka_client_config(&self, settings: &[(&str, &str)]) -> rdkafka::ClientConfig {
+    /// `settings`, then `kafka_properties` (TLS, SASL, tuning), which therefore override both, then
+    /// `sasl.password` from `kafka_sasl_password_file` ([`Config::kafka_properties_with_secrets`]). Every
+    /// Kafka client of `sluice-ingest` (consumer, admin, replay, dead-letter reader) starts here, and the
+    /// dead-letter sink gets the same properties, so none can miss the security settings. Fails only when
+    /// the password file cannot be read.
+    pub fn kafka_client_config(
+        &self,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<rdkafka::ClientConfig> {
         let mut cc = rdkafka::ClientConfig::new();
         cc.set("bootstrap.servers", &self.kafka_brokers);
         for (key, value) in settings {
             cc.set(*key, *value);
         }
-        for (key, value) in &self.kafka_properties {
+        for (key, value) in self.kafka_properties_with_secrets()? {
             cc.set(key, value);
         }
-        cc
+        Ok(cc)
+    }
+
+    /// `kafka_properties`, plus `sasl.password` from `kafka_sasl_password_file` (over one set there):
+    /// what every Kafka client gets after its own settings. For the clients built elsewhere (the
+    /// dead-letter sink); [`Config::kafka_client_config`] uses it too.
+    pub fn kafka_properties_with_secrets(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut properties = self.kafka_properties.clone();
+        if let Some(password) = read_secret(
+            self.kafka_sasl_password_file.as_deref(),
+            "kafka_sasl_password_file",
+        )? {
+            properties.insert("sasl.password".into(), password);
+        }
+        Ok(properties.into_iter().collect())
     }
 
     /// Loads defaults ← TOML file ← `SLUICE_*` environment, then validates.
@@ -497,7 +528,9 @@ mod tests {
         c.kafka_properties
             .insert("security.protocol".into(), "SASL_SSL".into());
         c.kafka_properties.insert("acks".into(), "1".into());
-        let cc = c.kafka_client_config(&[("acks", "all"), ("client.id", "x")]);
+        let cc = c
+            .kafka_client_config(&[("acks", "all"), ("client.id", "x")])
+            .unwrap();
         assert_eq!(cc.get("bootstrap.servers"), Some("b1:9092"));
         assert_eq!(cc.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(cc.get("acks"), Some("1"));
@@ -624,8 +657,88 @@ mod tests {
             serde_json::from_str(&json).unwrap();
         assert_eq!(parsed.keys().cloned().collect::<Vec<_>>(), Config::keys());
         assert_eq!(parsed["postgres_url"], "postgres://u:***@h:5432/db");
-        // The list is the struct's fields: 38 settings today (a new field shows up here and in
+        // The list is the struct's fields: 40 settings today (a new field shows up here and in
         // `sluice-ingest config --keys`, which the deploy checks read).
-        assert_eq!(Config::keys().len(), 38);
+        assert_eq!(Config::keys().len(), 40);
+    }
+
+    #[test]
+    fn kafka_sasl_password_comes_from_its_file_and_only_the_path_is_shown() {
+        let dir = std::env::temp_dir().join(format!("sluice-sasl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("kafka-password");
+        std::fs::write(&file, "hunter6\n").unwrap();
+        let mut c = Config {
+            kafka_sasl_password_file: Some(file.clone()),
+            ..Config::default()
+        };
+        // The file wins over a password in kafka_properties; the trailing newline is not part of it.
+        c.kafka_properties
+            .insert("sasl.password".into(), "stale".into());
+        let cc = c.kafka_client_config(&[("client.id", "x")]).unwrap();
+        assert_eq!(cc.get("sasl.password"), Some("hunter6"));
+        assert_eq!(cc.get("client.id"), Some("x"));
+
+        let text = c.effective_text();
+        assert!(
+            !text.contains("hunter6") && !text.contains("stale"),
+            "{text}"
+        );
+        let path = serde_json::to_string(&file).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l == format!("kafka_sasl_password_file = {path}")),
+            "{text}"
+        );
+        assert!(!format!("{c:?}").contains("hunter6"));
+
+        // Without the setting nothing is added; an unreadable file names the key.
+        assert_eq!(
+            Config::default()
+                .kafka_client_config(&[])
+                .unwrap()
+                .get("sasl.password"),
+            None
+        );
+        std::fs::remove_file(&file).unwrap();
+        let err = c.kafka_client_config(&[]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid config: kafka_sasl_password_file: cannot read "),
+            "{err}"
+        );
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's own signature
+    fn postgres_pool_mode_is_session_or_transaction() {
+        let run = |value: Option<&'static str>| -> String {
+            let mut out = String::new();
+            let _ = figment::Jail::try_with(|jail| {
+                if let Some(v) = value {
+                    jail.set_env("SLUICE_POSTGRES_POOL_MODE", v);
+                }
+                out = match Config::load(None) {
+                    Ok(c) => format!("OK {:?}", c.postgres_pool_mode),
+                    Err(e) => format!("ERR {e}"),
+                };
+                Ok(())
+            });
+            out
+        };
+        assert_eq!(run(None), "OK Session");
+        assert_eq!(run(Some("transaction")), "OK Transaction");
+        assert_eq!(run(Some("session")), "OK Session");
+        let bad = run(Some("statement"));
+        assert!(
+            bad.starts_with(
+                "ERR invalid config: postgres_pool_mode (env SLUICE_POSTGRES_POOL_MODE)"
+            ),
+            "{bad}"
+        );
+        assert!(
+            bad.contains("`session`") && bad.contains("`transaction`"),
+            "{bad}"
+        );
     }
 }

@@ -54,12 +54,12 @@ pub async fn read(config: &Config, republish: bool) -> anyhow::Result<Summary> {
             ("group.id", &group),
             ("enable.auto.commit", "false"),
             ("auto.offset.reset", "earliest"),
-        ])
+        ])?
         .create()
         .context("cannot create the dead-letter consumer")?;
     let producer: FutureProducer = {
         config
-            .kafka_client_config(&[("enable.idempotence", "true"), ("acks", "all")])
+            .kafka_client_config(&[("enable.idempotence", "true"), ("acks", "all")])?
             .create()
             .context("cannot create the republish producer")?
     };
@@ -92,11 +92,12 @@ pub async fn read(config: &Config, republish: bool) -> anyhow::Result<Summary> {
     consumer.assign(&assignment)?;
 
     let mut summary = Summary::default();
-    let postgres = PostgresSink::connect(
+    let postgres = PostgresSink::connect_pooled(
         &config.postgres_url,
         config.postgres_password()?.as_deref(),
         &config.group_id,
         1,
+        config.postgres_pool_mode,
     )?;
     for (reason, source, n) in postgres
         .parked_dead_letters()

@@ -25,7 +25,7 @@ pub struct TopicSpec {
 /// Creates the topics; returns one line per topic saying what happened.
 pub async fn provision(config: &Config, spec: TopicSpec) -> anyhow::Result<Vec<String>> {
     let admin: AdminClient<DefaultClientContext> = config
-        .kafka_client_config(&[])
+        .kafka_client_config(&[])?
         .create()
         .context("cannot create the kafka admin client")?;
     let retention = spec.retention.as_millis().to_string();

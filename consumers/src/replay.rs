@@ -130,7 +130,7 @@ fn kafka_client(config: &Config, group: Option<&str>) -> anyhow::Result<BaseCons
         settings.push(("group.id", group));
     }
     config
-        .kafka_client_config(&settings)
+        .kafka_client_config(&settings)?
         .create()
         .context("cannot create the kafka client")
 }
@@ -216,11 +216,12 @@ pub async fn replay(config: &Config, request: &Request) -> anyhow::Result<Vec<St
         chosen
     };
 
-    let postgres = PostgresSink::connect(
+    let postgres = PostgresSink::connect_pooled(
         &config.postgres_url,
         config.postgres_password()?.as_deref(),
         group,
         2,
+        config.postgres_pool_mode,
     )?;
     let missing = postgres
         .missing_migrations()

@@ -1,14 +1,18 @@
 //! Producer settings: where the brokers are, which topic each event kind goes to, how values are
 //! encoded, and the librdkafka tuning (linger, batch size, compression) plus free-form `extra`
 //! properties (TLS, SASL, ...) that flow unchanged into the librdkafka client configuration. Secrets
-//! in `extra` never leave this module in printable form: [`ProducerConfig`]'s `Debug` redacts them.
+//! in `extra` never leave this module in printable form: [`ProducerConfig`]'s `Debug` redacts them. The
+//! SASL password may come from a file (`sasl_password_file`), read when the client is built.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 use sluice_schemas::{Encoding, EventKind};
+
+use crate::ProduceError;
 
 /// What `Debug` prints instead of a secret value.
 const REDACTED: &str = "<redacted>";
@@ -37,6 +41,9 @@ pub struct ProducerConfig {
     /// except `enable.idempotence` and `acks`, which are always `true` and `all`. Keys containing
     /// `password`, `secret` or `sasl.jaas` are redacted from `Debug` output.
     pub extra: BTreeMap<String, String>,
+    /// A file holding the SASL password, set as `sasl.password` (over one in `extra`); a trailing
+    /// newline is not part of it. Only the path is ever printed.
+    pub sasl_password_file: Option<PathBuf>,
 }
 
 impl Default for ProducerConfig {
@@ -51,6 +58,7 @@ impl Default for ProducerConfig {
             batch_size: 1_000_000,
             compression: "lz4".to_owned(),
             extra: BTreeMap::new(),
+            sasl_password_file: None,
         }
     }
 }
@@ -65,8 +73,9 @@ impl ProducerConfig {
         }
     }
 
-    /// The librdkafka configuration of an idempotent producer with these settings.
-    pub(crate) fn client_config(&self) -> ClientConfig {
+    /// The librdkafka configuration of an idempotent producer with these settings. Fails only when the
+    /// SASL password file cannot be read.
+    pub(crate) fn client_config(&self) -> Result<ClientConfig, ProduceError> {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &self.brokers)
             .set("linger.ms", self.linger_ms.to_string())
@@ -75,6 +84,14 @@ impl ProducerConfig {
         for (key, value) in &self.extra {
             cfg.set(key, value);
         }
+        if let Some(path) = &self.sasl_password_file {
+            let password =
+                std::fs::read_to_string(path).map_err(|source| ProduceError::PasswordFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            cfg.set("sasl.password", password.trim_end_matches(['\n', '\r']));
+        }
         // Idempotence (which implies acks=all, bounded in-flight requests and infinite retries within
         // message.timeout.ms) is what makes a retried send not duplicate or reorder records.
         cfg.set("enable.idempotence", "true").set("acks", "all");
@@ -82,7 +99,7 @@ impl ProducerConfig {
         // client writing Sluice topics must place a key on the same partition, or a copy of an event sent
         // through another client escapes its partition's dedup window (docs/events.md, "Partitioning").
         cfg.set("partitioner", "murmur2_random");
-        cfg
+        Ok(cfg)
     }
 }
 
@@ -118,6 +135,7 @@ impl fmt::Debug for ProducerConfig {
             .field("batch_size", &self.batch_size)
             .field("compression", &self.compression)
             .field("extra", &RedactedMap(&self.extra))
+            .field("sasl_password_file", &self.sasl_password_file)
             .finish()
     }
 }
@@ -173,7 +191,7 @@ mod tests {
         cfg.extra
             .insert("enable.idempotence".to_owned(), "false".to_owned());
         cfg.extra.insert("linger.ms".to_owned(), "50".to_owned());
-        let client = cfg.client_config();
+        let client = cfg.client_config().unwrap();
         assert_eq!(client.get("acks"), Some("all"));
         assert_eq!(client.get("enable.idempotence"), Some("true"));
         assert_eq!(client.get("linger.ms"), Some("50"));
@@ -187,8 +205,43 @@ mod tests {
         cfg.extra
             .insert("partitioner".to_owned(), "consistent_random".to_owned());
         assert_eq!(
-            cfg.client_config().get("partitioner"),
+            cfg.client_config().unwrap().get("partitioner"),
             Some("murmur2_random")
         );
+    }
+
+    #[test]
+    fn sasl_password_comes_from_its_file_and_is_never_printed() {
+        let dir = std::env::temp_dir().join(format!("sluice-produce-sasl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("kafka-password");
+        std::fs::write(&file, "hunter7\r\n").unwrap();
+        let mut cfg = ProducerConfig {
+            sasl_password_file: Some(file.clone()),
+            ..ProducerConfig::default()
+        };
+        cfg.extra
+            .insert("sasl.password".to_owned(), "stale".to_owned());
+        assert_eq!(
+            cfg.client_config().unwrap().get("sasl.password"),
+            Some("hunter7")
+        );
+        let printed = format!("{cfg:?}");
+        assert!(!printed.contains("hunter7"), "{printed}");
+        assert!(printed.contains("kafka-password"), "{printed}");
+        assert_eq!(
+            ProducerConfig::default()
+                .client_config()
+                .unwrap()
+                .get("sasl.password"),
+            None
+        );
+        std::fs::remove_file(&file).unwrap();
+        let err = cfg.client_config().unwrap_err().to_string();
+        assert!(
+            err.starts_with("cannot read the kafka SASL password file (--kafka-sasl-password-file, env SLUICE_KAFKA_SASL_PASSWORD_FILE) "),
+            "{err}"
+        );
+        std::fs::remove_dir(&dir).unwrap();
     }
 }

@@ -6,7 +6,6 @@
 //! Exit codes: 0 when every event was delivered; 1 on delivery failures or any other error; 2 when
 //! some stdin lines were bad (and skipped) but everything else was delivered.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;
@@ -17,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chrono::Utc;
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use sluice_producers::{
     parse_ndjson, to_ndjson, EventProducer, Mix, ProducerConfig, Synth, SynthConfig,
 };
@@ -70,6 +70,24 @@ struct Cli {
     /// Extra librdkafka property, repeatable (e.g. -X security.protocol=SASL_SSL).
     #[arg(short = 'X', long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_key_value, global = true)]
     kafka_options: Vec<(String, String)>,
+    /// A file holding the Kafka SASL password (librdkafka sasl.password); never printed.
+    #[arg(
+        long,
+        env = "SLUICE_KAFKA_SASL_PASSWORD_FILE",
+        value_name = "PATH",
+        global = true
+    )]
+    kafka_sasl_password_file: Option<std::path::PathBuf>,
+    /// A TOML file of producer settings in the form of `ProducerConfig` (brokers, rank_topic,
+    /// crawl_topic, click_topic, encoding, linger_ms, batch_size, compression, sasl_password_file, and
+    /// [extra] librdkafka properties); flags and environment variables given explicitly win over it.
+    #[arg(
+        long,
+        env = "SLUICE_PRODUCE_CONFIG",
+        value_name = "PATH",
+        global = true
+    )]
+    config: Option<PathBuf>,
     /// How long to wait for outstanding deliveries at the end (e.g. 30s, 2m).
     #[arg(long, default_value = "30s", value_parser = parse_duration, global = true)]
     flush_timeout: Duration,
@@ -134,14 +152,18 @@ struct StdinArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    match run(cli).await {
+    match run(cli, &matches).await {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -150,18 +172,59 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = ProducerConfig {
-        brokers: cli.brokers,
-        rank_topic: cli.rank_topic,
-        crawl_topic: cli.crawl_topic,
-        click_topic: cli.click_topic,
-        encoding: cli.encoding,
-        linger_ms: cli.linger_ms,
-        compression: cli.compression,
-        extra: cli.kafka_options.into_iter().collect::<BTreeMap<_, _>>(),
-        ..ProducerConfig::default()
+/// The producer settings: built-in defaults, then the `--config` file, then flags and `SLUICE_*`
+/// variables that were given (a flag's default does not override the file); `-X` properties are added
+/// to the file's `[extra]`, winning over it.
+fn producer_config(cli: &Cli, matches: &ArgMatches) -> anyhow::Result<ProducerConfig> {
+    let mut config = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--config: cannot read {}", path.display()))?;
+            figment::Figment::from(
+                <figment::providers::Toml as figment::providers::Format>::string(&text),
+            )
+            .extract::<ProducerConfig>()
+            .map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?
+        }
+        None => ProducerConfig::default(),
     };
+    let given = |id: &str| {
+        cli.config.is_none()
+            || matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+    };
+    if given("brokers") {
+        config.brokers = cli.brokers.clone();
+    }
+    if given("rank_topic") {
+        config.rank_topic = cli.rank_topic.clone();
+    }
+    if given("crawl_topic") {
+        config.crawl_topic = cli.crawl_topic.clone();
+    }
+    if given("click_topic") {
+        config.click_topic = cli.click_topic.clone();
+    }
+    if given("encoding") {
+        config.encoding = cli.encoding;
+    }
+    if given("linger_ms") {
+        config.linger_ms = cli.linger_ms;
+    }
+    if given("compression") {
+        config.compression = cli.compression.clone();
+    }
+    if cli.kafka_sasl_password_file.is_some() {
+        config.sasl_password_file = cli.kafka_sasl_password_file.clone();
+    }
+    config.extra.extend(cli.kafka_options.iter().cloned());
+    Ok(config)
+}
+
+async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+    let config = producer_config(&cli, matches)?;
     let producer =
         Arc::new(EventProducer::new(config).context("cannot create the kafka producer")?);
 
@@ -514,6 +577,82 @@ mod tests {
             .contains("accepted: ms, s, m, h"));
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    /// `sluice-produce` parsed as `main` does.
+    fn parse(args: &[&str]) -> (Cli, ArgMatches) {
+        let matches = Cli::command().try_get_matches_from(args).unwrap();
+        (Cli::from_arg_matches(&matches).unwrap(), matches)
+    }
+
+    #[test]
+    fn config_file_then_explicit_flags() {
+        let dir =
+            std::env::temp_dir().join(format!("sluice-produce-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("produce.toml");
+        std::fs::write(
+            &file,
+            "brokers = \"k1:19092,k2:29092\"\nlinger_ms = 20\nsasl_password_file = \"/run/secrets/kafka\"\n\
+             [extra]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.username\" = \"sluice\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+
+        // The file over the defaults; a flag's default value does not override it.
+        let (cli, m) = parse(&["sluice-produce", "--config", path, "stdin"]);
+        let c = producer_config(&cli, &m).unwrap();
+        assert_eq!(c.brokers, "k1:19092,k2:29092");
+        assert_eq!(c.linger_ms, 20);
+        assert_eq!(c.compression, "lz4");
+        assert_eq!(
+            c.sasl_password_file,
+            Some(PathBuf::from("/run/secrets/kafka"))
+        );
+        assert_eq!(
+            c.extra.get("security.protocol").map(String::as_str),
+            Some("SASL_SSL")
+        );
+
+        // Explicit flags (also after the subcommand) win, -X adds to [extra].
+        let (cli, m) = parse(&[
+            "sluice-produce",
+            "--config",
+            path,
+            "stdin",
+            "--brokers",
+            "b:9092",
+            "--kafka-sasl-password-file",
+            "/elsewhere",
+            "-X",
+            "sasl.username=other",
+        ]);
+        let c = producer_config(&cli, &m).unwrap();
+        assert_eq!(c.brokers, "b:9092");
+        assert_eq!(c.linger_ms, 20);
+        assert_eq!(c.sasl_password_file, Some(PathBuf::from("/elsewhere")));
+        assert_eq!(
+            c.extra.get("sasl.username").map(String::as_str),
+            Some("other")
+        );
+
+        // Without a file the flags (and their defaults) are the settings.
+        let (cli, m) = parse(&["sluice-produce", "stdin"]);
+        let c = producer_config(&cli, &m).unwrap();
+        assert_eq!(
+            c,
+            ProducerConfig {
+                linger_ms: 5,
+                ..ProducerConfig::default()
+            }
+        );
+
+        // An unknown key is refused, naming it.
+        std::fs::write(&file, "brokerz = \"x\"\n").unwrap();
+        let (cli, m) = parse(&["sluice-produce", "--config", path, "stdin"]);
+        let err = producer_config(&cli, &m).unwrap_err().to_string();
+        assert!(err.contains("brokerz"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

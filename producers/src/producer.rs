@@ -30,6 +30,13 @@ pub enum ProduceError {
     /// librdkafka refused the configuration (unknown property, bad value).
     #[error("cannot create kafka producer: {0}")]
     Create(#[source] KafkaError),
+    /// The SASL password file (`sasl_password_file`, `--kafka-sasl-password-file`) cannot be read.
+    #[error("cannot read the kafka SASL password file (--kafka-sasl-password-file, env SLUICE_KAFKA_SASL_PASSWORD_FILE) {}: {source}", path.display())]
+    PasswordFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// librdkafka refused the record before queueing it (too large, unknown partition, fatal state).
     #[error("cannot enqueue record for topic {topic}: {source}")]
     Enqueue {
@@ -158,7 +165,7 @@ impl EventProducer {
     /// as delivery failures after `message.timeout.ms`, not here.
     pub fn new(config: ProducerConfig) -> Result<Self, ProduceError> {
         let producer = ThreadedProducer::from_config_and_context(
-            &config.client_config(),
+            &config.client_config()?,
             DeliveryContext::default(),
         )
         .map_err(ProduceError::Create)?;

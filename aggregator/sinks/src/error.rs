@@ -89,8 +89,10 @@ impl SinkError {
 /// The class of a PostgreSQL error by its SQLSTATE: 22 (data exception: out of range, invalid text,
 /// NUL byte…), 23 (integrity constraint violation: CHECK, NOT NULL, unique, foreign key) and 54
 /// (program limit exceeded: index row too large, too many columns) are the content of the rows; 08
-/// (connection), 40001/40P01 (serialization failure, deadlock), 53 (insufficient resources) and 57P
-/// (admin/crash shutdown, cannot connect now) are transient; anything else (42 syntax or missing table,
+/// (connection), 40001/40P01 (serialization failure, deadlock), 53 (insufficient resources), 57P
+/// (admin/crash shutdown, cannot connect now) and 25006 (read-only transaction: a standby whose
+/// promotion has not finished, reached through a pooler re-pointed at it during a failover) are
+/// transient; anything else (42 syntax or missing table,
 /// 28 authorization…) is permanent.
 pub fn postgres_class(sqlstate: &str) -> ErrorClass {
     let class = sqlstate.get(..2).unwrap_or("");
@@ -100,6 +102,7 @@ pub fn postgres_class(sqlstate: &str) -> ErrorClass {
         || class == "53"
         || sqlstate == "40001"
         || sqlstate == "40P01"
+        || sqlstate == "25006"
         || sqlstate.starts_with("57P")
     {
         ErrorClass::Transient
@@ -187,11 +190,12 @@ mod tests {
                     "23514", "23502", "23505", "22003", "22021", "22P05", "54000",
                 ],
             ),
-            // Infrastructure that passes: connection, deadlock, serialization, no space, shutdown.
+            // Infrastructure that passes: connection, deadlock, serialization, no space, shutdown, and
+            // a server still in recovery (a standby being promoted: read-only transactions until then).
             (
                 ErrorClass::Transient,
                 &[
-                    "08006", "08001", "40P01", "40001", "53100", "53300", "57P01", "57P03",
+                    "08006", "08001", "40P01", "40001", "53100", "53300", "57P01", "57P03", "25006",
                 ],
             ),
             // Configuration: undefined table/column, privilege, syntax, authentication; other 40/57.

@@ -504,3 +504,38 @@ async fn check_reader(db: &TestDb, login: &str, password: &str) -> anyhow::Resul
     reader.close().await?;
     Ok(())
 }
+
+/// A server that only takes read-only transactions — a standby PgBouncer was pointed at before its
+/// promotion finished — refuses the commit with 25006: a transient error (retried until the promotion
+/// completes), not a permanent one that would stop ingest in the middle of a failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_server_is_a_transient_failure() -> anyhow::Result<()> {
+    let (db, _) = TestDb::migrated("pgschema_readonly").await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {} SET default_transaction_read_only = on",
+        db.name
+    )))
+    .execute(&db.pool)
+    .await?;
+    let times = instants(Utc::now());
+    let first = batch(0, None, 0, &["acme"], &times);
+    let refused = db
+        .sink()?
+        .commit(&first)
+        .await
+        .err()
+        .context("a read-only server took the commit")?;
+    ensure!(
+        refused.is_transient() && refused.code.as_deref() == Some("25006"),
+        "{refused}"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {} RESET default_transaction_read_only",
+        db.name
+    )))
+    .execute(&db.pool)
+    .await?;
+    let end = first.end_offset.context("empty batch")?;
+    ensure!(db.sink()?.commit(&first).await? == Commit::Committed { next_offset: end });
+    db.drop_db().await
+}

@@ -127,7 +127,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         sinks.postgres,
         config.sinks_enabled && !config.migrate_on_start,
     );
-    let consumer: BaseConsumer<IngestContext> = setup::consumer_config(&config)
+    let consumer: BaseConsumer<IngestContext> = setup::consumer_config(&config)?
         .create_with_context(IngestContext {
             partitions: partitions.clone(),
         })

@@ -21,11 +21,12 @@ fn waiting() -> Backoff {
 
 /// Builds the sinks from the config.
 pub fn sinks(config: &Config) -> anyhow::Result<SinkSet> {
-    let mut postgres = PostgresSink::connect(
+    let mut postgres = PostgresSink::connect_pooled(
         &config.postgres_url,
         config.postgres_password()?.as_deref(),
         &config.group_id,
         config.postgres_max_connections,
+        config.postgres_pool_mode,
     )?;
     if !config.postgres_aggregates_enabled {
         postgres = postgres.without_aggregates();
@@ -44,7 +45,7 @@ pub fn sinks(config: &Config) -> anyhow::Result<SinkSet> {
     let dead_letters = if config.dead_letter_topic.is_empty() {
         None
     } else {
-        let props: Vec<(String, String)> = config.kafka_properties.clone().into_iter().collect();
+        let props = config.kafka_properties_with_secrets()?;
         Some(DeadLetterSink::new(
             &config.kafka_brokers,
             &config.dead_letter_topic,
@@ -108,7 +109,7 @@ pub async fn check_schema(postgres: &PostgresSink, patience: Duration) -> anyhow
     }
 }
 
-pub(super) fn consumer_config(config: &Config) -> ClientConfig {
+pub(super) fn consumer_config(config: &Config) -> anyhow::Result<ClientConfig> {
     let auto_offset_reset = match config.start_from {
         StartFrom::Earliest => "earliest",
         StartFrom::Latest => "latest",
@@ -133,4 +134,37 @@ pub(super) fn consumer_config(config: &Config) -> ClientConfig {
         settings.push(("group.instance.id", id));
     }
     config.kafka_client_config(&settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every Kafka client ingest builds gets the SASL password from `kafka_sasl_password_file`: librdkafka
+    /// refuses to create a SASL client without one ("sasl.username and sasl.password must be set").
+    #[tokio::test]
+    async fn every_kafka_client_gets_the_sasl_password_file() {
+        let dir = std::env::temp_dir().join(format!("sluice-setup-sasl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("kafka-password");
+        std::fs::write(&file, "hunter8\n").unwrap();
+        let mut config = Config {
+            kafka_sasl_password_file: Some(file),
+            clickhouse_enabled: false,
+            ..Config::default()
+        };
+        for (k, v) in [
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "sluice"),
+        ] {
+            config.kafka_properties.insert(k.into(), v.into());
+        }
+        let sinks = sinks(&config).map_err(|e| e.to_string());
+        assert!(sinks.is_ok(), "{:?}", sinks.err());
+        let consumer: Result<rdkafka::consumer::BaseConsumer, _> =
+            consumer_config(&config).unwrap().create();
+        assert!(consumer.is_ok(), "{:?}", consumer.err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

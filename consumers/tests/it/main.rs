@@ -7,6 +7,7 @@ mod boundaries;
 mod clock_skew;
 mod e2e;
 mod exactness;
+mod failover;
 mod flush_control;
 mod health;
 mod hostile;

@@ -1,6 +1,7 @@
 //! Secrets never reach the logs. Ingest runs with its PostgreSQL password in a file (the URL carries
-//! none), a SASL password among the librdkafka properties, and debug logging on; it must work (the
-//! password from the file is the one that logs in) and neither secret may appear in anything it printed,
+//! none), a SASL password among the librdkafka properties and another in `kafka_sasl_password_file`
+//! (which wins), and debug logging on, librdkafka's too (its configuration dump included); it must work
+//! (the password from the file is the one that logs in) and no secret may appear in anything it printed,
 //! nor in `sluice-ingest config`.
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ async fn secrets_from_files_and_properties_never_reach_the_logs() -> anyhow::Res
     let stack = TestStack::new("secrets", 2).await?;
     let pg_secret = format!("pg-S3cr3t-{}", uuid::Uuid::new_v4().simple());
     let sasl_secret = format!("sasl-S3cr3t-{}", uuid::Uuid::new_v4().simple());
+    let sasl_file_secret = format!("saslfile-S3cr3t-{}", uuid::Uuid::new_v4().simple());
     // A role of its own with a password nobody else uses, owning the test database.
     let role = format!("{}_writer", stack.name);
     for sql in [
@@ -27,15 +29,19 @@ async fn secrets_from_files_and_properties_never_reach_the_logs() -> anyhow::Res
     }
     let password_file = stack.log_dir.join("pg-password");
     std::fs::write(&password_file, format!("{pg_secret}\n"))?;
+    let sasl_password_file = stack.log_dir.join("kafka-password");
+    std::fs::write(&sasl_password_file, format!("{sasl_file_secret}\n"))?;
     let config_file = stack.log_dir.join("sluice.toml");
     std::fs::write(
         &config_file,
-        format!("[kafka_properties]\n\"sasl.password\" = \"{sasl_secret}\"\n\"sasl.username\" = \"sluice\"\n"),
+        format!("[kafka_properties]\n\"sasl.password\" = \"{sasl_secret}\"\n\"sasl.username\" = \"sluice\"\n\"debug\" = \"conf,generic\"\n"),
     )?;
     let url = stack.pg_url.replace("sluice:sluice@", &format!("{role}@"));
     let file = password_file.display().to_string();
     let config = config_file.display().to_string();
+    let sasl_file = sasl_password_file.display().to_string();
     let env = [
+        ("SLUICE_KAFKA_SASL_PASSWORD_FILE", sasl_file.as_str()),
         ("SLUICE_POSTGRES_URL", url.as_str()),
         ("SLUICE_POSTGRES_PASSWORD_FILE", file.as_str()),
         ("SLUICE_CONFIG", config.as_str()),
@@ -44,6 +50,10 @@ async fn secrets_from_files_and_properties_never_reach_the_logs() -> anyhow::Res
 
     let shown = stack.run_ingest_command(&["config"], &env)?;
     assert!(shown.contains("sasl.password"), "{shown}");
+    assert!(
+        shown.contains(&format!("kafka_sasl_password_file = {sasl_file:?}")),
+        "{shown}"
+    );
     let events = stack.publish(TrafficShape::seed(41).rate(5000).events(500).resends(0, 0))?;
     let ingest = stack.spawn_ingest("secret", &env)?;
     stack.wait_caught_up(Duration::from_secs(120)).await?;
@@ -58,7 +68,16 @@ async fn secrets_from_files_and_properties_never_reach_the_logs() -> anyhow::Res
         "debug logging produced {} bytes",
         log.len()
     );
-    for (name, secret) in [("postgres", &pg_secret), ("sasl", &sasl_secret)] {
+    // librdkafka dumped its configuration, password line and all, redacted.
+    assert!(
+        log.contains("sasl.password = [redacted]"),
+        "no configuration dump"
+    );
+    for (name, secret) in [
+        ("postgres", &pg_secret),
+        ("sasl", &sasl_secret),
+        ("sasl file", &sasl_file_secret),
+    ] {
         assert!(
             !log.contains(secret.as_str()),
             "the {name} secret is in the ingest log"

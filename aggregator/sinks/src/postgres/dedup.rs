@@ -2,7 +2,7 @@
 //! batch accepted and prunes rows that have wholly expired, inside the commit's transaction; assignment
 //! reloads the live entries.
 
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::{classify, Result};
 use sluice_aggregator::dedup::{decode_entries, encode_entries, EventKey};
@@ -11,6 +11,7 @@ use sluice_aggregator::PartitionBatch;
 /// Appends the batch's new keys and prunes expired rows. Runs inside the commit transaction.
 pub(super) async fn persist(
     tx: &mut Transaction<'_, Postgres>,
+    persistent: bool,
     group: &str,
     batch: &PartitionBatch,
     end: i64,
@@ -29,6 +30,7 @@ pub(super) async fn persist(
         .bind(end)
         .bind(max_expiry)
         .bind(encode_entries(&batch.dedup_entries))
+        .persistent(persistent)
         .execute(&mut **tx)
         .await
         .map_err(classify)?;
@@ -41,6 +43,7 @@ pub(super) async fn persist(
     .bind(&batch.topic)
     .bind(batch.partition)
     .bind(watermark)
+    .persistent(persistent)
     .execute(&mut **tx)
     .await
     .map_err(classify)?;
@@ -49,7 +52,8 @@ pub(super) async fn persist(
 
 /// The live entries of a partition's window (expiry ≥ watermark), in acceptance order.
 pub(super) async fn load(
-    pool: &PgPool,
+    conn: &mut PgConnection,
+    persistent: bool,
     group: &str,
     topic: &str,
     partition: i32,
@@ -64,7 +68,8 @@ pub(super) async fn load(
     .bind(topic)
     .bind(partition)
     .bind(watermark)
-    .fetch_all(pool)
+    .persistent(persistent)
+    .fetch_all(conn)
     .await
     .map_err(classify)?;
     Ok(rows

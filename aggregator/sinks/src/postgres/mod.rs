@@ -7,7 +7,9 @@
 //! The aggregate tables are partitioned by month; [`PostgresSink::ensure_partitions`] keeps partitions
 //! ready ahead of time (`monthly`). The same swap clears a partition's replay fence once the offset
 //! reaches it; the operator's rewind that sets the fence is in `rewind`. Schema, roles and row-level
-//! security: `docs/postgres.md`.
+//! security: `docs/postgres.md`. Through a transaction-pooling PgBouncer ([`Pooling::Transaction`]) every
+//! statement is unnamed and runs inside an explicit transaction, and migrations run in one transaction of
+//! their own (`pooled`).
 
 use std::collections::HashMap;
 
@@ -21,11 +23,13 @@ use sluice_aggregator::PartitionBatch;
 
 mod dedup;
 mod monthly;
+mod pooled;
 mod rewind;
 mod upsert;
 use upsert::upsert;
 
 pub use monthly::{PartitionMaintenance, PARTITION_MONTHS_AHEAD};
+pub use pooled::Pooling;
 pub use rewind::{Rewind, RewindError};
 pub use upsert::{
     click_daily_arguments, crawl_hourly_arguments, rank_daily_arguments, CLICK_DAILY_UPSERT,
@@ -62,6 +66,7 @@ pub struct PostgresSink {
     /// Merge aggregates at commit. Off for an OLAP-only consumer group, which still keeps its offsets
     /// and dedup window here (tiered ingestion: docs/operations.md).
     aggregates: bool,
+    pooling: Pooling,
 }
 
 impl PostgresSink {
@@ -73,6 +78,18 @@ impl PostgresSink {
         group: &str,
         max_connections: u32,
     ) -> Result<Self> {
+        Self::connect_pooled(url, password, group, max_connections, Pooling::Session)
+    }
+
+    /// [`connect`](Self::connect) for a URL that reaches PostgreSQL as `pooling` says (a
+    /// transaction-pooling PgBouncer: [`Pooling::Transaction`]).
+    pub fn connect_pooled(
+        url: &str,
+        password: Option<&str>,
+        group: &str,
+        max_connections: u32,
+        pooling: Pooling,
+    ) -> Result<Self> {
         let mut options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
             SinkError::permanent(
                 SINK,
@@ -82,6 +99,7 @@ impl PostgresSink {
         if let Some(password) = password {
             options = options.password(password);
         }
+        options = pooling.connect_options(options);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(5))
@@ -90,6 +108,7 @@ impl PostgresSink {
             pool,
             group: group.to_owned(),
             aggregates: true,
+            pooling,
         })
     }
 
@@ -103,9 +122,25 @@ impl PostgresSink {
         &self.pool
     }
 
+    /// How this sink reaches PostgreSQL.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    /// Whether statements may be named prepared statements, cached per connection (`Query::persistent`):
+    /// not through a transaction pooler, where the next transaction runs on another server connection.
+    fn persistent(&self) -> bool {
+        self.pooling.named_statements()
+    }
+
     /// Applies the embedded migrations (idempotent; sqlx records what ran in `_sqlx_migrations`).
+    /// Through a transaction pooler the whole run is one transaction (see `pooled::migrate`).
     pub async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+        let result = match self.pooling {
+            Pooling::Session => MIGRATOR.run(&self.pool).await,
+            Pooling::Transaction => pooled::migrate(&MIGRATOR, &self.pool).await,
+        };
+        result.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => classify(e),
             other => SinkError::permanent(SINK, other.to_string()),
         })
@@ -116,9 +151,11 @@ impl PostgresSink {
     /// sqlx's `_sqlx_migrations`. Empty when the schema is current (or newer: expand-then-contract keeps
     /// an older binary working against a newer schema).
     pub async fn missing_migrations(&self) -> Result<Vec<i64>> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
         let applied: Vec<(i64,)> =
             match sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
+                .persistent(self.persistent())
+                .fetch_all(&mut *tx)
                 .await
             {
                 Ok(rows) => rows,
@@ -128,6 +165,8 @@ impl PostgresSink {
                 }
                 Err(e) => return Err(classify(e)),
             };
+        // Read-only: rolled back when dropped (also after the error above, which aborted it).
+        drop(tx);
         let applied: std::collections::HashSet<i64> = applied.into_iter().map(|(v,)| v).collect();
         Ok(MIGRATOR
             .iter()
@@ -143,7 +182,9 @@ impl PostgresSink {
         conn.ping().await.map_err(classify)
     }
 
-    /// Stored offsets of the given partitions of one topic (absent: never committed).
+    /// Stored offsets of the given partitions of one topic (absent: never committed). Like every read
+    /// here, in a transaction of its own: through a transaction pooler, a statement outside one can
+    /// have its Parse and its Execute sent to two different server connections.
     pub async fn load_offsets(
         &self,
         topic: &str,
@@ -156,7 +197,8 @@ impl PostgresSink {
         .bind(&self.group)
         .bind(topic)
         .bind(partitions)
-        .fetch_all(&self.pool)
+        .persistent(self.persistent())
+        .fetch_all(&mut *self.read().await?)
         .await
         .map_err(classify)?;
         Ok(rows
@@ -181,7 +223,17 @@ impl PostgresSink {
         partition: i32,
         watermark_ms: i64,
     ) -> Result<Vec<(EventKey, i64)>> {
-        dedup::load(&self.pool, &self.group, topic, partition, watermark_ms).await
+        let mut tx = self.read().await?;
+        let persistent = self.persistent();
+        dedup::load(
+            &mut tx,
+            persistent,
+            &self.group,
+            topic,
+            partition,
+            watermark_ms,
+        )
+        .await
     }
 
     /// Dead letters parked in `sluice_dead_letters` (the dead-letter topic could not take them) for this
@@ -192,9 +244,15 @@ impl PostgresSink {
              WHERE consumer_group = $1 GROUP BY reason, source_topic ORDER BY reason, source_topic",
         )
         .bind(&self.group)
-        .fetch_all(&self.pool)
+        .persistent(self.persistent())
+        .fetch_all(&mut *self.read().await?)
         .await
         .map_err(classify)
+    }
+
+    /// A transaction for reads (rolled back when dropped: it wrote nothing).
+    async fn read(&self) -> Result<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(classify)
     }
 
     /// Merges a batch's aggregates and moves its partition's offset, atomically.
@@ -243,7 +301,7 @@ impl PostgresSink {
             }
             return Ok((Some(Commit::Fenced { stored }), waited));
         }
-        dedup::persist(&mut tx, &self.group, batch, end).await?;
+        dedup::persist(&mut tx, self.persistent(), &self.group, batch, end).await?;
         if !parked.is_empty() {
             self.park(&mut tx, batch, parked).await?;
         }
@@ -290,7 +348,7 @@ impl PostgresSink {
         ];
         for (table, rows, sql, arguments) in upserts {
             if rows > 0 {
-                upsert(tx, table, rows, sql, arguments(batch)?).await?;
+                upsert(tx, self.persistent(), table, rows, sql, arguments(batch)?).await?;
             }
         }
         Ok(())
@@ -338,6 +396,7 @@ impl PostgresSink {
             .bind(names)
             .bind(values)
             .bind(l.timestamp_ms)
+            .persistent(self.persistent())
             .execute(&mut **tx)
             .await
             .map_err(classify)?;
@@ -367,6 +426,7 @@ impl PostgresSink {
                 .bind(end)
                 .bind(expected)
                 .bind(batch.watermark_ms)
+                .persistent(self.persistent())
                 .execute(&mut **tx)
                 .await
             }
@@ -380,6 +440,7 @@ impl PostgresSink {
                 .bind(batch.partition)
                 .bind(end)
                 .bind(batch.watermark_ms)
+                .persistent(self.persistent())
                 .execute(&mut **tx)
                 .await
             }

@@ -37,12 +37,14 @@ impl PostgresSink {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
         )))
+        .persistent(self.persistent())
         .execute(&mut *tx)
         .await
         .map_err(classify_maintenance)?;
         let (created, moved_rows): (i32, i64) =
             sqlx::query_as("SELECT created, moved_rows FROM sluice_ensure_partitions($1)")
                 .bind(months_ahead)
+                .persistent(self.persistent())
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(classify_maintenance)?;

@@ -42,7 +42,8 @@ impl PostgresSink {
         )
         .bind(&self.group)
         .bind(topic)
-        .fetch_all(self.pool())
+        .persistent(self.persistent())
+        .fetch_all(&mut *self.read().await?)
         .await
         .map_err(classify)?;
         Ok(rows
@@ -91,6 +92,7 @@ impl PostgresSink {
             .bind(r.partition)
             .bind(r.to)
             .bind(r.from)
+            .persistent(self.persistent())
             .fetch_optional(&mut *tx)
             .await
             .map_err(classify)?;

@@ -168,12 +168,14 @@ where
 /// Runs one upsert with its encoded parameters and counts its rows.
 pub(super) async fn upsert(
     tx: &mut Transaction<'_, Postgres>,
+    persistent: bool,
     table: &'static str,
     rows: usize,
     sql: &'static str,
     args: PgArguments,
 ) -> Result<()> {
     sqlx::query_with(sql, args)
+        .persistent(persistent)
         .execute(&mut **tx)
         .await
         .map_err(classify)?;
