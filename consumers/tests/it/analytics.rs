@@ -75,7 +75,9 @@ impl TestDb {
             user: None,
             password: None,
             insert_streams: 2,
-        });
+            cluster: None,
+            ca_file: None,
+        })?;
         let applied = sink
             .migrate()
             .await
