@@ -158,7 +158,19 @@ impl ClickHouseSink {
 /// encoding) is permanent.
 fn classify(e: clickhouse::error::Error) -> SinkError {
     use clickhouse::error::Error as E;
-    let message = crate::error::redact(&e.to_string());
+    // The causes too: a network error's own text is only "client error (Connect)"; the refused
+    // connection or the certificate the server sent is in its sources.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    let message = crate::error::redact(&message);
     let (class, code) = match &e {
         E::Network(_) | E::TimedOut => (ErrorClass::Transient, None),
         E::BadResponse(text) => match clickhouse_code(text) {
