@@ -12,12 +12,11 @@
 //! `sluice_schema_migrations` (the overlay as `name.modern`), so a server upgraded later gets its overlays
 //! at the next `migrate`. Retention uses TTL where the server is modern and drops whole expired monthly
 //! partitions everywhere.
-
 //!
 //! Replicas and TLS: `url` may list several replica URLs (comma-separated, the first preferred); writes
 //! and queries go to one replica at a time and move to the next on a transient error, re-sending the
-//! very same blocks ([`replicas`]). With a `cluster`, migrations run `ON CLUSTER` with `Replicated*`
-//! engines ([`cluster`]). A `ca_file` adds a PEM CA to the roots of the HTTPS client.
+//! very same blocks (`replicas.rs`). With a `cluster`, migrations run `ON CLUSTER` with `Replicated*`
+//! engines (`cluster.rs`). A `ca_file` adds a PEM CA to the roots of the HTTPS client.
 
 mod cluster;
 mod insert;
