@@ -81,6 +81,13 @@ pub struct Config {
     /// Concurrent INSERTs per ClickHouse table and flush, at most (each of at least 50,000 rows): the
     /// server runs one insert and its materialized views on one thread.
     pub clickhouse_insert_streams: usize,
+    /// The ClickHouse cluster (its `remote_servers` name on the servers) the migrations run on:
+    /// `ON CLUSTER`, with `Replicated*` engines (docs/analytics.md, "On a cluster"). Unset or empty: a
+    /// single server. `clickhouse_url` may then list the replicas, comma-separated, the first preferred.
+    pub clickhouse_cluster: Option<String>,
+    /// A PEM file of CA certificates that `https://` ClickHouse URLs may be signed by, trusted besides
+    /// the system's roots.
+    pub clickhouse_ca_file: Option<PathBuf>,
 
     /// Time between flushes when caught up (the lag-adaptive minimum), in milliseconds.
     pub flush_interval_ms: u64,
@@ -148,6 +155,8 @@ impl Default for Config {
             clickhouse_password: None,
             clickhouse_password_file: None,
             clickhouse_insert_streams: 2,
+            clickhouse_cluster: None,
+            clickhouse_ca_file: None,
             flush_interval_ms: 1000,
             flush_interval_max_ms: 10_000,
             flush_lag_low: 10_000,
@@ -201,6 +210,8 @@ impl std::fmt::Debug for Config {
                 "clickhouse_password",
                 &self.clickhouse_password.as_ref().map(|_| "***"),
             )
+            .field("clickhouse_cluster", &self.clickhouse_cluster)
+            .field("clickhouse_ca_file", &self.clickhouse_ca_file)
             .field("flush_interval_ms", &self.flush_interval_ms)
             .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("shutdown_timeout_ms", &self.shutdown_timeout_ms)
@@ -358,6 +369,18 @@ impl Config {
         if !(1..=64).contains(&self.clickhouse_insert_streams) {
             bail!("invalid config: clickhouse_insert_streams must be between 1 and 64 (concurrent INSERTs per table)");
         }
+        if let Err(e) = sluice_sinks::clickhouse::parse_urls(&self.clickhouse_url) {
+            bail!("invalid config: clickhouse_url (env SLUICE_CLICKHOUSE_URL): {e}");
+        }
+        if let Some(cluster) = self.clickhouse_cluster() {
+            if cluster.len() > 255
+                || !cluster
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                bail!("invalid config: clickhouse_cluster (env SLUICE_CLICKHOUSE_CLUSTER) {cluster:?}: accepted: a cluster name of the servers' remote_servers, up to 255 characters of a-z, A-Z, 0-9, '.', '_', '-'; unset or empty for a single server");
+            }
+        }
         // Bounded before `limits()` builds TimeDeltas from them (an out-of-range TimeDelta panics).
         let (past_max, future_max) = (
             sluice_schemas::validate::MAX_PAST_LIMIT.num_hours(),
@@ -479,6 +502,13 @@ impl Config {
         )
     }
 
+    /// The ClickHouse cluster the migrations run on, if one is set (an empty value means none).
+    pub fn clickhouse_cluster(&self) -> Option<&str> {
+        self.clickhouse_cluster
+            .as_deref()
+            .filter(|name| !name.is_empty())
+    }
+
     /// The ClickHouse password: from its file if configured, else the inline value.
     pub fn clickhouse_password(&self) -> anyhow::Result<Option<String>> {
         Ok(read_secret(
@@ -595,6 +625,11 @@ mod tests {
             (&[("SLUICE_READY_STALL_TIMEOUT_MS", "0")], "ERR invalid config: ready_stall_timeout_ms (env SLUICE_READY_STALL_TIMEOUT_MS) must be > 0 (milliseconds)"),
             (&[("SLUICE_GROUP_INSTANCE_ID", "pod 0")], "ERR invalid config: group_instance_id (env SLUICE_GROUP_INSTANCE_ID) \"pod 0\": accepted: up to 249 characters of a-z, A-Z, 0-9, '.', '_', '-'"),
             (&[("SLUICE_GROUP_INSTANCE_ID", "sluice-ingest-click-0")], "OK 127.0.0.1:9092 1000 Text"),
+            (&[("SLUICE_CLICKHOUSE_URL", "localhost:8123")], "ERR invalid config: clickhouse_url (env SLUICE_CLICKHOUSE_URL): \"localhost:8123\" is not an http:// or https:// URL with a host; accepted: one URL or a comma-separated list of replica URLs, the first preferred"),
+            (&[("SLUICE_CLICKHOUSE_URL", "https://ch1:8443,")], "ERR invalid config: clickhouse_url (env SLUICE_CLICKHOUSE_URL): \"\" is not an http:// or https:// URL with a host; accepted: one URL or a comma-separated list of replica URLs, the first preferred"),
+            (&[("SLUICE_CLICKHOUSE_URL", "https://ch1:8443, https://ch2:8443")], "OK 127.0.0.1:9092 1000 Text"),
+            (&[("SLUICE_CLICKHOUSE_CLUSTER", "my cluster")], "ERR invalid config: clickhouse_cluster (env SLUICE_CLICKHOUSE_CLUSTER) \"my cluster\": accepted: a cluster name of the servers' remote_servers, up to 255 characters of a-z, A-Z, 0-9, '.', '_', '-'; unset or empty for a single server"),
+            (&[("SLUICE_CLICKHOUSE_CLUSTER", "sluice")], "OK 127.0.0.1:9092 1000 Text"),
             // Unrelated SLUICE_* variables (used by the stack scripts) are ignored.
             (&[("SLUICE_STATE_DIR", "/tmp/x")], "OK 127.0.0.1:9092 1000 Text"),
         ] {
@@ -620,7 +655,7 @@ mod tests {
     fn effective_settings_list_every_key_with_secrets_redacted() {
         let mut c = Config {
             postgres_url: "postgres://u:hunter2@h:5432/db".into(),
-            clickhouse_url: "http://ch:hunter3@h:8123".into(),
+            clickhouse_url: "http://ch:hunter3@h:8123,http://ch:hunter6@h2:8123".into(),
             clickhouse_password: Some("hunter4".into()),
             postgres_password_file: Some("/run/secrets/pg".into()),
             ..Config::default()
@@ -640,7 +675,9 @@ mod tests {
         assert_eq!(keys, Config::keys(), "{text}");
         for line in [
             r#"postgres_url = "postgres://u:***@h:5432/db""#,
-            r#"clickhouse_url = "http://ch:***@h:8123""#,
+            r#"clickhouse_url = "http://ch:***@h:8123,http://ch:***@h2:8123""#,
+            r#"clickhouse_cluster = null"#,
+            r#"clickhouse_ca_file = null"#,
             r#"clickhouse_password = "***""#,
             r#"postgres_password_file = "/run/secrets/pg""#,
             r#"kafka_properties = {"sasl.password":"***","security.protocol":"SASL_SSL"}"#,
@@ -657,9 +694,9 @@ mod tests {
             serde_json::from_str(&json).unwrap();
         assert_eq!(parsed.keys().cloned().collect::<Vec<_>>(), Config::keys());
         assert_eq!(parsed["postgres_url"], "postgres://u:***@h:5432/db");
-        // The list is the struct's fields: 40 settings today (a new field shows up here and in
+        // The list is the struct's fields: 42 settings today (a new field shows up here and in
         // `sluice-ingest config --keys`, which the deploy checks read).
-        assert_eq!(Config::keys().len(), 40);
+        assert_eq!(Config::keys().len(), 42);
     }
 
     #[test]

@@ -60,7 +60,10 @@ fn bench_sink_encode(c: &mut Criterion) {
         user: None,
         password: None,
         insert_streams: 2,
-    });
+        cluster: None,
+        ca_file: None,
+    })
+    .expect("the mock's URL is valid");
     group.bench_function("clickhouse", |b| {
         b.iter(|| {
             // One request per table (10,000 events make one stream each).

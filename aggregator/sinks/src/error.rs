@@ -125,8 +125,11 @@ pub const CLICKHOUSE_DATA_CODES: &[u32] = &[
 
 /// ClickHouse error codes worth retrying: TIMEOUT_EXCEEDED (159), TOO_MANY_SIMULTANEOUS_QUERIES (202),
 /// SOCKET_TIMEOUT (209), NETWORK_ERROR (210), MEMORY_LIMIT_EXCEEDED (241), TABLE_IS_READ_ONLY (242,
-/// during a restart), TOO_MANY_PARTS (252).
-pub const CLICKHOUSE_TRANSIENT_CODES: &[u32] = &[159, 202, 209, 210, 241, 242, 252];
+/// during a restart, or a replica that lost ZooKeeper), TOO_MANY_PARTS (252), and those of a replicated
+/// table whose ZooKeeper is away: NO_ZOOKEEPER (225), UNKNOWN_STATUS_OF_INSERT (319: the insert may or
+/// may not have landed — the same blocks again are deduplicated), KEEPER_EXCEPTION (999: connection
+/// loss, session expired).
+pub const CLICKHOUSE_TRANSIENT_CODES: &[u32] = &[159, 202, 209, 210, 225, 241, 242, 252, 319, 999];
 
 /// The class of a ClickHouse server error by its code.
 pub fn clickhouse_class(code: u32) -> ErrorClass {
@@ -158,7 +161,8 @@ pub fn redact(text: &str) -> String {
     while let Some(scheme) = rest.find("://") {
         let (head, tail) = rest.split_at(scheme + 3);
         out.push_str(head);
-        let authority_end = tail.find(['/', ' ', '?', '"']).unwrap_or(tail.len());
+        // ',' ends one URL of a list (clickhouse_url's replicas).
+        let authority_end = tail.find(['/', ' ', '?', '"', ',']).unwrap_or(tail.len());
         let authority = &tail[..authority_end];
         match (authority.rfind('@'), authority.find(':')) {
             (Some(at), Some(colon)) if colon < at => {
@@ -226,7 +230,10 @@ mod tests {
                 ErrorClass::Data,
                 &[6, 27, 38, 41, 69, 72, 117, 131, 321, 349, 395, 407, 469],
             ),
-            (ErrorClass::Transient, &[159, 202, 209, 210, 241, 242, 252]),
+            (
+                ErrorClass::Transient,
+                &[159, 202, 209, 210, 225, 241, 242, 252, 319, 999],
+            ),
             // Unknown table (60), unknown database (81), authentication (516), no such column (16),
             // type mismatch of the schema (53), syntax (62).
             (ErrorClass::Permanent, &[60, 81, 516, 16, 53, 62]),
@@ -268,5 +275,10 @@ mod tests {
             "http://127.0.0.1:8123/ ok"
         );
         assert_eq!(redact("no url here"), "no url here");
+        // A list of replica URLs (clickhouse_url) hides every password.
+        assert_eq!(
+            redact("https://u:s3cret@a:18443,https://u:s3cret@b:28443"),
+            "https://u:***@a:18443,https://u:***@b:28443"
+        );
     }
 }

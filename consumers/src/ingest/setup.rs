@@ -34,13 +34,17 @@ pub fn sinks(config: &Config) -> anyhow::Result<SinkSet> {
     let clickhouse = config
         .clickhouse_enabled
         .then(|| -> anyhow::Result<ClickHouseSink> {
-            Ok(ClickHouseSink::new(&ClickHouseConfig {
+            ClickHouseSink::new(&ClickHouseConfig {
                 url: config.clickhouse_url.clone(),
                 database: config.clickhouse_database.clone(),
                 user: config.clickhouse_user.clone(),
                 password: config.clickhouse_password()?,
                 insert_streams: config.clickhouse_insert_streams,
-            }))
+                cluster: config.clickhouse_cluster().map(str::to_owned),
+                ca_file: config.clickhouse_ca_file.clone(),
+            })
+            // The URLs were checked by Config::validate: what can fail here is the CA file.
+            .context("invalid config: clickhouse_ca_file (env SLUICE_CLICKHOUSE_CA_FILE)")
         });
     let dead_letters = if config.dead_letter_topic.is_empty() {
         None

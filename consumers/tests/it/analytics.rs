@@ -5,7 +5,9 @@
 //! every copy is still a row when the queries run. Every documented query (parsed out of the markdown, so
 //! the document and the test cannot drift) must return exactly what this file computes from the events,
 //! counting each `event_id` once; again after the rollup migration's backfill runs a second time, and
-//! again after every table is merged. A second test checks retention: exactly the expired monthly
+//! again after every table is merged. The same runs on the cluster stack (`make up-cluster`, ignored
+//! otherwise): migrations `ON CLUSTER`, rows written over HTTPS to the first replica, every query
+//! checked on each replica. A further test checks retention: exactly the expired monthly
 //! partitions are dropped, and a TTL is set only where the server supports it.
 
 use std::cmp::Reverse;
@@ -19,7 +21,7 @@ use serde::Deserialize;
 use sluice_aggregator::PartitionBatch;
 use sluice_loadtest::verify::{Expected, Snapshot};
 use sluice_sinks::clickhouse::{
-    statements, ClickHouseConfig, ClickHouseSink, DroppedPartition, MIGRATIONS,
+    on_cluster, statements, ClickHouseConfig, ClickHouseSink, DroppedPartition, MIGRATIONS,
 };
 
 use crate::support::corner::{click, crawl, rank};
@@ -55,11 +57,21 @@ const ORACLES: [&str; 13] = [
 const ROLLUPS: u32 = 2;
 
 /// A ClickHouse database of one test, migrated with the real runner.
+#[derive(Clone)]
 struct TestDb {
     name: String,
     sink: ClickHouseSink,
     admin: clickhouse::Client,
+    /// On the cluster stack: its name and a plain-HTTP client of each replica in the test's database.
+    cluster: Option<(&'static str, Vec<clickhouse::Client>)>,
+    /// Where [`TestDb::rows`] runs: the sink's server when `None`, else this replica.
+    reader: Option<clickhouse::Client>,
 }
+
+/// The cluster stack's ClickHouse (docs/analytics.md, "On a cluster"): HTTPS for the sink, plain HTTP
+/// for checking, the credentials and CA under `$SLUICE_CLUSTER_STATE_DIR` (default `.state-cluster`).
+const CLUSTER_HTTPS: &str = "https://localhost:18443,https://localhost:28443";
+const CLUSTER_HTTP: [&str; 2] = ["http://127.0.0.1:18123", "http://127.0.0.1:28123"];
 
 impl TestDb {
     async fn new(test: &str) -> anyhow::Result<TestDb> {
@@ -75,7 +87,59 @@ impl TestDb {
             user: None,
             password: None,
             insert_streams: 2,
-        });
+            cluster: None,
+            ca_file: None,
+        })?;
+        Self::migrated(name, sink, admin, None).await
+    }
+
+    /// The same on the cluster stack's cluster `sluice`.
+    async fn on_cluster(test: &str) -> anyhow::Result<TestDb> {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let name = format!("{test}_{suffix}");
+        let state = std::env::var_os("SLUICE_CLUSTER_STATE_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../.state-cluster").into());
+        let password_file = state.join("secrets/clickhouse-password");
+        let password = std::fs::read_to_string(&password_file)
+            .with_context(|| format!("{} (make up-cluster)", password_file.display()))?
+            .trim_end()
+            .to_owned();
+        let plain = |url: &str| {
+            clickhouse::Client::default()
+                .with_url(url)
+                .with_user("sluice")
+                .with_password(&password)
+                .with_validation(false)
+        };
+        let sink = ClickHouseSink::new(&ClickHouseConfig {
+            url: CLUSTER_HTTPS.into(),
+            database: name.clone(),
+            user: Some("sluice".into()),
+            password: Some(password.clone()),
+            insert_streams: 2,
+            cluster: Some("sluice".into()),
+            ca_file: Some(state.join("secrets/ca.pem")),
+        })?;
+        let replicas = CLUSTER_HTTP
+            .iter()
+            .map(|url| plain(url).with_database(&name))
+            .collect();
+        Self::migrated(
+            name,
+            sink,
+            plain(CLUSTER_HTTP[0]),
+            Some(("sluice", replicas)),
+        )
+        .await
+    }
+
+    async fn migrated(
+        name: String,
+        sink: ClickHouseSink,
+        admin: clickhouse::Client,
+        cluster: Option<(&'static str, Vec<clickhouse::Client>)>,
+    ) -> anyhow::Result<TestDb> {
         let applied = sink
             .migrate()
             .await
@@ -88,11 +152,50 @@ impl TestDb {
             sink.migrate().await?.is_empty(),
             "a second migrate applied something"
         );
-        Ok(TestDb { name, sink, admin })
+        Ok(TestDb {
+            name,
+            sink,
+            admin,
+            cluster,
+            reader: None,
+        })
     }
 
     fn client(&self) -> &clickhouse::Client {
-        self.sink.client()
+        self.reader.as_ref().unwrap_or(self.sink.client())
+    }
+
+    /// Where the documented queries are checked: the server, or each replica once it holds every part.
+    async fn readers(&self) -> anyhow::Result<Vec<TestDb>> {
+        let Some((_, replicas)) = &self.cluster else {
+            return Ok(vec![self.clone()]);
+        };
+        let tables = self.merge_tree_tables().await?;
+        let mut readers = Vec::new();
+        for replica in replicas {
+            for table in &tables {
+                replica
+                    .query(&format!("SYSTEM SYNC REPLICA {}.{table}", self.name))
+                    .execute()
+                    .await?;
+            }
+            readers.push(TestDb {
+                reader: Some(replica.clone()),
+                ..self.clone()
+            });
+        }
+        Ok(readers)
+    }
+
+    /// A migration statement as the runner runs it (its cluster form on the cluster).
+    async fn execute_ddl(&self, statement: &str) -> anyhow::Result<()> {
+        match &self.cluster {
+            Some((cluster, _)) => {
+                let sql = on_cluster(statement, cluster, &self.name).map_err(anyhow::Error::msg)?;
+                self.execute(&sql).await
+            }
+            None => self.execute(statement).await,
+        }
     }
 
     async fn execute(&self, sql: &str) -> anyhow::Result<()> {
@@ -129,18 +232,36 @@ impl TestDb {
         Ok(rows.into_iter().map(|r| r[0].clone()).collect())
     }
 
-    /// `SYSTEM STOP MERGES` or `START MERGES` on this database's tables only (the server is shared).
+    /// `SYSTEM STOP MERGES` or `START MERGES` on this database's tables only (the server is shared),
+    /// on every replica of a cluster.
     async fn merges(&self, verb: &str) -> anyhow::Result<()> {
+        let servers = match &self.cluster {
+            Some((_, replicas)) => replicas.clone(),
+            None => vec![self.client().clone()],
+        };
         for table in self.merge_tree_tables().await? {
-            self.execute(&format!("SYSTEM {verb} MERGES {}.{table}", self.name))
-                .await?;
+            for server in &servers {
+                let sql = format!("SYSTEM {verb} MERGES {}.{table}", self.name);
+                server
+                    .query(&sql)
+                    .execute()
+                    .await
+                    .with_context(|| format!("running {sql}"))?;
+            }
         }
         Ok(())
     }
 
     async fn drop(self) -> anyhow::Result<()> {
+        let on_cluster = match &self.cluster {
+            Some((cluster, _)) => format!(" ON CLUSTER {cluster}"),
+            None => String::new(),
+        };
         self.admin
-            .query(&format!("DROP DATABASE IF EXISTS {}", self.name))
+            .query(&format!(
+                "DROP DATABASE IF EXISTS {}{on_cluster}",
+                self.name
+            ))
             .execute()
             .await?;
         Ok(())
@@ -702,6 +823,18 @@ async fn check_all(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documented_queries_match_an_independent_computation() -> anyhow::Result<()> {
+    check_documented_queries(TestDb::new("analytics").await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
+async fn documented_queries_match_on_each_replica_of_the_cluster() -> anyhow::Result<()> {
+    check_documented_queries(TestDb::on_cluster("analytics_cluster").await?).await
+}
+
+/// Loads the events with duplicates into `db` and checks every documented query against the oracle on
+/// each reader, before merges, after the rollup backfill ran again, and after merges.
+async fn check_documented_queries(db: TestDb) -> anyhow::Result<()> {
     let queries = documented_queries()?;
     let names: BTreeSet<&str> = queries.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names.len(), queries.len(), "duplicate query names");
@@ -711,7 +844,6 @@ async fn documented_queries_match_an_independent_computation() -> anyhow::Result
         "documented queries and oracles differ"
     );
 
-    let db = TestDb::new("analytics").await?;
     // Keep every duplicate delivery a separate row while the queries run.
     db.merges("STOP").await?;
     let now = Utc::now();
@@ -737,7 +869,15 @@ async fn documented_queries_match_an_independent_computation() -> anyhow::Result
         );
     }
     let snap = Expected::from_events(&events);
-    check_all(&db, &queries, &snap, "before merges").await?;
+    for (i, reader) in db.readers().await?.iter().enumerate() {
+        check_all(
+            reader,
+            &queries,
+            &snap,
+            &format!("before merges (reader {})", i + 1),
+        )
+        .await?;
+    }
 
     // An interrupted migration is applied again: its backfill re-inserts every event into every rollup
     // (and the migrations after it run again too).
@@ -747,16 +887,32 @@ async fn documented_queries_match_an_independent_computation() -> anyhow::Result
     );
     for migration in MIGRATIONS.iter().filter(|m| m.version >= ROLLUPS) {
         for statement in statements(migration.base) {
-            db.execute(&statement).await?;
+            db.execute_ddl(&statement).await?;
         }
     }
-    check_all(&db, &queries, &snap, "after the backfill ran again").await?;
+    for (i, reader) in db.readers().await?.iter().enumerate() {
+        check_all(
+            reader,
+            &queries,
+            &snap,
+            &format!("after the backfill ran again (reader {})", i + 1),
+        )
+        .await?;
+    }
 
     db.merges("START").await?;
     for table in db.merge_tree_tables().await? {
         db.execute(&format!("OPTIMIZE TABLE {table} FINAL")).await?;
     }
-    check_all(&db, &queries, &snap, "after merges").await?;
+    for (i, reader) in db.readers().await?.iter().enumerate() {
+        check_all(
+            reader,
+            &queries,
+            &snap,
+            &format!("after merges (reader {})", i + 1),
+        )
+        .await?;
+    }
     db.drop().await
 }
 

@@ -4,6 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use clickhouse::Client;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use sluice_aggregator::PartitionBatch;
@@ -26,11 +27,33 @@ impl ClickHouseSink {
     /// each, at least [`MIN_STREAM_ROWS`] rows apiece). The server runs one insert — its parts and its
     /// materialized views — on one thread, so a single stream leaves the other cores to PostgreSQL and
     /// ingest at best; fewer, larger blocks still mean fewer parts to merge. Returns the rows written.
+    ///
+    /// With several replicas, a transient failure sends the same `INSERT`s again — same rows, same
+    /// order, same `ingested_at`, same split — to the next replica (see `replicas`).
+    ///
+    /// [`ClickHouseConfig::insert_streams`]: super::ClickHouseConfig::insert_streams
     pub async fn write_all(&self, batches: &[&PartitionBatch]) -> Result<u64> {
         let ingested_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as u32);
+        self.write_all_at(batches, ingested_at).await
+    }
+
+    /// [`write_all`](Self::write_all) with the rows' `ingested_at` (seconds since the epoch) given: the
+    /// same call twice sends identical blocks.
+    pub async fn write_all_at(&self, batches: &[&PartitionBatch], ingested_at: u32) -> Result<u64> {
+        self.on_replicas(|replica| self.write_to(&replica.client, batches, ingested_at))
+            .await
+    }
+
+    async fn write_to(
+        &self,
+        client: &Client,
+        batches: &[&PartitionBatch],
+        ingested_at: u32,
+    ) -> Result<u64> {
         let mut inserts = self.table_inserts::<RankRow<'static>, _>(
+            client,
             "rank_events",
             batches,
             rank_events,
@@ -38,6 +61,7 @@ impl ClickHouseSink {
             ingested_at,
         );
         inserts.extend(self.table_inserts::<CrawlRow<'static>, _>(
+            client,
             "crawl_events",
             batches,
             crawl_events,
@@ -45,6 +69,7 @@ impl ClickHouseSink {
             ingested_at,
         ));
         inserts.extend(self.table_inserts::<ClickRow<'static>, _>(
+            client,
             "click_events",
             batches,
             click_events,
@@ -58,6 +83,7 @@ impl ClickHouseSink {
     /// The inserts of one table: the batches with rows for it in [`streams`], one `INSERT` each.
     fn table_inserts<'s, T, E: Sync + 's>(
         &'s self,
+        client: &'s Client,
         table: &'static str,
         batches: &[&'s PartitionBatch],
         events: fn(&PartitionBatch) -> &[E],
@@ -71,40 +97,39 @@ impl ClickHouseSink {
         streams(batches, self.insert_streams, |b| events(b).len())
             .into_iter()
             .map(|group| {
-                self.insert_rows::<T, E>(table, group, events, row, ingested_at)
-                    .boxed()
+                insert_rows::<T, E>(client, table, group, events, row, ingested_at).boxed()
             })
             .collect()
     }
+}
 
-    /// One `INSERT` into `table` of the rows `row` makes of each batch's `events`, in RowBinary;
-    /// returns (and counts) the rows written.
-    async fn insert_rows<T, E: Sync>(
-        &self,
-        table: &'static str,
-        batches: Vec<&PartitionBatch>,
-        events: fn(&PartitionBatch) -> &[E],
-        row: for<'a> fn(&'a PartitionBatch, &'a E, u32) -> Result<T::Value<'a>>,
-        ingested_at: u32,
-    ) -> Result<u64>
-    where
-        T: clickhouse::RowWrite + Send,
-    {
-        let mut insert = self.client.insert::<T>(table).await.map_err(classify)?;
-        let mut written = 0_usize;
-        for batch in batches {
-            for event in events(batch) {
-                insert
-                    .write(&row(batch, event, ingested_at)?)
-                    .await
-                    .map_err(classify)?;
-                written += 1;
-            }
+/// One `INSERT` into `table` of the rows `row` makes of each batch's `events`, in RowBinary;
+/// returns (and counts) the rows written.
+async fn insert_rows<T, E: Sync>(
+    client: &Client,
+    table: &'static str,
+    batches: Vec<&PartitionBatch>,
+    events: fn(&PartitionBatch) -> &[E],
+    row: for<'a> fn(&'a PartitionBatch, &'a E, u32) -> Result<T::Value<'a>>,
+    ingested_at: u32,
+) -> Result<u64>
+where
+    T: clickhouse::RowWrite + Send,
+{
+    let mut insert = client.insert::<T>(table).await.map_err(classify)?;
+    let mut written = 0_usize;
+    for batch in batches {
+        for event in events(batch) {
+            insert
+                .write(&row(batch, event, ingested_at)?)
+                .await
+                .map_err(classify)?;
+            written += 1;
         }
-        insert.end().await.map_err(classify)?;
-        count_rows(table, written);
-        Ok(written as u64)
     }
+    insert.end().await.map_err(classify)?;
+    count_rows(table, written);
+    Ok(written as u64)
 }
 
 /// A table's rows below this many are not split into another concurrent `INSERT`: each one is a part

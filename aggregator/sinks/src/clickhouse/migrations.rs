@@ -5,8 +5,9 @@
 use clickhouse::Row;
 use serde::Deserialize;
 
-use super::{classify, ClickHouseSink};
-use crate::error::Result;
+use super::cluster::{create_database, on_cluster};
+use super::{classify, ClickHouseSink, Replica, SINK};
+use crate::error::{Result, SinkError};
 
 /// One schema migration: a base SQL file for every supported server and an optional overlay for modern
 /// ones. Statements are separated by `;` at line ends; comment lines start with `--`.
@@ -83,32 +84,27 @@ pub struct AppliedMigration {
 impl ClickHouseSink {
     /// Creates the database if needed and applies, in version order, each base migration not yet
     /// recorded in `sluice_schema_migrations` and, on a modern server, each overlay not yet recorded.
+    /// With a cluster, every DDL statement runs `ON CLUSTER` in its replicated form ([`on_cluster`]).
     /// Idempotent; returns the steps it applied.
     pub async fn migrate(&self) -> Result<Vec<AppliedMigration>> {
-        let create_db = format!(
-            "CREATE DATABASE IF NOT EXISTS {}",
-            quote_ident(&self.database)
-        );
-        self.admin
-            .query_raw(&create_db)
+        self.on_replicas(|replica| self.migrate_on(replica)).await
+    }
+
+    async fn migrate_on(&self, replica: &Replica) -> Result<Vec<AppliedMigration>> {
+        replica
+            .admin
+            .query_raw(&create_database(&self.database, self.cluster()))
             .execute()
             .await
             .map_err(classify)?;
-        self.client
-            .query_raw(
-                "CREATE TABLE IF NOT EXISTS sluice_schema_migrations \
-                 (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY version",
-            )
-            .execute()
-            .await
-            .map_err(classify)?;
-        let modern = self.server_version().await?.is_modern();
+        self.run(replica, BOOKKEEPING).await?;
+        let modern = replica_version(replica).await?.is_modern();
         #[derive(Row, Deserialize)]
         struct Recorded {
             version: u32,
             name: String,
         }
-        let recorded: Vec<(u32, String)> = self
+        let recorded: Vec<(u32, String)> = replica
             .client
             .query_raw("SELECT version, name FROM sluice_schema_migrations")
             .fetch_all::<Recorded>()
@@ -124,7 +120,7 @@ impl ClickHouseSink {
                 .iter()
                 .any(|(v, name)| *v == migration.version && !is_overlay(name));
             if !base_done {
-                self.apply(migration.version, migration.name, migration.base)
+                self.apply(replica, migration.version, migration.name, migration.base)
                     .await?;
                 ran.push(AppliedMigration {
                     version: migration.version,
@@ -139,7 +135,7 @@ impl ClickHouseSink {
                 .iter()
                 .any(|(v, name)| *v == migration.version && *name == overlay_name);
             if !overlay_done {
-                self.apply(migration.version, &overlay_name, overlay)
+                self.apply(replica, migration.version, &overlay_name, overlay)
                     .await?;
                 ran.push(AppliedMigration {
                     version: migration.version,
@@ -150,16 +146,33 @@ impl ClickHouseSink {
         Ok(ran)
     }
 
+    /// Runs one statement of a migration file: as it is on a single server, in its cluster form
+    /// ([`on_cluster`]) with a cluster.
+    async fn run(&self, replica: &Replica, statement: &str) -> Result<()> {
+        let clustered;
+        let sql = match self.cluster() {
+            Some(cluster) => {
+                clustered = on_cluster(statement, cluster, &self.database)
+                    .map_err(|e| SinkError::permanent(SINK, format!("cluster DDL: {e}")))?;
+                clustered.as_str()
+            }
+            None => statement,
+        };
+        replica
+            .client
+            .query_raw(sql)
+            .execute()
+            .await
+            .map_err(classify)
+    }
+
     /// Runs one migration file's statements, then records it.
-    async fn apply(&self, version: u32, name: &str, sql: &str) -> Result<()> {
+    async fn apply(&self, replica: &Replica, version: u32, name: &str, sql: &str) -> Result<()> {
         for statement in statements(sql) {
-            self.client
-                .query_raw(&statement)
-                .execute()
-                .await
-                .map_err(classify)?;
+            self.run(replica, &statement).await?;
         }
-        self.client
+        replica
+            .client
             .query_raw(&format!(
                 "INSERT INTO sluice_schema_migrations (version, name, applied_at) VALUES ({version}, {}, now())",
                 quote_literal(name)
@@ -168,6 +181,22 @@ impl ClickHouseSink {
             .await
             .map_err(classify)
     }
+}
+
+/// The runner's bookkeeping table (replicated like the others on a cluster).
+const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS sluice_schema_migrations \
+     (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY version";
+
+/// A replica's version.
+pub(super) async fn replica_version(replica: &Replica) -> Result<ServerVersion> {
+    let text: String = replica
+        .admin
+        .query("SELECT version()")
+        .fetch_one()
+        .await
+        .map_err(classify)?;
+    ServerVersion::parse(&text)
+        .ok_or_else(|| SinkError::permanent(SINK, format!("unrecognised server version {text:?}")))
 }
 
 pub(super) fn quote_ident(name: &str) -> String {

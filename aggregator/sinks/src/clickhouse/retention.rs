@@ -36,7 +36,8 @@ impl ClickHouseSink {
     where
         T: clickhouse::RowOwned + clickhouse::RowRead,
     {
-        self.admin
+        self.replica()
+            .admin
             .query(sql)
             .bind(self.database.as_str())
             .fetch_all()
@@ -87,7 +88,8 @@ impl ClickHouseSink {
             if already {
                 continue;
             }
-            self.client
+            self.replica()
+                .client
                 .query_raw(&ttl)
                 .execute()
                 .await
@@ -109,7 +111,8 @@ impl ClickHouseSink {
             if !expired || !partitioned.contains(&table.as_str()) {
                 continue;
             }
-            self.client
+            self.replica()
+                .client
                 .query_raw(&format!(
                     "ALTER TABLE {} DROP PARTITION ID {}",
                     quote_ident(&table),

@@ -101,7 +101,7 @@ where
     })
 }
 
-/// The rows one batch writes to the three raw tables, exactly as [`ClickHouseSink::write_all`] hands
+/// The rows one batch writes to the three raw tables, exactly as [`ClickHouseSink::write_all`](super::ClickHouseSink::write_all) hands
 /// them to the `clickhouse` crate's RowBinary serializer, or the first value that does not fit its
 /// column. Public for the fuzz target (`aggregator/fuzz`), which checks every value against the
 /// columns' types.
