@@ -57,6 +57,7 @@ test-cluster: up-cluster
 	$(CARGO) build -p sluice-producers --bin sluice-produce
 	@eval "$$(bash infra/cluster.sh env)" && \
 	  $(CARGO) test -p sluice-sinks --test clickhouse_cluster --test postgres_pgbouncer -- --ignored --test-threads=1 && \
+	  $(CARGO) test -p sluice-consumers --test it analytics::documented_queries_match_on_each_replica_of_the_cluster -- --ignored && \
 	  $(CARGO) test -p sluice-consumers --test cluster -- --ignored --test-threads=1 --nocapture
 
 install:

@@ -171,4 +171,32 @@ mod tests {
         assert!(consumer.is_ok(), "{:?}", consumer.err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[tokio::test]
+    async fn the_clickhouse_sink_gets_the_cluster_and_a_bad_ca_file_names_its_key() {
+        let cluster = |name: Option<&str>| Config {
+            clickhouse_cluster: name.map(str::to_owned),
+            dead_letter_topic: String::new(),
+            ..Config::default()
+        };
+        let built = sinks(&cluster(Some("sluice"))).unwrap();
+        assert_eq!(built.clickhouse.unwrap().cluster(), Some("sluice"));
+        // Empty means a single server, like unset.
+        let built = sinks(&cluster(Some(""))).unwrap();
+        assert_eq!(built.clickhouse.unwrap().cluster(), None);
+        let built = sinks(&cluster(None)).unwrap();
+        assert_eq!(built.clickhouse.unwrap().cluster(), None);
+
+        let missing = Config {
+            clickhouse_ca_file: Some("/nonexistent/ca.pem".into()),
+            ..cluster(None)
+        };
+        let error = format!("{:#}", sinks(&missing).unwrap_err());
+        assert!(
+            error.starts_with(
+                "invalid config: clickhouse_ca_file (env SLUICE_CLICKHOUSE_CA_FILE): "
+            ) && error.contains("CA file /nonexistent/ca.pem: cannot read it"),
+            "{error}"
+        );
+    }
 }
