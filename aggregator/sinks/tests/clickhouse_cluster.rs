@@ -127,7 +127,7 @@ impl ClusterDb {
     async fn sync(&self) -> anyhow::Result<()> {
         for i in 0..2 {
             let caught_up = || async {
-                match replica_behind(&self.replica(i), &self.name).await {
+                match sluice_sinks::clickhouse::tables_behind(&self.replica(i), &self.name).await {
                     Ok(behind) if behind.is_empty() => Ok(()),
                     Ok(behind) => Err(format!("behind on {behind:?}")),
                     Err(e) => Err(e.to_string()),
@@ -161,43 +161,6 @@ impl ClusterDb {
     async fn raw_rows(&self, i: usize) -> anyhow::Result<(u64, u64, u64)> {
         patiently("raw rows", any, || raw_rows(self, i)).await
     }
-}
-
-/// The replicated tables of `database` that `replica` has not caught up on yet: a fetch of an inserted
-/// part still queued, or entries of the table's replication log not read yet. `log_pointer` (the next
-/// entry to read) and `log_max_index` are both 0 for an empty log and for one unread entry alike, so
-/// that case asks ZooKeeper whether the log has any entry.
-async fn replica_behind(
-    replica: &Client,
-    database: &str,
-) -> clickhouse::error::Result<Vec<String>> {
-    let tables: Vec<(String, String, u32, u64, u64)> = replica
-        .query(
-            "SELECT table, zookeeper_path, inserts_in_queue, log_pointer, log_max_index \
-             FROM system.replicas WHERE database = ?",
-        )
-        .bind(database)
-        .fetch_all()
-        .await?;
-    let mut behind = Vec::new();
-    for (table, path, fetches, pointer, max_index) in tables {
-        let unread = if pointer > max_index {
-            false
-        } else if max_index > 0 {
-            true
-        } else {
-            let entries: u64 = replica
-                .query("SELECT count() FROM system.zookeeper WHERE path = ?")
-                .bind(format!("{path}/log"))
-                .fetch_one()
-                .await?;
-            entries > 0
-        };
-        if fetches > 0 || unread {
-            behind.push(table);
-        }
-    }
-    Ok(behind)
 }
 
 fn plain(url: &str, password: &str) -> Client {

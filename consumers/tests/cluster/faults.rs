@@ -151,45 +151,57 @@ fn busiest_leader(test: &TestStack) -> anyhow::Result<String> {
     Ok(format!("kafka{id}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
-async fn kafka_broker_leading_most_partitions_killed_for_30s() -> anyhow::Result<()> {
+/// One kill-and-restart test: `seconds` of traffic; once it flows, the node `pick` names is SIGKILLed,
+/// left down for `down`, started again; the longest stall must stay under `bound`.
+async fn kill_and_restart(
+    name: &str,
+    seconds: u32,
+    pick: impl FnOnce(&TestStack) -> anyhow::Result<String>,
+    down: Duration,
+    bound: Duration,
+) -> anyhow::Result<()> {
     let _exclusive = EXCLUSIVE.lock().await;
     let cluster = Cluster::from_env();
     let _restore = Restore(&cluster);
-    let run = Run::start(&cluster, "kafka_leader", 45).await?;
-    let broker = busiest_leader(&run.test)?;
+    let run = Run::start(&cluster, name, seconds).await?;
+    let node = pick(&run.test)?;
     let fault = Instant::now();
-    cluster.kill(&broker)?;
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    cluster.start(&broker)?;
+    cluster.kill(&node)?;
+    tokio::time::sleep(down).await;
+    cluster.start(&node)?;
     let back = Instant::now();
-    run.finish(
-        &format!("SIGKILL {broker} (leader of most partitions), restarted after 30 s"),
-        fault,
-        Some(back),
+    let what = format!("SIGKILL {node}, started again after {} s", down.as_secs());
+    run.finish(&what, fault, Some(back), bound).await
+}
+
+fn node(name: &str) -> impl FnOnce(&TestStack) -> anyhow::Result<String> + '_ {
+    move |_| Ok(name.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
+async fn kafka_broker_leading_most_partitions_killed_for_30s() -> anyhow::Result<()> {
+    let down = Duration::from_secs(30);
+    kill_and_restart(
+        "kafka_leader",
+        45,
+        busiest_leader,
+        down,
         Duration::from_secs(30),
     )
     .await
 }
 
+/// clickhouse1 is the first URL of ingest's list: the replica it prefers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
 async fn clickhouse_replica_killed_for_30s() -> anyhow::Result<()> {
-    let _exclusive = EXCLUSIVE.lock().await;
-    let cluster = Cluster::from_env();
-    let _restore = Restore(&cluster);
-    let run = Run::start(&cluster, "ch_replica", 45).await?;
-    // The first URL of ingest's list: the replica it prefers.
-    let fault = Instant::now();
-    cluster.kill("clickhouse1")?;
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    cluster.start("clickhouse1")?;
-    let back = Instant::now();
-    run.finish(
-        "SIGKILL clickhouse1 (the preferred replica), restarted after 30 s",
-        fault,
-        Some(back),
+    let down = Duration::from_secs(30);
+    kill_and_restart(
+        "ch_replica",
+        45,
+        node("clickhouse1"),
+        down,
         Duration::from_secs(15),
     )
     .await
@@ -198,22 +210,22 @@ async fn clickhouse_replica_killed_for_30s() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
 async fn zookeeper_killed_for_20s() -> anyhow::Result<()> {
-    let _exclusive = EXCLUSIVE.lock().await;
-    let cluster = Cluster::from_env();
-    let _restore = Restore(&cluster);
-    let run = Run::start(&cluster, "zookeeper", 40).await?;
-    let fault = Instant::now();
-    cluster.kill("zookeeper")?;
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    cluster.start("zookeeper")?;
-    let back = Instant::now();
-    run.finish(
-        "SIGKILL ZooKeeper, restarted after 20 s",
-        fault,
-        Some(back),
+    let down = Duration::from_secs(20);
+    kill_and_restart(
+        "zookeeper",
+        40,
+        node("zookeeper"),
+        down,
         Duration::from_secs(60),
     )
     .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
+async fn pgbouncer_restarted() -> anyhow::Result<()> {
+    let bound = Duration::from_secs(15);
+    kill_and_restart("pgbouncer", 25, node("pgbouncer"), Duration::ZERO, bound).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,26 +256,6 @@ async fn postgres_primary_killed_and_standby_promoted() -> anyhow::Result<()> {
         fault,
         Some(back),
         Duration::from_secs(30),
-    )
-    .await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
-async fn pgbouncer_restarted() -> anyhow::Result<()> {
-    let _exclusive = EXCLUSIVE.lock().await;
-    let cluster = Cluster::from_env();
-    let _restore = Restore(&cluster);
-    let run = Run::start(&cluster, "pgbouncer", 25).await?;
-    let fault = Instant::now();
-    cluster.kill("pgbouncer")?;
-    cluster.start("pgbouncer")?;
-    let back = Instant::now();
-    run.finish(
-        "PgBouncer restarted (SIGKILL, start)",
-        fault,
-        Some(back),
-        Duration::from_secs(15),
     )
     .await
 }

@@ -177,7 +177,10 @@ impl TestDb {
             // and fetched every inserted part.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
             loop {
-                if replica_behind(replica, &self.name).await?.is_empty() {
+                if sluice_sinks::clickhouse::tables_behind(replica, &self.name)
+                    .await?
+                    .is_empty()
+                {
                     break;
                 }
                 ensure!(
@@ -307,43 +310,6 @@ impl TestDb {
             .await?;
         Ok(())
     }
-}
-
-/// The replicated tables of `database` that `replica` has not caught up on yet: a fetch of an inserted
-/// part still queued, or entries of the table's replication log not read yet. `log_pointer` (the next
-/// entry to read) and `log_max_index` are both 0 for an empty log and for one unread entry alike, so
-/// that case asks ZooKeeper whether the log has any entry.
-async fn replica_behind(
-    replica: &clickhouse::Client,
-    database: &str,
-) -> anyhow::Result<Vec<String>> {
-    let tables: Vec<(String, String, u32, u64, u64)> = replica
-        .query(
-            "SELECT table, zookeeper_path, inserts_in_queue, log_pointer, log_max_index \
-             FROM system.replicas WHERE database = ?",
-        )
-        .bind(database)
-        .fetch_all()
-        .await?;
-    let mut behind = Vec::new();
-    for (table, path, fetches, pointer, max_index) in tables {
-        let unread = if pointer > max_index {
-            false
-        } else if max_index > 0 {
-            true
-        } else {
-            let entries: u64 = replica
-                .query("SELECT count() FROM system.zookeeper WHERE path = ?")
-                .bind(format!("{path}/log"))
-                .fetch_one()
-                .await?;
-            entries > 0
-        };
-        if fetches > 0 || unread {
-            behind.push(table);
-        }
-    }
-    Ok(behind)
 }
 
 /// `name -> SQL` of every `<!-- query: name -->` block of docs/analytics.md, in document order.

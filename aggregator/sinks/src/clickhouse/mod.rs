@@ -38,7 +38,7 @@ pub use insert::MIN_STREAM_ROWS;
 pub use migrations::{
     statements, AppliedMigration, Migration, ServerVersion, MIGRATIONS, MODERN_SINCE,
 };
-pub use replicas::parse_urls;
+pub use replicas::{parse_urls, tables_behind};
 pub use retention::{DroppedPartition, RetentionReport};
 pub use rows::{raw_rows, ClickRow, CrawlRow, RankRow, RawRows};
 

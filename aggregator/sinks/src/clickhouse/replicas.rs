@@ -128,6 +128,45 @@ impl ClickHouseSink {
     }
 }
 
+/// The replicated tables of `database` that `replica` has not caught up on yet: a fetch of an inserted
+/// part still queued, or entries of the table's replication log not read yet. `log_pointer` (the next
+/// entry to read) and `log_max_index` are both 0 for an empty log and for one unread entry alike, so
+/// that case asks ZooKeeper whether the log has any entry. For tests and operators waiting until both
+/// replicas hold the same data (`SYSTEM SYNC REPLICA` also waits for queued merges, which never run while
+/// merges are stopped).
+pub async fn tables_behind(
+    replica: &clickhouse::Client,
+    database: &str,
+) -> clickhouse::error::Result<Vec<String>> {
+    let tables: Vec<(String, String, u32, u64, u64)> = replica
+        .query(
+            "SELECT table, zookeeper_path, inserts_in_queue, log_pointer, log_max_index \
+             FROM system.replicas WHERE database = ?",
+        )
+        .bind(database)
+        .fetch_all()
+        .await?;
+    let mut behind = Vec::new();
+    for (table, path, fetches, pointer, max_index) in tables {
+        let unread = if pointer > max_index {
+            false
+        } else if max_index > 0 {
+            true
+        } else {
+            let entries: u64 = replica
+                .query("SELECT count() FROM system.zookeeper WHERE path = ?")
+                .bind(format!("{path}/log"))
+                .fetch_one()
+                .await?;
+            entries > 0
+        };
+        if fetches > 0 || unread {
+            behind.push(table);
+        }
+    }
+    Ok(behind)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
