@@ -20,6 +20,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=infra/lib/daemons.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/daemons.sh"
+# shellcheck source=infra/lib/kafka.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/kafka.sh"
 
 # ---------------------------------------------------------------- settings --
 LOG_TAG=cluster
@@ -41,17 +43,6 @@ init_state_paths() {
   for c in zk chc pgc; do
     if declare -F "${c}_init_paths" >/dev/null; then "${c}_init_paths"; fi
   done
-}
-
-# status_line NAME PID PATTERN PORT: one line of `status` (shared by the tier files).
-status_line() {
-  local name="$1" pid="$2" pattern="$3" port="$4" health
-  if [[ -n "$pid" ]] && pid_matches "$pid" "$pattern"; then
-    if port_open "$port"; then health="listening"; else health="port-closed"; fi
-    printf '%-11s running  pid %-7s port %-5s %s\n' "$name" "$pid" "$port" "$health"
-  else
-    printf '%-11s stopped  pid %-7s port %-5s\n' "$name" "-" "$port"
-  fi
 }
 
 # shellcheck source=infra/cluster/ca.sh

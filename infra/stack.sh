@@ -16,6 +16,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=infra/lib/daemons.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/daemons.sh"
+# shellcheck source=infra/lib/kafka.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/kafka.sh"
 
 # ---------------------------------------------------------------- settings --
 KAFKA_PORT="${SLUICE_STACK_KAFKA_PORT:-9092}"
@@ -76,14 +78,6 @@ init_state_paths() {
   CH_PID="$CH_DIR/clickhouse.pid"
 }
 
-kafka_libs_stamp() {
-  sha256sum "$KAFKA_SRC/pom.xml" | cut -d' ' -f1
-}
-
-kafka_libs_ok() {
-  [[ -f "$KAFKA_LIBS/.complete" && "$(cat "$KAFKA_LIBS/.complete")" == "$(kafka_libs_stamp)" ]]
-}
-
 do_install() {
   local pkgs=()
   [[ -n "$(pg_bindir)" ]] || pkgs+=(postgresql)
@@ -103,28 +97,10 @@ do_install() {
   [[ -n "$(pg_bindir)" ]] || die "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin after install"
   [[ -n "$(ch_server_cmd)" ]] || die "clickhouse-server binary not found after install"
 
-  if ! kafka_libs_ok; then
-    say "install: Kafka jars from Maven Central -> $KAFKA_LIBS"
-    rm -rf "$KAFKA_LIBS.tmp"
-    mkdir -p "$KAFKA_LIBS.tmp"
-    run_logged "mvn dependency:copy-dependencies" mvn -B -q -f "$KAFKA_SRC/pom.xml" \
-      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.tmp"
-    ls "$KAFKA_LIBS.tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die "maven did not deliver kafka_2.13 jar"
-    rm -rf "$KAFKA_LIBS"
-    mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
-    kafka_libs_stamp >"$KAFKA_LIBS/.complete"
-  fi
+  kafka_install_libs
 }
 
 # ------------------------------------------------------------------ kafka --
-# kafka_tool TIMEOUT_SECONDS MAIN_CLASS ARGS...  (one short-lived JVM)
-kafka_tool() {
-  local t="$1"; shift
-  timeout "$t" java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto \
-    -Dlog4j2.configurationFile="$KAFKA_SRC/tools-log4j2.properties" \
-    -cp "$KAFKA_LIBS/*" "$@"
-}
-
 kafka_running() { daemon_running "$KAFKA_PID" "$KAFKA_PROPS"; }
 
 # kafka_config FILE: the broker's settings from infra/kafka/.
@@ -209,30 +185,6 @@ pg_write_config() {
     printf "\ninclude_if_exists = 'sluice.conf'\n" >>"$PG_DATA/postgresql.conf"
 }
 
-# After a kill -9 of the postmaster: its backends may linger a moment, and its
-# lock files (postmaster.pid, socket .lock) name a pid that can still exist as
-# an unreaped zombie (PID 1 in containers often does not reap), which makes
-# postgres refuse to start. Kill the orphans, then drop the stale locks.
-pg_cleanup_stale() {
-  local old i
-  old=$(read_pid "$PG_PID")
-  if [[ -n "$old" ]]; then
-    pkill -KILL -P "$old" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      pgrep -P "$old" >/dev/null 2>&1 || break
-      sleep 0.2
-    done
-  fi
-  if [[ -f "$PG_PID" ]]; then
-    log "removing stale $PG_PID (pid ${old:-?} is gone)"
-    rm -f "$PG_PID"
-  fi
-  if [[ -e "$PG_SOCK_DIR/.s.PGSQL.$PG_PORT.lock" ]]; then
-    log "removing stale socket lock $PG_SOCK_DIR/.s.PGSQL.$PG_PORT.lock"
-    rm -f "$PG_SOCK_DIR/.s.PGSQL.$PG_PORT.lock" "$PG_SOCK_DIR/.s.PGSQL.$PG_PORT"
-  fi
-}
-
 pg_launch() {
   PG_BIN=$(pg_bindir)
   if pg_running; then return 0; fi
@@ -254,7 +206,7 @@ pg_launch() {
       --locale=C.UTF-8 --auth-local=trust --auth-host=scram-sha-256
   fi
   pg_write_config
-  pg_cleanup_stale
+  postmaster_cleanup_stale "$PG_PID" "$PG_SOCK_DIR" "$PG_PORT"
   log "starting postgres"
   say "postgres: starting"
   if ! pg_as "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t "$PG_START_TIMEOUT" start >>"$STACK_LOG" 2>&1 </dev/null 9>&-; then
@@ -372,16 +324,6 @@ stop_one() {
     postgres)   pg_stop ;;
     clickhouse) stop_daemon clickhouse "$CH_PID" "$CH_CONFIG" ;;
   esac
-}
-
-status_line() {
-  local name="$1" pid="$2" pattern="$3" port="$4" health
-  if [[ -n "$pid" ]] && pid_matches "$pid" "$pattern"; then
-    if port_open "$port"; then health="listening"; else health="port-closed"; fi
-    printf '%-11s running  pid %-7s port %-5s %s\n' "$name" "$pid" "$port" "$health"
-  else
-    printf '%-11s stopped  pid %-7s port %-5s\n' "$name" "-" "$port"
-  fi
 }
 
 cmd_status() {

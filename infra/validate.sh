@@ -124,7 +124,7 @@ py() {
 check_shell() {
   local sc=shellcheck
   command -v shellcheck >/dev/null 2>&1 || sc="$VENV/bin/shellcheck"
-  "$sc" -x infra/validate.sh infra/stack.sh infra/cluster.sh infra/lib.sh infra/lib/daemons.sh infra/cluster/*.sh infra/compose/init-secrets.sh infra/prometheus/check.sh
+  "$sc" -x infra/validate.sh infra/stack.sh infra/cluster.sh infra/lib.sh infra/lib/*.sh infra/cluster/*.sh infra/compose/init-secrets.sh infra/prometheus/check.sh
 }
 
 check_yamllint() {

@@ -61,38 +61,9 @@ kafka_packages() {
   return 0
 }
 
-kafka_libs_stamp() { sha256sum "$KAFKA_SRC/pom.xml" | cut -d' ' -f1; }
-
-# kafka_libs_current DIR: DIR holds the jars of the current infra/kafka/pom.xml.
-kafka_libs_current() { [[ -f "$1/.complete" && "$(cat "$1/.complete")" == "$(kafka_libs_stamp)" ]]; }
-
 kafka_install() {
-  kafka_libs_current "$KAFKA_LIBS" && return 0
-  rm -rf "$KAFKA_LIBS.tmp"
-  mkdir -p "$KAFKA_LIBS.tmp"
   # The single-node stack's jars, if it has the same pom's: no second Maven run.
-  local single="${SLUICE_STACK_STATE_DIR:-${SLUICE_STATE_DIR:-$REPO/.state}}/kafka/libs"
-  if kafka_libs_current "$single"; then
-    say "install: Kafka jars copied from $single"
-    cp -p "$single"/*.jar "$KAFKA_LIBS.tmp"/
-  else
-    say "install: Kafka jars from Maven Central -> $KAFKA_LIBS"
-    run_logged "mvn dependency:copy-dependencies" mvn -B -q -f "$KAFKA_SRC/pom.xml" \
-      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.tmp"
-  fi
-  ls "$KAFKA_LIBS.tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die "no kafka_2.13 jar in $KAFKA_LIBS.tmp"
-  rm -rf "$KAFKA_LIBS"
-  mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
-  kafka_libs_stamp >"$KAFKA_LIBS/.complete"
-}
-
-# ------------------------------------------------------------------ tools --
-# kafka_tool TIMEOUT_SECONDS MAIN_CLASS ARGS...  (one short-lived JVM)
-kafka_tool() {
-  local t="$1"; shift
-  timeout "$t" java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto \
-    -Dlog4j2.configurationFile="$KAFKA_SRC/tools-log4j2.properties" \
-    -cp "$KAFKA_LIBS/*" "$@"
+  kafka_install_libs "${SLUICE_STACK_STATE_DIR:-${SLUICE_STATE_DIR:-$REPO/.state}}/kafka/libs"
 }
 
 # The node ids (one a line) of the brokers registered and unfenced, asked through the internal listeners:

@@ -123,26 +123,6 @@ pgc_write_config() {
     printf "\ninclude_if_exists = 'sluice.conf'\n" >>"$PGC_DATA/postgresql.conf"
 }
 
-# After a SIGKILL of the postmaster: kill its orphaned backends, drop the stale lock files (the pid they
-# name may survive as an unreaped zombie and make postgres refuse to start). Only this node's processes:
-# the children of the pid in this node's postmaster.pid.
-pgc_cleanup_stale() {
-  local old i
-  old=$(read_pid "$PGC_PIDFILE")
-  if [[ -n "$old" ]]; then
-    pkill -KILL -P "$old" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      pgrep -P "$old" >/dev/null 2>&1 || break
-      sleep 0.2
-    done
-  fi
-  if [[ -f "$PGC_PIDFILE" ]]; then
-    log "removing stale $PGC_PIDFILE (pid ${old:-?} is gone)"
-    rm -f "$PGC_PIDFILE"
-  fi
-  rm -f "$PGC_SOCK_DIR/.s.PGSQL.$PGC_PORT.lock" "$PGC_SOCK_DIR/.s.PGSQL.$PGC_PORT"
-}
-
 pgc_dirs() {
   mkdir -p "$PGC_DIR/log" "$PGC_SOCK_DIR"
   chown postgres:postgres "$PGC_DIR" "$PGC_DIR/log" "$PGC_SOCK_DIR"
@@ -190,7 +170,7 @@ pgc_start_node() {
   check_port_free "$PGC_PORT" "$PGC_NAME"
   pgc_dirs
   pgc_write_config
-  pgc_cleanup_stale
+  postmaster_cleanup_stale "$PGC_PIDFILE" "$PGC_SOCK_DIR" "$PGC_PORT"
   say "$PGC_NAME: starting"
   if ! pgc_as "$PGC_BIN/pg_ctl" -D "$PGC_DATA" -l "$PGC_LOG" -w -t "$PGC_START_TIMEOUT" start >>"$STACK_LOG" 2>&1 </dev/null 9>&-; then
     die_log "$PGC_NAME failed to start" "$PGC_LOG"
@@ -349,8 +329,9 @@ pgb_write_config() {
 
 pgb_ready() { port_open "$PGB_PORT"; }
 
-# pgb_config_sum: a digest of the ini and the auth file (to reload a running PgBouncer when they change).
-pgb_config_sum() { cat "$PGB_INI" "$PGB_DIR/userlist.txt" 2>/dev/null | sha256sum | cut -d' ' -f1; }
+# pgb_config_sum: a digest of the ini and the auth file (to reload a running PgBouncer when they change);
+# on the first start they do not exist yet (cat fails: pipefail would stop `up`).
+pgb_config_sum() { cat "$PGB_INI" "$PGB_DIR/userlist.txt" 2>/dev/null | sha256sum | cut -d' ' -f1 || true; }
 
 pgb_start() {
   pgb_paths

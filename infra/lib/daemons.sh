@@ -212,6 +212,41 @@ stop_package_services() {
 # psql single-quoted backslash-command argument: escape \ and '
 psql_quote() { local s="${1//\\/\\\\}"; printf "'%s'" "${s//\'/\'\'}"; }
 
+# status_line NAME PID PATTERN PORT: one line of `status`.
+status_line() {
+  local name="$1" pid="$2" pattern="$3" port="$4" health
+  if [[ -n "$pid" ]] && pid_matches "$pid" "$pattern"; then
+    if port_open "$port"; then health="listening"; else health="port-closed"; fi
+    printf '%-11s running  pid %-7s port %-5s %s\n' "$name" "$pid" "$port" "$health"
+  else
+    printf '%-11s stopped  pid %-7s port %-5s\n' "$name" "-" "$port"
+  fi
+}
+
+# postmaster_cleanup_stale PIDFILE SOCKET_DIR PORT: after a SIGKILL of a PostgreSQL postmaster, kill its
+# orphaned backends (the children of the pid in PIDFILE: this server's only) and drop its stale lock
+# files: the pid they name may survive as an unreaped zombie (PID 1 in containers often does not reap)
+# and make postgres refuse to start.
+postmaster_cleanup_stale() {
+  local pidfile="$1" sock="$2/.s.PGSQL.$3" old i
+  old=$(read_pid "$pidfile")
+  if [[ -n "$old" ]]; then
+    pkill -KILL -P "$old" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      pgrep -P "$old" >/dev/null 2>&1 || break
+      sleep 0.2
+    done
+  fi
+  if [[ -f "$pidfile" ]]; then
+    log "removing stale $pidfile (pid ${old:-?} is gone)"
+    rm -f "$pidfile"
+  fi
+  if [[ -e "$sock.lock" ]]; then
+    log "removing stale socket lock $sock.lock"
+    rm -f "$sock.lock" "$sock"
+  fi
+}
+
 # ------------------------------------------------------------------ common --
 # fd 9 holds the lock; every daemon launch closes it (9>&-) so that a running
 # server never keeps the lock after this script exits.
