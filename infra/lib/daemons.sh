@@ -96,7 +96,16 @@ spawn() {
   rm -f "$pidfile"
   log "starting: $*"
   setsid nohup "$@" >>"$out" 2>&1 </dev/null 9>&- &
-  echo $! >"$pidfile"
+  local pid=$! self i
+  echo "$pid" >"$pidfile"
+  # Until the child has exec'd, its command line is this script's (a fork of it): a check of the pid
+  # against the server's config path would find "not running" (seen on a loaded machine). Wait for the
+  # exec, at most 5 s.
+  self=$(tr '\0' ' ' <"/proc/$$/cmdline")
+  for ((i = 0; i < 50; i++)); do
+    [[ -r "/proc/$pid/cmdline" && "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == "$self" ]] || break
+    sleep 0.1
+  done
 }
 
 # wait_until NAME TIMEOUT LOG PIDFILE PATTERN PROBE...: polls PROBE until it succeeds; dies with LOG's
