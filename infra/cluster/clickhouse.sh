@@ -99,16 +99,7 @@ chc_node_start() {
 
 chc_node_stop() { chc_node "$1"; stop_daemon "$CHC_NAME" "$CHC_PID" "$CHC_CONFIG"; }
 
-chc_node_kill() {
-  chc_node "$1"
-  local pid; pid=$(read_pid "$CHC_PID")
-  if [[ -n "$pid" ]] && pid_matches "$pid" "$CHC_CONFIG"; then
-    say "$CHC_NAME: SIGKILL (pid $pid)"
-    kill_pid "$pid" "$CHC_CONFIG" KILL
-  else
-    say "$CHC_NAME: not running"
-  fi
-}
+chc_node_kill() { chc_node "$1"; kill_daemon "$CHC_NAME" "$CHC_PID" "$CHC_CONFIG"; }
 
 chc_up() {
   local node

@@ -366,10 +366,8 @@ pgb_reload() {
 
 pgb_stop() {
   pgb_paths
-  local pid; pid=$(read_pid "$PGB_PID")
-  if [[ "${1:-}" == KILL && -n "$pid" ]] && pid_matches "$pid" "$PGB_INI"; then
-    say "pgbouncer: SIGKILL (pid $pid)"
-    kill_pid "$pid" "$PGB_INI" KILL
+  if [[ "${1:-}" == KILL ]]; then
+    kill_daemon pgbouncer "$PGB_PID" "$PGB_INI"
     return 0
   fi
   # SIGINT: "safe shutdown" would wait for clients; SIGTERM closes at once

@@ -78,13 +78,7 @@ zk_node_stop() { zk_node_name "$1"; zk_paths; stop_daemon zookeeper "$ZK_PID" "$
 zk_node_kill() {
   zk_node_name "$1"
   zk_paths
-  local pid; pid=$(read_pid "$ZK_PID")
-  if [[ -n "$pid" ]] && pid_matches "$pid" "$ZK_CFG"; then
-    say "zookeeper: SIGKILL (pid $pid)"
-    kill_pid "$pid" "$ZK_CFG" KILL
-  else
-    say "zookeeper: not running"
-  fi
+  kill_daemon zookeeper "$ZK_PID" "$ZK_CFG"
 }
 
 zk_up() { zk_node_start zookeeper; }

@@ -221,6 +221,17 @@ stop_package_services() {
 # psql single-quoted backslash-command argument: escape \ and '
 psql_quote() { local s="${1//\\/\\\\}"; printf "'%s'" "${s//\'/\'\'}"; }
 
+# kill_daemon NAME PIDFILE PATTERN: SIGKILL (a crash: no shutdown, no cleanup), if it runs.
+kill_daemon() {
+  local pid; pid=$(read_pid "$2")
+  if [[ -n "$pid" ]] && pid_matches "$pid" "$3"; then
+    say "$1: SIGKILL (pid $pid)"
+    kill_pid "$pid" "$3" KILL
+  else
+    say "$1: not running"
+  fi
+}
+
 # status_line NAME PID PATTERN PORT: one line of `status`.
 status_line() {
   local name="$1" pid="$2" pattern="$3" port="$4" health
