@@ -52,7 +52,7 @@ status-cluster:
 	@bash infra/cluster.sh status
 
 # The failure tests on the cluster stack (consumers/tests/cluster/, docs/operations.md "Failures measured"):
-# each SIGKILLs a server under traffic and demands exact totals on every replica. Not in CI yet (see .ci/run).
+# each SIGKILLs a server under traffic and demands exact totals on every replica. .ci/run runs it after make test.
 test-cluster: up-cluster
 	$(CARGO) build -p sluice-producers --bin sluice-produce
 	@eval "$$(bash infra/cluster.sh env)" && \

@@ -1,8 +1,9 @@
 //! The five failures, each under a few thousand events/s: SIGKILL the broker leading most event
 //! partitions (back after 30 s), SIGKILL one ClickHouse replica for 30 s, SIGKILL ZooKeeper for 20 s,
-//! SIGKILL the PostgreSQL primary and promote the standby, restart PgBouncer. Every test ends with exact
-//! totals in PostgreSQL and on both ClickHouse replicas, prints its longest stall and the time until the
-//! pipeline moved again, and asserts a bound on the stall.
+//! SIGKILL the PostgreSQL primary and promote the standby, restart PgBouncer; and a sixth: ingest
+//! started while a ClickHouse replica is down. Every test ends with exact totals in PostgreSQL and on
+//! both ClickHouse replicas, prints its longest stall and the time until the pipeline moved again, and
+//! asserts a bound on the stall.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -31,16 +32,23 @@ struct Run {
 
 impl Run {
     /// Fresh topics and databases, ingest, and `seconds` of traffic at [`RATE`]; returns after a few
-    /// seconds of steady flow.
+    /// seconds of steady flow (both sinks have written: ingest is past its migrations).
     async fn start(cluster: &Cluster, name: &str, seconds: u32) -> anyhow::Result<Run> {
         let test = TestStack::on(&cluster.target()?, name, 6).await?;
+        let run = Run::traffic(test, seconds)?;
+        run.progress.wait_moving(Duration::from_secs(60)).await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Ok(run)
+    }
+
+    /// Ingest and `seconds` of traffic at [`RATE`] on `test`'s topics and databases, from now.
+    fn traffic(test: TestStack, seconds: u32) -> anyhow::Result<Run> {
         let ingest = test.spawn_ingest("main", &[])?;
         let progress = Progress::watch(&ingest.metrics_addr);
         let shape = TrafficShape::seed(15)
             .rate(RATE)
             .events((RATE * seconds) as usize);
         let traffic = test.start_traffic(shape)?;
-        tokio::time::sleep(Duration::from_secs(6)).await;
         Ok(Run {
             test,
             ingest,
@@ -202,6 +210,32 @@ async fn clickhouse_replica_killed_for_30s() -> anyhow::Result<()> {
         45,
         node("clickhouse1"),
         down,
+        Duration::from_secs(15),
+    )
+    .await
+}
+
+/// Ingest (re)started while a ClickHouse replica is down, on a schema already in place: it must start
+/// and write to the other replica. With nothing to migrate it runs no DDL (an `ON CLUSTER` statement,
+/// even `CREATE … IF NOT EXISTS`, waits until every replica has run it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the cluster stack (make up-cluster): make test-cluster runs it"]
+async fn ingest_starts_while_a_clickhouse_replica_is_down() -> anyhow::Result<()> {
+    let _exclusive = EXCLUSIVE.lock().await;
+    let cluster = Cluster::from_env();
+    let _restore = Restore(&cluster);
+    let test = TestStack::on(&cluster.target()?, "ch_down_start", 6).await?;
+    test.run_ingest_command(&["migrate"], &[])?;
+    let fault = Instant::now();
+    cluster.kill("clickhouse1")?;
+    let run = Run::traffic(test, 40)?;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    cluster.start("clickhouse1")?;
+    let back = Instant::now();
+    run.finish(
+        "ingest started with clickhouse1 down (SIGKILL), clickhouse1 started again after 30 s",
+        fault,
+        Some(back),
         Duration::from_secs(15),
     )
     .await

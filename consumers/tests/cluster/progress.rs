@@ -67,6 +67,23 @@ impl Progress {
         Progress { samples, task }
     }
 
+    /// Waits until both sinks have written rows (ingest has started, migrated and flushed once), up to
+    /// `timeout`.
+    pub(crate) async fn wait_moving(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = self.samples.lock().expect("samples").last().copied();
+            if last.is_some_and(|s| s.rows.iter().all(|rows| *rows > 0.0)) {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no rows written by both sinks within {timeout:?} (last scrape: {last:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Stops sampling; returns each sink's longest stall between its first and last move inside
     /// `[from, until]` (a stall still open at `until` ends there).
     pub(crate) fn stop(self, from: Instant, until: Instant) -> Vec<Stall> {

@@ -81,6 +81,48 @@ pub struct AppliedMigration {
     pub name: String,
 }
 
+/// One step still to apply: a base migration, or a modern overlay (`name.modern`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Step {
+    version: u32,
+    name: String,
+    sql: &'static str,
+}
+
+/// The steps of [`MIGRATIONS`] not in `recorded`, in order: each base migration and, on a modern
+/// server, each overlay.
+fn pending(recorded: &[(u32, String)], modern: bool) -> Vec<Step> {
+    // A base migration counts as done by its version (whatever name it was recorded under), an
+    // overlay by its version and name.
+    let base_done = |version: u32| {
+        recorded
+            .iter()
+            .any(|(v, n)| *v == version && !n.ends_with(".modern"))
+    };
+    let done = |version: u32, name: &str| recorded.iter().any(|(v, n)| *v == version && n == name);
+    let mut steps = Vec::new();
+    for migration in MIGRATIONS {
+        if !base_done(migration.version) {
+            steps.push(Step {
+                version: migration.version,
+                name: migration.name.to_owned(),
+                sql: migration.base,
+            });
+        }
+        if let Some(overlay) = migration.modern.filter(|_| modern) {
+            let name = format!("{}.modern", migration.name);
+            if !done(migration.version, &name) {
+                steps.push(Step {
+                    version: migration.version,
+                    name,
+                    sql: overlay,
+                });
+            }
+        }
+    }
+    steps
+}
+
 impl ClickHouseSink {
     /// Creates the database if needed and applies, in version order, each base migration not yet
     /// recorded in `sluice_schema_migrations` and, on a modern server, each overlay not yet recorded.
@@ -91,6 +133,20 @@ impl ClickHouseSink {
     }
 
     async fn migrate_on(&self, replica: &Replica) -> Result<Vec<AppliedMigration>> {
+        let modern = replica_version(replica).await?.is_modern();
+        // Up to date: no DDL at all. On a cluster every `ON CLUSTER` statement, even `CREATE … IF NOT
+        // EXISTS`, waits until each replica has run it, so running them on every start would keep
+        // ingest from starting while one replica is down.
+        let steps = pending(&self.recorded(replica).await?, modern).len();
+        if steps == 0 {
+            return Ok(Vec::new());
+        }
+        if self.cluster().is_some() {
+            tracing::info!(
+                steps,
+                "clickhouse: applying migrations ON CLUSTER (each statement waits until every replica ran it)"
+            );
+        }
         replica
             .admin
             .query_raw(&create_database(&self.database, self.cluster()))
@@ -98,13 +154,41 @@ impl ClickHouseSink {
             .await
             .map_err(classify)?;
         self.run(replica, BOOKKEEPING).await?;
-        let modern = replica_version(replica).await?.is_modern();
+        // Read again: another instance may have applied some steps meanwhile.
+        let mut ran = Vec::new();
+        for step in pending(&self.recorded(replica).await?, modern) {
+            self.apply(replica, step.version, &step.name, step.sql)
+                .await?;
+            ran.push(AppliedMigration {
+                version: step.version,
+                name: step.name,
+            });
+        }
+        Ok(ran)
+    }
+
+    /// The steps recorded in `sluice_schema_migrations` on `replica` (none while the database or the
+    /// table does not exist there). Reads only: no DDL.
+    async fn recorded(&self, replica: &Replica) -> Result<Vec<(u32, String)>> {
+        let exists: u64 = replica
+            .admin
+            .query(
+                "SELECT count() FROM system.tables \
+                 WHERE database = ? AND name = 'sluice_schema_migrations'",
+            )
+            .bind(&self.database)
+            .fetch_one()
+            .await
+            .map_err(classify)?;
+        if exists == 0 {
+            return Ok(Vec::new());
+        }
         #[derive(Row, Deserialize)]
         struct Recorded {
             version: u32,
             name: String,
         }
-        let recorded: Vec<(u32, String)> = replica
+        Ok(replica
             .client
             .query_raw("SELECT version, name FROM sluice_schema_migrations")
             .fetch_all::<Recorded>()
@@ -112,38 +196,7 @@ impl ClickHouseSink {
             .map_err(classify)?
             .into_iter()
             .map(|r| (r.version, r.name))
-            .collect();
-        let is_overlay = |name: &str| name.ends_with(".modern");
-        let mut ran = Vec::new();
-        for migration in MIGRATIONS {
-            let base_done = recorded
-                .iter()
-                .any(|(v, name)| *v == migration.version && !is_overlay(name));
-            if !base_done {
-                self.apply(replica, migration.version, migration.name, migration.base)
-                    .await?;
-                ran.push(AppliedMigration {
-                    version: migration.version,
-                    name: migration.name.to_owned(),
-                });
-            }
-            let Some(overlay) = migration.modern.filter(|_| modern) else {
-                continue;
-            };
-            let overlay_name = format!("{}.modern", migration.name);
-            let overlay_done = recorded
-                .iter()
-                .any(|(v, name)| *v == migration.version && *name == overlay_name);
-            if !overlay_done {
-                self.apply(replica, migration.version, &overlay_name, overlay)
-                    .await?;
-                ran.push(AppliedMigration {
-                    version: migration.version,
-                    name: overlay_name,
-                });
-            }
-        }
-        Ok(ran)
+            .collect())
     }
 
     /// Runs one statement of a migration file: as it is on a single server, in its cluster form
@@ -229,6 +282,39 @@ fn strip_comments(statement: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_steps_are_the_unrecorded_bases_and_on_modern_servers_overlays() {
+        let names =
+            |steps: Vec<Step>| -> Vec<String> { steps.into_iter().map(|s| s.name).collect() };
+        assert_eq!(
+            names(pending(&[], false)),
+            ["raw_events", "rollups", "click_hour_view"]
+        );
+        assert_eq!(
+            names(pending(&[], true)),
+            [
+                "raw_events",
+                "raw_events.modern",
+                "rollups",
+                "click_hour_view"
+            ]
+        );
+        let all_base = [
+            (1, "raw_events".to_owned()),
+            (2, "rollups".to_owned()),
+            (3, "click_hour_view".to_owned()),
+        ];
+        assert!(pending(&all_base, false).is_empty());
+        assert_eq!(names(pending(&all_base, true)), ["raw_events.modern"]);
+        // A base recorded under an older name still counts; an overlay alone does not make its base done.
+        let renamed = [
+            (1, "raw".to_owned()),
+            (2, "rollups.modern".to_owned()),
+            (3, "click_hour_view".to_owned()),
+        ];
+        assert_eq!(names(pending(&renamed, false)), ["rollups"]);
+    }
 
     #[test]
     fn migrations_split_into_statements() {
