@@ -2,6 +2,7 @@
 //! whole batches when there are many: [`MIN_STREAM_ROWS`]), serialized as RowBinary by the `clickhouse`
 //! crate. Idempotent: the raw tables collapse a row written again onto the one already there.
 
+use std::cmp::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clickhouse::Client;
@@ -10,8 +11,8 @@ use futures_util::FutureExt;
 use sluice_aggregator::PartitionBatch;
 
 use super::rows::{
-    click_events, click_row, crawl_events, crawl_row, rank_events, rank_row, ClickRow, CrawlRow,
-    RankRow,
+    click_events, click_order, click_row, crawl_events, crawl_order, crawl_row, rank_events,
+    rank_order, rank_row, ClickRow, CrawlRow, RankRow,
 };
 use super::{classify, ClickHouseSink, SINK};
 use crate::error::Result;
@@ -52,30 +53,27 @@ impl ClickHouseSink {
         batches: &[&PartitionBatch],
         ingested_at: u32,
     ) -> Result<u64> {
-        let mut inserts = self.table_inserts::<RankRow<'static>, _>(
-            client,
-            "rank_events",
-            batches,
-            rank_events,
-            rank_row,
-            ingested_at,
-        );
-        inserts.extend(self.table_inserts::<CrawlRow<'static>, _>(
-            client,
-            "crawl_events",
-            batches,
-            crawl_events,
-            crawl_row,
-            ingested_at,
-        ));
-        inserts.extend(self.table_inserts::<ClickRow<'static>, _>(
-            client,
-            "click_events",
-            batches,
-            click_events,
-            click_row,
-            ingested_at,
-        ));
+        let rank: RawTable<_, RankRow<'static>> = RawTable {
+            name: "rank_events",
+            events: rank_events,
+            order: rank_order,
+            row: rank_row,
+        };
+        let crawl: RawTable<_, CrawlRow<'static>> = RawTable {
+            name: "crawl_events",
+            events: crawl_events,
+            order: crawl_order,
+            row: crawl_row,
+        };
+        let click: RawTable<_, ClickRow<'static>> = RawTable {
+            name: "click_events",
+            events: click_events,
+            order: click_order,
+            row: click_row,
+        };
+        let mut inserts = self.table_inserts(client, rank, batches, ingested_at);
+        inserts.extend(self.table_inserts(client, crawl, batches, ingested_at));
+        inserts.extend(self.table_inserts(client, click, batches, ingested_at));
         let written = futures_util::future::try_join_all(inserts).await?;
         Ok(written.into_iter().sum())
     }
@@ -84,52 +82,76 @@ impl ClickHouseSink {
     fn table_inserts<'s, T, E: Sync + 's>(
         &'s self,
         client: &'s Client,
-        table: &'static str,
+        table: RawTable<E, T>,
         batches: &[&'s PartitionBatch],
-        events: fn(&PartitionBatch) -> &[E],
-        row: for<'a> fn(&'a PartitionBatch, &'a E, u32) -> Result<T::Value<'a>>,
         ingested_at: u32,
     ) -> Vec<BoxFuture<'s, Result<u64>>>
     where
         T: clickhouse::RowWrite + Send + 's,
         for<'a> T::Value<'a>: Send,
     {
-        streams(batches, self.insert_streams, |b| events(b).len())
+        streams(batches, self.insert_streams, |b| (table.events)(b).len())
             .into_iter()
-            .map(|group| {
-                insert_rows::<T, E>(client, table, group, events, row, ingested_at).boxed()
-            })
+            .map(|group| insert_rows::<T, E>(client, table, group, ingested_at).boxed())
             .collect()
     }
 }
 
-/// One `INSERT` into `table` of the rows `row` makes of each batch's `events`, in RowBinary;
-/// returns (and counts) the rows written.
+/// One raw table: its name, the batch's events for it, their order by the table's sorting key (see
+/// `rows::rank_order`) and the row each event becomes.
+struct RawTable<E, T: clickhouse::RowWrite> {
+    name: &'static str,
+    events: fn(&PartitionBatch) -> &[E],
+    order: fn(&E, &E) -> Ordering,
+    row: for<'a> fn(&'a PartitionBatch, &'a E, u32) -> Result<T::Value<'a>>,
+}
+
+impl<E, T: clickhouse::RowWrite> Clone for RawTable<E, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<E, T: clickhouse::RowWrite> Copy for RawTable<E, T> {}
+
+/// One `INSERT` into `table` of the rows it makes of each batch's events, in RowBinary, sorted by the
+/// table's sorting key so the server need not sort them; returns (and counts) the rows written. The
+/// same batches always give the same rows in the same order (a stable sort of the batches' events in
+/// their given order), which a retry on another replica relies on.
 async fn insert_rows<T, E: Sync>(
     client: &Client,
-    table: &'static str,
+    table: RawTable<E, T>,
     batches: Vec<&PartitionBatch>,
-    events: fn(&PartitionBatch) -> &[E],
-    row: for<'a> fn(&'a PartitionBatch, &'a E, u32) -> Result<T::Value<'a>>,
     ingested_at: u32,
 ) -> Result<u64>
 where
     T: clickhouse::RowWrite + Send,
 {
-    let mut insert = client.insert::<T>(table).await.map_err(classify)?;
-    let mut written = 0_usize;
-    for batch in batches {
-        for event in events(batch) {
-            insert
-                .write(&row(batch, event, ingested_at)?)
-                .await
-                .map_err(classify)?;
-            written += 1;
-        }
+    let sorted = sorted_events(&batches, table.events, table.order);
+    let mut insert = client.insert::<T>(table.name).await.map_err(classify)?;
+    for (batch, event) in &sorted {
+        insert
+            .write(&(table.row)(batch, event, ingested_at)?)
+            .await
+            .map_err(classify)?;
     }
     insert.end().await.map_err(classify)?;
-    count_rows(table, written);
-    Ok(written as u64)
+    count_rows(table.name, sorted.len());
+    Ok(sorted.len() as u64)
+}
+
+/// Every event of `batches` with its batch, in `order` (stable: equal keys keep batch, then event order).
+fn sorted_events<'a, E>(
+    batches: &[&'a PartitionBatch],
+    events: fn(&PartitionBatch) -> &[E],
+    order: fn(&E, &E) -> Ordering,
+) -> Vec<(&'a PartitionBatch, &'a E)> {
+    let mut all: Vec<(&PartitionBatch, &E)> = batches
+        .iter()
+        .flat_map(|b| events(b).iter().map(move |e| (*b, e)))
+        .collect();
+    all.sort_by(|a, b| order(a.1, b.1));
+    all
 }
 
 /// A table's rows below this many are not split into another concurrent `INSERT`: each one is a part
@@ -175,6 +197,7 @@ fn count_rows(table: &'static str, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_schemas::ClickEvent;
 
     /// A batch of `partition` holding `n` click events (their contents do not matter here).
     fn clicks(partition: i32, n: usize) -> PartitionBatch {
@@ -206,6 +229,66 @@ mod tests {
             .collect();
         shape.sort();
         shape
+    }
+
+    /// A click of `tenant`/`short_code` at `secs` + `micros` µs after 2026-01-01T00:00:00Z.
+    fn click(
+        id: &str,
+        tenant: &str,
+        short_code: &str,
+        secs: i64,
+        micros: i64,
+    ) -> (i64, ClickEvent) {
+        let at = chrono::DateTime::from_timestamp(1_767_225_600 + secs, 0).unwrap()
+            + chrono::TimeDelta::microseconds(micros);
+        let event = ClickEvent {
+            schema_version: 1,
+            event_id: id.into(),
+            tenant_id: tenant.into(),
+            occurred_at: at,
+            short_code: short_code.into(),
+            referrer: None,
+            country: None,
+            user_agent: None,
+            visitor_id: None,
+        };
+        (0, event)
+    }
+
+    #[test]
+    fn rows_go_out_in_the_tables_sorting_key_order() {
+        let mut first = PartitionBatch::new("click-events", 0, None);
+        first.click_events = vec![
+            click("e5", "t2", "a", 0, 0),
+            click("e4", "t1", "b", 0, 0),
+            // Same tenant, link and second: event_id decides, not the microseconds.
+            click("e3", "t1", "a", 7, 900_000),
+            click("e2", "t1", "a", 7, 100_000),
+            click("e1", "t1", "a", 3, 0),
+        ];
+        let mut second = PartitionBatch::new("click-events", 1, None);
+        second.click_events = vec![
+            // A re-send of e2 (same key): after the first batch's copy, as given.
+            click("e2", "t1", "a", 7, 100_000),
+            click("e0", "t10", "a", 0, 0),
+        ];
+        let sorted = sorted_events(&[&first, &second], click_events, click_order);
+        let got: Vec<(i32, &str)> = sorted
+            .iter()
+            .map(|(b, (_, e))| (b.partition, e.event_id.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, "e1"),
+                (0, "e2"),
+                (1, "e2"),
+                (0, "e3"),
+                (0, "e4"),
+                (1, "e0"),
+                (0, "e5")
+            ]
+        );
     }
 
     #[test]
