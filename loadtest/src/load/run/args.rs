@@ -273,6 +273,60 @@ mod tests {
     }
 
     #[test]
+    fn the_make_drain_targets_parse() {
+        // `make drain-clicks` and `make drain-mixed` (Makefile), with BASELINES=r2.
+        let clicks = parse(&[
+            "--baselines-only",
+            "--prefill-events",
+            "3000000",
+            "--generators",
+            "2",
+            "--partitions",
+            "6",
+            "--baseline",
+            "r2",
+            "--mix",
+            "click=1",
+            "--tenants",
+            "8",
+        ])
+        .unwrap();
+        clicks.validate().unwrap();
+        assert_eq!(clicks.baseline_runs(), vec![BaselineRun::R2]);
+        let synth = clicks.shape.synth_config(1).unwrap();
+        assert_eq!(
+            (
+                synth.mix.rank,
+                synth.mix.crawl,
+                synth.mix.click,
+                synth.tenants
+            ),
+            (0, 0, 1, 8)
+        );
+        let mixed = parse(&[
+            "--baselines-only",
+            "--prefill-events",
+            "3000000",
+            "--mix",
+            "rank=2,crawl=1,click=7",
+            "--tenants",
+            "1000",
+        ])
+        .unwrap();
+        let synth = mixed.shape.synth_config(1).unwrap();
+        assert_eq!(
+            (
+                synth.mix.rank,
+                synth.mix.crawl,
+                synth.mix.click,
+                synth.tenants
+            ),
+            (2, 1, 7, 1000)
+        );
+        assert_eq!(mixed.prefill_count(), 3_000_000);
+    }
+
+    #[test]
     fn the_backlog_defaults_to_rate_times_prefill_secs() {
         let a = parse(&["--baselines", "--rate", "50000", "--prefill-secs", "4"]).unwrap();
         assert_eq!(a.prefill_count(), 200_000);
