@@ -8,11 +8,15 @@ DURATION ?= 60
 MIX ?= rank=2,crawl=1,click=7
 GENERATORS ?= 2
 PARTITIONS ?= 6
+# Backlog of the drain baselines (`make drain-mixed`, `make drain-clicks`); BASELINES=r2 (or r0,r2, …)
+# runs only those of R0/R1/R2.
+EVENTS ?= 3000000
+BASELINES ?=
 # Partitions of the local stack's event topics (`make provision`).
 TOPIC_PARTITIONS ?= $(or $(SLUICE_STACK_TOPIC_PARTITIONS),6)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help up down status up-cluster down-cluster status-cluster install build provision migrate ingest produce run test test-producers test-cluster test-chdb test-unit lint fmt clean-state fuzz-smoke bench-pg-read load load-100k validate-deploy check-monitoring
+.PHONY: help up down status up-cluster down-cluster status-cluster install build provision migrate ingest produce run test test-producers test-cluster test-chdb test-unit lint fmt clean-state fuzz-smoke bench-pg-read load load-100k drain-mixed drain-clicks validate-deploy check-monitoring
 
 help:
 	@echo "make run       bring up the stack, build, run ingest + a demo producer for DURATION s (default 60), report"
@@ -30,6 +34,8 @@ help:
 	@echo "make fuzz-smoke [FUZZ_SECONDS=60]   build the pipeline fuzz target (nightly, cargo-fuzz) and fuzz it briefly"
 	@echo "make load RATE=… DURATION=… MIX=… GENERATORS=… PARTITIONS=…   a load run with a report in results/"
 	@echo "make load-100k [DURATION=60]   100,000 events/s with the R0/R1/R2 baselines (docs/BENCHMARKS.md)"
+	@echo "make drain-mixed [EVENTS=3000000] [BASELINES=r2]   drain baselines only: a pre-filled mixed backlog (rank 2 : crawl 1 : click 7, 1,000 tenants)"
+	@echo "make drain-clicks [EVENTS=3000000] [BASELINES=r2]   drain baselines only: a pre-filled clicks-only backlog (8 tenants, Zipf-skewed links)"
 	@echo "make bench-pg-read [BENCH_ARGS=…]   product-read latency at 12M aggregate rows (builds the dataset once)"
 
 up:
@@ -117,6 +123,17 @@ load: up build
 load-100k: up build
 	@eval "$$(bash infra/stack.sh env)" && ./target/release/sluice-load run --rate 100000 --duration $(DURATION) \
 	  --mix $(MIX) --generators $(GENERATORS) --partitions $(PARTITIONS) --baselines $(LOAD_ARGS)
+
+# The drain baselines alone (docs/BENCHMARKS.md "Drain baselines"): EVENTS pre-filled JSON events, then
+# R0/R1/R2 (or BASELINES) each drain them; R2 into fresh databases, timed to everything durable + totals.
+DRAIN_RUN = ./target/release/sluice-load run --baselines-only --prefill-events $(EVENTS) \
+	  --generators $(GENERATORS) --partitions $(PARTITIONS) $(if $(BASELINES),--baseline $(BASELINES))
+
+drain-mixed: up build
+	@eval "$$(bash infra/stack.sh env)" && $(DRAIN_RUN) --mix rank=2,crawl=1,click=7 --tenants 1000 $(LOAD_ARGS)
+
+drain-clicks: up build
+	@eval "$$(bash infra/stack.sh env)" && $(DRAIN_RUN) --mix click=1 --tenants 8 $(LOAD_ARGS)
 
 test-unit:
 	$(CARGO) test --workspace --lib --bins

@@ -3,6 +3,8 @@
 //! - `sluice-load run --rate 100000 --duration 60 [--baselines]` drives a run end to end (its own
 //!   topics and databases, `sluice-ingest` as a child, generator processes, live progress, drain,
 //!   accounting) and writes `results/<timestamp>/report.{md,json}` and `rates.png`.
+//! - `sluice-load run --baselines-only --prefill-events N [--baseline r2]` measures only the drain
+//!   baselines (R0/R1/R2) on a pre-filled backlog of N events, with a report of its own.
 //! - `sluice-load generate --share k/N …` is one generator (the driver starts these; they can run on
 //!   other machines too: everything they report goes to stdout as JSON lines).
 //! - `sluice-load drain …` is the bare-reader baseline R0.

@@ -125,8 +125,15 @@ pub struct Baseline {
     pub name: String,
     pub what: String,
     pub events: u64,
+    /// The timing window: first record (R0) or partition assignment (R1, R2) to the end.
     pub seconds: f64,
+    /// events ÷ `seconds`.
     pub rate: f64,
+    /// Ingest's process start (spawn) to every partition assigned (R1, R2): group join and, for R2,
+    /// the migrations into fresh databases.
+    pub startup_seconds: Option<f64>,
+    /// events ÷ (`startup_seconds` + `seconds`): from process start to the end (R1, R2).
+    pub rate_from_start: Option<f64>,
     /// Consumer process CPU µs per event.
     pub consumer_cpu_us_per_event: f64,
     pub postgres_cpu_us_per_event: Option<f64>,
@@ -136,6 +143,8 @@ pub struct Baseline {
     pub machine_busy_cores: f64,
     /// Consumer + PostgreSQL + ClickHouse.
     pub total_cpu_us_per_event: f64,
+    /// The consumer process's `VmHWM` (peak resident memory) at the end of the window.
+    pub consumer_peak_rss_mib: Option<f64>,
     pub note: String,
 }
 
@@ -143,10 +152,113 @@ pub struct Baseline {
 pub struct Baselines {
     pub prefill_events: u64,
     pub prefill_seconds: f64,
+    /// The backlog's topics, and the PostgreSQL and ClickHouse database R2 writes.
+    pub topics: Vec<String>,
+    pub database: String,
+    /// Ingest's effective `max_buffered_bytes` (`sluice-ingest config`, with `--ingest-env`).
+    pub ingest_max_buffered_bytes: Option<u64>,
     pub runs: Vec<Baseline>,
-    pub r1_over_r0: f64,
-    pub r2_over_r0: f64,
+    /// `None` when R0 or the other run was not selected.
+    pub r1_over_r0: Option<f64>,
+    pub r2_over_r0: Option<f64>,
     pub r2_totals: Option<Totals>,
+    /// What failed: an R2 accounting mismatch, an unclean ingest exit.
+    pub problems: Vec<String>,
+}
+
+impl Baselines {
+    /// Appends the Markdown section of the baselines.
+    pub fn markdown(&self, md: &mut String) {
+        let b = self;
+        let names: Vec<&str> = b.runs.iter().map(|r| r.name.as_str()).collect();
+        let _ = writeln!(
+            md,
+            "The baseline topics were pre-filled with {} events (as fast as the generators could: {:.1} s), \
+             then drained by {}, each with a fresh consumer group (R2 into fresh databases). \
+             `seconds` and `events/s` count from the first record read (R0) or from partition assignment (R1, R2) \
+             to the last record read (R0, R1) or to the moment every stored offset reached the high watermark \
+             (R2: everything durable, then the totals check); `from start` counts from ingest's process start \
+             (group join, and R2's migrations into the fresh databases, included). \
+             CPU is `/proc/<pid>/stat` utime+stime over the `seconds` window; peak RSS is the consumer's `VmHWM`.\n",
+            b.prefill_events,
+            b.prefill_seconds,
+            names.join(", ")
+        );
+        let _ = writeln!(
+            md,
+            "| run | what | events | seconds | events/s | from start: s | from start: events/s | consumer CPU µs/event | PostgreSQL µs/event | ClickHouse µs/event | total µs/event | broker µs/event | machine busy (cores) | consumer peak RSS MiB |"
+        );
+        let _ = writeln!(
+            md,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        let opt = |v: Option<f64>, decimals: usize| {
+            v.map_or("–".to_owned(), |v| format!("{v:.decimals$}"))
+        };
+        for r in &b.runs {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {:.2} | {} | {} | {:.2} | {:.2} | {:.2} | {} |",
+                r.name,
+                r.what,
+                r.events,
+                r.seconds,
+                r.rate,
+                opt(r.startup_seconds.map(|s| s + r.seconds), 2),
+                opt(r.rate_from_start, 0),
+                r.consumer_cpu_us_per_event,
+                opt(r.postgres_cpu_us_per_event, 2),
+                opt(r.clickhouse_cpu_us_per_event, 2),
+                r.total_cpu_us_per_event,
+                r.kafka_cpu_us_per_event,
+                r.machine_busy_cores,
+                opt(r.consumer_peak_rss_mib, 0)
+            );
+        }
+        md.push('\n');
+        let ratios: Vec<String> = [("R1/R0", b.r1_over_r0), ("R2/R0", b.r2_over_r0)]
+            .into_iter()
+            .filter_map(|(name, v)| v.map(|v| format!("{name} = **{v:.2}**")))
+            .collect();
+        if !ratios.is_empty() {
+            let _ = writeln!(md, "{}.", ratios.join(", "));
+        }
+        if let Some(budget) = b.ingest_max_buffered_bytes {
+            let mib = budget as f64 / 1024.0 / 1024.0;
+            let per_run: Vec<String> = b
+                .runs
+                .iter()
+                .filter(|r| r.name != "R0")
+                .filter_map(|r| {
+                    r.consumer_peak_rss_mib
+                        .map(|rss| format!("{} {:.2}", r.name, rss / mib))
+                })
+                .collect();
+            let _ = writeln!(
+                md,
+                "Ingest `max_buffered_bytes` = {budget} ({mib:.0} MiB); ingest peak RSS ÷ budget: {}.",
+                if per_run.is_empty() {
+                    "–".to_owned()
+                } else {
+                    per_run.join(", ")
+                }
+            );
+        }
+        for r in b.runs.iter().filter(|r| !r.note.is_empty()) {
+            let _ = writeln!(md, "{}: {}", r.name, r.note);
+        }
+        if let Some(t) = &b.r2_totals {
+            let _ = writeln!(
+                md,
+                "R2 accounting: published {}; PostgreSQL {}; ClickHouse {} — {}.",
+                kinds(&t.published),
+                kinds(&t.postgres),
+                kinds(&t.clickhouse),
+                if t.ok { "exact" } else { "MISMATCH" }
+            );
+        }
+        md.push('\n');
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -180,120 +292,177 @@ fn kinds(v: &[u64; 3]) -> String {
     format!("rank {} / crawl {} / click {}", v[0], v[1], v[2])
 }
 
+/// The top of a report: title, verdict, command line, problems.
+fn head(
+    md: &mut String,
+    title: &str,
+    ok: bool,
+    started_at: &str,
+    command: &str,
+    problems: &[String],
+) {
+    let _ = writeln!(md, "# {title}\n");
+    let _ = writeln!(
+        md,
+        "**{}** — started {started_at} — `{command}`\n",
+        if ok { "PASS" } else { "FAIL" },
+    );
+    for p in problems {
+        let _ = writeln!(md, "- problem: {p}");
+    }
+    if !problems.is_empty() {
+        md.push('\n');
+    }
+}
+
+/// What the "Machine and settings" section says beyond the machine: `traffic` (the run's own words for
+/// what was produced), then the generators, partitions, producer, catalogue, ingest overrides and where
+/// it all went.
+struct SettingsView<'a> {
+    traffic: String,
+    generators: u32,
+    partitions: i32,
+    shape: &'a Shape,
+    producer: &'a ProducerSettings,
+    ingest_env: &'a [(String, String)],
+    topics: &'a [String],
+    postgres_database: &'a str,
+    clickhouse_database: &'a str,
+}
+
+fn machine_and_settings(md: &mut String, m: &Machine, s: &SettingsView<'_>) {
+    let _ = writeln!(md, "## Machine and settings\n");
+    let _ = writeln!(
+        md,
+        "- {} × {} CPU, {:.1} GiB RAM, kernel {}; load average before {:.2} {:.2} {:.2}, after {:.2} {:.2} {:.2} \
+         (the machine may be shared: other work shows up here and in `machine busy`)",
+        m.nproc, m.cpu_model, m.mem_total_gib, m.kernel,
+        m.loadavg_before[0], m.loadavg_before[1], m.loadavg_before[2],
+        m.loadavg_after[0], m.loadavg_after[1], m.loadavg_after[2]
+    );
+    let _ = writeln!(
+        md,
+        "- {}, {} generator process(es), {} partitions per topic, mix `{}`, \
+         encoding {}, producer linger.ms={} batch.size={} compression={}",
+        s.traffic,
+        s.generators,
+        s.partitions,
+        s.shape.mix,
+        s.producer.encoding.as_str(),
+        s.producer.linger_ms,
+        s.producer.batch_size,
+        s.producer.compression
+    );
+    let _ = writeln!(
+        md,
+        "- synthetic catalogue: {} tenants × {} campaigns × {} keywords, {} links and {} visitors per tenant, \
+         {} domains per campaign, Zipf exponent {}, occurred_at over the last {} days, base seed {}",
+        s.shape.tenants, s.shape.campaigns_per_tenant, s.shape.keywords_per_campaign,
+        s.shape.links_per_tenant, s.shape.visitors_per_tenant, s.shape.domains_per_campaign,
+        s.shape.zipf_exponent, s.shape.days_back, s.shape.seed
+    );
+    let env = if s.ingest_env.is_empty() {
+        "none (ingest defaults)".to_owned()
+    } else {
+        s.ingest_env
+            .iter()
+            .map(|(k, v)| format!("`{k}={v}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(md, "- ingest overrides: {env}");
+    let _ = writeln!(
+        md,
+        "- topics {}; PostgreSQL database `{}`, ClickHouse database `{}`\n",
+        s.topics.join(", "),
+        s.postgres_database,
+        s.clickhouse_database
+    );
+}
+
+/// The outcome of `sluice-load run --baselines-only`: the drain baselines alone on a pre-filled backlog
+/// (`report.json`, and [`DrainReport::markdown`] for `report.md`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DrainReport {
+    pub id: String,
+    pub started_at: String,
+    pub command: String,
+    pub machine: Machine,
+    pub generators: u32,
+    pub partitions: i32,
+    pub shape: Shape,
+    pub producer: ProducerSettings,
+    /// `SLUICE_*` overrides passed to ingest (`--ingest-env`).
+    pub ingest_env: Vec<(String, String)>,
+    pub baselines: Baselines,
+    pub ok: bool,
+    pub problems: Vec<String>,
+}
+
+impl DrainReport {
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let b = &self.baselines;
+        head(
+            &mut md,
+            &format!("Sluice drain baselines {}", self.id),
+            self.ok,
+            &self.started_at,
+            &self.command,
+            &self.problems,
+        );
+        machine_and_settings(
+            &mut md,
+            &self.machine,
+            &SettingsView {
+                traffic: format!("a backlog of {} events", b.prefill_events),
+                generators: self.generators,
+                partitions: self.partitions,
+                shape: &self.shape,
+                producer: &self.producer,
+                ingest_env: &self.ingest_env,
+                topics: &b.topics,
+                postgres_database: &b.database,
+                clickhouse_database: &b.database,
+            },
+        );
+        let _ = writeln!(md, "## Drain baselines\n");
+        b.markdown(&mut md);
+        md
+    }
+}
+
 impl Report {
     pub fn markdown(&self) -> String {
         let mut md = String::new();
         let s = &self.settings;
-        let m = &self.machine;
-        let _ = writeln!(md, "# Sluice load run {}\n", self.id);
-        let _ = writeln!(
-            md,
-            "**{}** — started {} — `{}`\n",
-            if self.ok { "PASS" } else { "FAIL" },
-            self.started_at,
-            self.command
+        head(
+            &mut md,
+            &format!("Sluice load run {}", self.id),
+            self.ok,
+            &self.started_at,
+            &self.command,
+            &self.problems,
         );
-        for p in &self.problems {
-            let _ = writeln!(md, "- problem: {p}");
-        }
-        if !self.problems.is_empty() {
-            md.push('\n');
-        }
-        let _ = writeln!(md, "## Machine and settings\n");
-        let _ = writeln!(
-            md,
-            "- {} × {} CPU, {:.1} GiB RAM, kernel {}; load average before {:.2} {:.2} {:.2}, after {:.2} {:.2} {:.2} \
-             (the machine may be shared: other work shows up here and in `machine busy`)",
-            m.nproc, m.cpu_model, m.mem_total_gib, m.kernel,
-            m.loadavg_before[0], m.loadavg_before[1], m.loadavg_before[2],
-            m.loadavg_after[0], m.loadavg_after[1], m.loadavg_after[2]
-        );
-        let _ = writeln!(
-            md,
-            "- target {} events/s for {} s, {} generator process(es), {} partitions per topic, mix `{}`, \
-             encoding {}, producer linger.ms={} batch.size={} compression={}",
-            s.rate, s.duration_s, s.generators, s.partitions, s.shape.mix,
-            s.producer.encoding.as_str(), s.producer.linger_ms, s.producer.batch_size, s.producer.compression
-        );
-        let _ = writeln!(
-            md,
-            "- synthetic catalogue: {} tenants × {} campaigns × {} keywords, {} links and {} visitors per tenant, \
-             {} domains per campaign, Zipf exponent {}, occurred_at over the last {} days, base seed {}",
-            s.shape.tenants, s.shape.campaigns_per_tenant, s.shape.keywords_per_campaign,
-            s.shape.links_per_tenant, s.shape.visitors_per_tenant, s.shape.domains_per_campaign,
-            s.shape.zipf_exponent, s.shape.days_back, s.shape.seed
-        );
-        let env = if s.ingest_env.is_empty() {
-            "none (ingest defaults)".to_owned()
-        } else {
-            s.ingest_env
-                .iter()
-                .map(|(k, v)| format!("`{k}={v}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let _ = writeln!(md, "- ingest overrides: {env}");
-        let _ = writeln!(
-            md,
-            "- topics {}; PostgreSQL database `{}`, ClickHouse database `{}`\n",
-            s.topics.join(", "),
-            s.postgres_database,
-            s.clickhouse_database
+        machine_and_settings(
+            &mut md,
+            &self.machine,
+            &SettingsView {
+                traffic: format!("target {} events/s for {} s", s.rate, s.duration_s),
+                generators: s.generators,
+                partitions: s.partitions,
+                shape: &s.shape,
+                producer: &s.producer,
+                ingest_env: &s.ingest_env,
+                topics: &s.topics,
+                postgres_database: &s.postgres_database,
+                clickhouse_database: &s.clickhouse_database,
+            },
         );
 
         if let Some(b) = &self.baselines {
             let _ = writeln!(md, "## Baselines (same machine, same run)\n");
-            let _ = writeln!(
-                md,
-                "The baseline topics were pre-filled with {} events (as fast as the generators could: {:.1} s), \
-                 then drained three times, each by a fresh consumer group (R2 also into fresh databases). \
-                 Rates count from the first record read (R0) or from partition assignment (R1, R2) to the last \
-                 record read (R0, R1) or to the moment every stored offset reached the high watermark (R2). \
-                 CPU is `/proc/<pid>/stat` utime+stime over the same window.\n",
-                b.prefill_events, b.prefill_seconds
-            );
-            let _ = writeln!(
-                md,
-                "| run | what | events | seconds | events/s | consumer CPU µs/event | PostgreSQL µs/event | ClickHouse µs/event | total µs/event | broker µs/event | machine busy (cores) |"
-            );
-            let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-            let opt = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.2}"));
-            for r in &b.runs {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {} | {} | {:.2} | {:.2} | {:.2} |",
-                    r.name,
-                    r.what,
-                    r.events,
-                    r.seconds,
-                    r.rate,
-                    r.consumer_cpu_us_per_event,
-                    opt(r.postgres_cpu_us_per_event),
-                    opt(r.clickhouse_cpu_us_per_event),
-                    r.total_cpu_us_per_event,
-                    r.kafka_cpu_us_per_event,
-                    r.machine_busy_cores
-                );
-            }
-            let _ = writeln!(
-                md,
-                "\nR1/R0 = **{:.2}**, R2/R0 = **{:.2}**.",
-                b.r1_over_r0, b.r2_over_r0
-            );
-            for r in b.runs.iter().filter(|r| !r.note.is_empty()) {
-                let _ = writeln!(md, "{}: {}", r.name, r.note);
-            }
-            if let Some(t) = &b.r2_totals {
-                let _ = writeln!(
-                    md,
-                    "R2 accounting: published {}; PostgreSQL {}; ClickHouse {} — {}.",
-                    kinds(&t.published),
-                    kinds(&t.postgres),
-                    kinds(&t.clickhouse),
-                    if t.ok { "exact" } else { "MISMATCH" }
-                );
-            }
-            md.push('\n');
+            b.markdown(&mut md);
         }
 
         let p = &self.produce;
@@ -442,5 +611,62 @@ impl Report {
             }
         }
         md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r2_only() -> Baselines {
+        Baselines {
+            prefill_events: 3_000_000,
+            prefill_seconds: 7.5,
+            topics: vec!["t".into()],
+            database: "d".into(),
+            ingest_max_buffered_bytes: Some(512 * 1024 * 1024),
+            runs: vec![Baseline {
+                name: "R2".into(),
+                what: "ingest".into(),
+                events: 3_000_000,
+                seconds: 10.0,
+                rate: 300_000.0,
+                startup_seconds: Some(2.0),
+                rate_from_start: Some(250_000.0),
+                consumer_cpu_us_per_event: 2.0,
+                postgres_cpu_us_per_event: Some(2.5),
+                clickhouse_cpu_us_per_event: Some(3.0),
+                kafka_cpu_us_per_event: 0.1,
+                machine_busy_cores: 1.9,
+                total_cpu_us_per_event: 7.5,
+                consumer_peak_rss_mib: Some(768.0),
+                note: String::new(),
+            }],
+            r1_over_r0: None,
+            r2_over_r0: None,
+            r2_totals: None,
+            problems: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn baselines_markdown_gives_the_start_rate_cpu_and_memory_budget() {
+        let mut md = String::new();
+        r2_only().markdown(&mut md);
+        assert!(
+            md.contains(
+                "| R2 | ingest | 3000000 | 10.00 | 300000 | 12.00 | 250000 | 2.00 | 2.50 | 3.00 | 7.50 | 0.10 | 1.90 | 768 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "Ingest `max_buffered_bytes` = 536870912 (512 MiB); ingest peak RSS ÷ budget: R2 1.50."
+            ),
+            "{md}"
+        );
+        assert!(md.contains("then drained by R2,"), "{md}");
+        // Without R0 there is no ratio to give.
+        assert!(!md.contains("R2/R0"), "{md}");
     }
 }
