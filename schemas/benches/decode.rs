@@ -1,15 +1,12 @@
 //! Decode micro-benchmarks: one record value of each kind, JSON and bincode, through
 //! [`sluice_schemas::decode`] — parsing plus validation, the per-record work of ingest's poll thread
-//! before aggregation. `<kind>/json_reference` is the same JSON value through
-//! `decode_reference` (serde_json alone, the decoder before the sonic-rs fast path), for a before/after
-//! in one run. Run with `cargo bench -p sluice-schemas`; `cargo test --all-targets` runs each
+//! before aggregation. Run with `cargo bench -p sluice-schemas`; `cargo test --all-targets` runs each
 //! once as a smoke test. Sample counts are kept small so the suite stays quick.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sluice_schemas::codec::decode_reference;
 use sluice_schemas::{
     decode, encode, ClickEvent, CrawlEvent, Encoding, Event, Limits, RankEvent, SCHEMA_VERSION,
 };
@@ -83,13 +80,6 @@ fn bench_decode(c: &mut Criterion) {
             group.bench_function(format!("{}/{}", kind.as_str(), encoding.as_str()), |b| {
                 b.iter(|| decode(kind, encoding, std::hint::black_box(&bytes), &limits, now))
             });
-            if encoding == Encoding::Json {
-                group.bench_function(format!("{}/json_reference", kind.as_str()), |b| {
-                    b.iter(|| {
-                        decode_reference(kind, encoding, std::hint::black_box(&bytes), &limits, now)
-                    })
-                });
-            }
         }
     }
     group.finish();

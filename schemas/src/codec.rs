@@ -157,30 +157,6 @@ pub fn decode(
     limits: &Limits,
     now: DateTime<Utc>,
 ) -> Result<Event, Rejection> {
-    decode_with(kind, encoding, payload, limits, now, true)
-}
-
-/// [`decode`] without the JSON fast path: serde_json alone, as before it. The reference the differential
-/// tests and the decode benchmark hold [`decode`] to; not for production use.
-#[doc(hidden)]
-pub fn decode_reference(
-    kind: EventKind,
-    encoding: Encoding,
-    payload: &[u8],
-    limits: &Limits,
-    now: DateTime<Utc>,
-) -> Result<Event, Rejection> {
-    decode_with(kind, encoding, payload, limits, now, false)
-}
-
-fn decode_with(
-    kind: EventKind,
-    encoding: Encoding,
-    payload: &[u8],
-    limits: &Limits,
-    now: DateTime<Utc>,
-    fast: bool,
-) -> Result<Event, Rejection> {
     if payload.len() > limits.max_record_bytes {
         return Err(Rejection::new(
             RejectReason::Oversized,
@@ -192,9 +168,9 @@ fn decode_with(
         ));
     }
     let event = match kind {
-        EventKind::Rank => Event::Rank(decode_as::<RankEvent>(encoding, payload, fast)?),
-        EventKind::Crawl => Event::Crawl(decode_as::<CrawlEvent>(encoding, payload, fast)?),
-        EventKind::Click => Event::Click(decode_as::<ClickEvent>(encoding, payload, fast)?),
+        EventKind::Rank => Event::Rank(decode_as::<RankEvent>(encoding, payload)?),
+        EventKind::Crawl => Event::Crawl(decode_as::<CrawlEvent>(encoding, payload)?),
+        EventKind::Click => Event::Click(decode_as::<ClickEvent>(encoding, payload)?),
     };
     check_version(event.schema_version())?;
     validate(&event, limits, now)?;
@@ -214,18 +190,14 @@ fn check_version(version: u32) -> Result<(), Rejection> {
     }
 }
 
-fn decode_as<T: DeserializeOwned>(
-    encoding: Encoding,
-    payload: &[u8],
-    fast: bool,
-) -> Result<T, Rejection> {
+fn decode_as<T: DeserializeOwned>(encoding: Encoding, payload: &[u8]) -> Result<T, Rejection> {
     match encoding {
-        Encoding::Json => decode_json(payload, fast),
+        Encoding::Json => decode_json(payload),
         Encoding::Bincode => decode_bincode(payload),
     }
 }
 
-fn decode_json<T: DeserializeOwned>(payload: &[u8], fast: bool) -> Result<T, Rejection> {
+fn decode_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Rejection> {
     let text = std::str::from_utf8(payload).map_err(|e| {
         Rejection::new(
             RejectReason::InvalidUtf8,
@@ -250,45 +222,6 @@ fn decode_json<T: DeserializeOwned>(payload: &[u8], fast: bool) -> Result<T, Rej
             ))
         }
     }
-    // The fast path: sonic-rs reads the same serde types. Anything it refuses goes through serde_json,
-    // which accepts what it accepts and words every rejection exactly as before; the differential tests
-    // (tests/fast_path.rs) hold sonic-rs to accepting nothing serde_json refuses.
-    if fast && unicode_escapes_are_hex(text) {
-        if let Ok(value) = sonic_rs::from_str::<T>(text) {
-            return Ok(value);
-        }
-    }
-    decode_json_serde(text)
-}
-
-/// Whether every `\u` escape in `text` is followed by four hex digits. sonic-rs checks that in the
-/// strings it reads, but skips an unknown field's string with `\u` plus any four bytes (`"\u12G4"`, or
-/// even a quote among them), where serde_json refuses the record; such a record takes the serde_json path.
-/// Escapes are paired left to right as a JSON lexer pairs them inside strings; a backslash outside a
-/// string is a syntax error on either path.
-fn unicode_escapes_are_hex(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let mut at = 0;
-    while let Some(found) = memchr::memchr(b'\\', &bytes[at..]) {
-        let escape = at + found + 1;
-        match bytes.get(escape) {
-            Some(b'u') => {
-                let digits = bytes.get(escape + 1..escape + 5);
-                if !digits.is_some_and(|d| d.iter().all(u8::is_ascii_hexdigit)) {
-                    return false;
-                }
-                at = escape + 5;
-            }
-            Some(_) => at = escape + 1,
-            None => return false,
-        }
-    }
-    true
-}
-
-/// The reference JSON decoder: serde_json, with the rejection classified and worded. [`decode_json`]
-/// falls back to it for any value the fast path refuses.
-fn decode_json_serde<T: DeserializeOwned>(text: &str) -> Result<T, Rejection> {
     serde_json::from_str::<T>(text).map_err(|err| {
         use serde_json::error::Category;
         match err.classify() {
