@@ -40,16 +40,22 @@ impl Topics {
     }
 }
 
+/// The maps below are looked up for every record (batch, idempotency window, partition count): std's
+/// `HashMap` with hashbrown's default hasher (foldhash) in place of SipHash, which cost more than the
+/// lookup itself for these small integer keys (`cargo bench -p sluice-consumers --bench routing`,
+/// `partition_maps`).
+pub type PartitionMap<K, V> = HashMap<K, V, hashbrown::DefaultHashBuilder>;
+
 /// Mutable state: one batch per assigned partition, keyed by (topic index, partition).
 #[derive(Debug, Default)]
 pub struct State {
-    pub batches: HashMap<(usize, i32), PartitionBatch>,
+    pub batches: PartitionMap<(usize, i32), PartitionBatch>,
     /// Each partition's idempotency window (absent when deduplication is off).
-    pub dedup: HashMap<(usize, i32), DedupWindow>,
+    pub dedup: PartitionMap<(usize, i32), DedupWindow>,
     pub inflight: Option<InFlight>,
     /// Partition counts of the subscribed topics (by topic index), read from the brokers on assignment:
     /// what the misrouting check divides by.
-    pub partition_counts: HashMap<usize, i32>,
+    pub partition_counts: PartitionMap<usize, i32>,
     /// When this process read the oldest record of each partition's current (not yet flushing) batch.
     pub unflushed_since: HashMap<(usize, i32), Instant>,
 }
