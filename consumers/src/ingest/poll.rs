@@ -168,9 +168,7 @@ impl PollLoop {
                 .poll_flush(&self.consumer, &mut state, Duration::ZERO)?;
             let buffered = state.buffered_bytes();
             let keys = state.buffered_keys();
-            // Sampled before a flush may empty the batches, like bytes and keys.
-            let over_budget = self.schedule.over_budget(buffered, keys);
-            if self.schedule.due(now, idle) || over_budget {
+            if self.schedule.due(now, idle) || self.schedule.flush_early(buffered, keys) {
                 // Starts only when no flush is in flight: flushes never overlap.
                 let started = self.partitions.start_flush(&mut state);
                 if !started && state.inflight.is_none() {
@@ -183,7 +181,12 @@ impl PollLoop {
                     self.schedule.restart(now);
                 }
             }
-            let should_pause = FlushSchedule::should_pause(over_budget, state.inflight.is_some());
+            // After a flush may have started: its batches now count as in flight.
+            let should_pause = self.schedule.should_pause(
+                state.buffered_bytes(),
+                state.buffered_keys(),
+                state.inflight_bytes(),
+            );
             let (events, dedup_keys) = (state.buffered_events(), state.dedup_keys());
             let ages = (now >= next_second).then(|| state.oldest_uncommitted(now));
             drop(state);
