@@ -22,8 +22,8 @@ use super::schedule::FlushSchedule;
 use super::shutdown::Shutdown;
 use crate::metrics::{
     BUFFERED_BYTES, BUFFERED_EVENTS, BUFFERED_KEYS, DEDUP_KEYS, DUPLICATES, EVENTS_AGGREGATED,
-    FLUSH_INTERVAL_SECONDS, OLDEST_UNCOMMITTED_AGE, PAUSED, RECORDS_CONSUMED, RECORDS_REJECTED,
-    RECORDS_REPLAYED,
+    FLUSHING_BYTES, FLUSH_INTERVAL_SECONDS, OLDEST_UNCOMMITTED_AGE, PAUSED, RECORDS_CONSUMED,
+    RECORDS_REJECTED, RECORDS_REPLAYED,
 };
 use crate::routing::{self, MisroutedCounts};
 
@@ -188,6 +188,7 @@ impl PollLoop {
                 state.inflight_bytes(),
             );
             let (events, dedup_keys) = (state.buffered_events(), state.dedup_keys());
+            let flushing = state.inflight_bytes().unwrap_or(0);
             let ages = (now >= next_second).then(|| state.oldest_uncommitted(now));
             drop(state);
             if should_pause != paused {
@@ -220,6 +221,7 @@ impl PollLoop {
                     metrics::gauge!(OLDEST_UNCOMMITTED_AGE, &labels).set(age.as_secs_f64());
                 }
                 metrics::gauge!(BUFFERED_BYTES).set(buffered as f64);
+                metrics::gauge!(FLUSHING_BYTES).set(flushing as f64);
                 metrics::gauge!(BUFFERED_EVENTS).set(events as f64);
                 metrics::gauge!(BUFFERED_KEYS).set(keys as f64);
                 metrics::gauge!(DEDUP_KEYS).set(dedup_keys as f64);
