@@ -100,7 +100,8 @@ pub struct Config {
     pub flush_lag_high: u64,
     /// Flush early once batches hold this many aggregate rows.
     pub max_buffered_keys: usize,
-    /// Flush early, and pause fetching while a flush runs, once batches hold this many bytes.
+    /// The memory budget of what ingest buffers: the batches (accumulating and in flight) and
+    /// librdkafka's pre-fetch queue ([`Config::kafka_queue_bytes`], [`Config::batch_budget_bytes`]).
     pub max_buffered_bytes: usize,
     /// Partitions flushed concurrently.
     pub flush_concurrency: usize,
@@ -466,6 +467,21 @@ impl Config {
             max_future: chrono::TimeDelta::minutes(self.max_event_future_minutes),
             ..Limits::default()
         }
+    }
+
+    /// The share of `max_buffered_bytes` for librdkafka's pre-fetch: an eighth, at least 2 MiB. Half
+    /// of it is the local queue (`queued.max.messages.kbytes`), half one fetch response
+    /// (`fetch.max.bytes`); `kafka_properties` can set either (then the share stays reserved as is).
+    pub fn kafka_queue_bytes(&self) -> usize {
+        (self.max_buffered_bytes / 8).max(2 * 1024 * 1024)
+    }
+
+    /// What the batches may hold, accumulating and in flight together: `max_buffered_bytes` less the
+    /// pre-fetch share ([`Config::kafka_queue_bytes`]), at least half of it.
+    pub fn batch_budget_bytes(&self) -> usize {
+        self.max_buffered_bytes
+            .saturating_sub(self.kafka_queue_bytes())
+            .max(self.max_buffered_bytes / 2)
     }
 
     /// The flush controller's settings.

@@ -29,6 +29,9 @@ pub const FLUSH_SECONDS: &str = "sluice_flush_duration_seconds";
 pub const FLUSH_INTERVAL_SECONDS: &str = "sluice_flush_interval_seconds";
 /// Gauge: bytes held in partition batches.
 pub const BUFFERED_BYTES: &str = "sluice_buffer_bytes";
+/// Gauge: bytes held in the batches of the flush in flight (they count toward the memory budget until
+/// it ends).
+pub const FLUSHING_BYTES: &str = "sluice_buffer_flushing_bytes";
 /// Gauge: events held in partition batches.
 pub const BUFFERED_EVENTS: &str = "sluice_buffer_events";
 /// Gauge: 1 while fetching is paused for the memory budget.
@@ -145,6 +148,11 @@ pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
         BUFFERED_BYTES,
         Unit::Bytes,
         "Bytes held in partition batches."
+    );
+    describe_gauge!(
+        FLUSHING_BYTES,
+        Unit::Bytes,
+        "Bytes held in the batches of the flush in flight."
     );
     describe_gauge!(
         BUFFERED_EVENTS,
@@ -314,6 +322,7 @@ mod tests {
             FLUSH_SECONDS,
             FLUSH_INTERVAL_SECONDS,
             BUFFERED_BYTES,
+            FLUSHING_BYTES,
             BUFFERED_EVENTS,
             PAUSED,
             REBALANCES,

@@ -31,6 +31,9 @@ pub struct InFlight {
     started: Instant,
     /// When this process read the oldest record of each flushed partition (for the age metric).
     pub(super) since: Vec<((usize, i32), Instant)>,
+    /// The flushed batches' `approx_bytes`: held until the flush ends, so they count toward the memory
+    /// budget until then.
+    pub(super) bytes: usize,
 }
 
 /// Why ingest must stop: a permanent sink error. Nothing was committed past durable data.
@@ -71,6 +74,7 @@ impl Partitions {
         batches: Vec<PartitionBatch>,
         since: Vec<((usize, i32), Instant)>,
     ) -> InFlight {
+        let bytes = batches.iter().map(|b| b.approx_bytes).sum();
         let (tx, rx) = mpsc::channel();
         let (abort_tx, abort_rx) = watch::channel(false);
         let flusher = self.flusher.clone();
@@ -87,6 +91,7 @@ impl Partitions {
             abort: abort_tx,
             started: Instant::now(),
             since,
+            bytes,
         }
     }
 

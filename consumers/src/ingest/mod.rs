@@ -143,7 +143,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         limits: config.limits(),
         schedule: FlushSchedule::new(
             config.flush_controller(),
-            config.max_buffered_bytes,
+            config.batch_budget_bytes(),
             config.max_buffered_keys,
         ),
         shutdown_timeout: config.shutdown_timeout(),

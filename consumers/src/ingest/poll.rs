@@ -22,8 +22,8 @@ use super::schedule::FlushSchedule;
 use super::shutdown::Shutdown;
 use crate::metrics::{
     BUFFERED_BYTES, BUFFERED_EVENTS, BUFFERED_KEYS, DEDUP_KEYS, DUPLICATES, EVENTS_AGGREGATED,
-    FLUSH_INTERVAL_SECONDS, OLDEST_UNCOMMITTED_AGE, PAUSED, RECORDS_CONSUMED, RECORDS_REJECTED,
-    RECORDS_REPLAYED,
+    FLUSHING_BYTES, FLUSH_INTERVAL_SECONDS, OLDEST_UNCOMMITTED_AGE, PAUSED, RECORDS_CONSUMED,
+    RECORDS_REJECTED, RECORDS_REPLAYED,
 };
 use crate::routing::{self, MisroutedCounts};
 
@@ -168,9 +168,7 @@ impl PollLoop {
                 .poll_flush(&self.consumer, &mut state, Duration::ZERO)?;
             let buffered = state.buffered_bytes();
             let keys = state.buffered_keys();
-            // Sampled before a flush may empty the batches, like bytes and keys.
-            let over_budget = self.schedule.over_budget(buffered, keys);
-            if self.schedule.due(now, idle) || over_budget {
+            if self.schedule.due(now, idle) || self.schedule.flush_early(buffered, keys) {
                 // Starts only when no flush is in flight: flushes never overlap.
                 let started = self.partitions.start_flush(&mut state);
                 if !started && state.inflight.is_none() {
@@ -183,8 +181,14 @@ impl PollLoop {
                     self.schedule.restart(now);
                 }
             }
-            let should_pause = FlushSchedule::should_pause(over_budget, state.inflight.is_some());
+            // After a flush may have started: its batches now count as in flight.
+            let should_pause = self.schedule.should_pause(
+                state.buffered_bytes(),
+                state.buffered_keys(),
+                state.inflight_bytes(),
+            );
             let (events, dedup_keys) = (state.buffered_events(), state.dedup_keys());
+            let flushing = state.inflight_bytes().unwrap_or(0);
             let ages = (now >= next_second).then(|| state.oldest_uncommitted(now));
             drop(state);
             if should_pause != paused {
@@ -217,6 +221,7 @@ impl PollLoop {
                     metrics::gauge!(OLDEST_UNCOMMITTED_AGE, &labels).set(age.as_secs_f64());
                 }
                 metrics::gauge!(BUFFERED_BYTES).set(buffered as f64);
+                metrics::gauge!(FLUSHING_BYTES).set(flushing as f64);
                 metrics::gauge!(BUFFERED_EVENTS).set(events as f64);
                 metrics::gauge!(BUFFERED_KEYS).set(keys as f64);
                 metrics::gauge!(DEDUP_KEYS).set(dedup_keys as f64);

@@ -3,9 +3,14 @@
 //! by the lag-adaptive interval (`sluice_aggregator::controller::FlushController`, fed once a second with
 //! the fetch lag and the last flush's duration), early when the buffer passes its memory budget (bytes
 //! or aggregate keys), or as soon as the minimum interval has passed when there is nothing left to read
-//! (a drained buffer waits no longer). Fetching pauses while the buffer is over budget and a flush is
-//! still in flight, so memory stays bounded without leaving the group. Pure decisions over the inputs:
-//! no clock is read here.
+//! (a drained buffer waits no longer).
+//!
+//! The byte budget counts everything the batches hold, including the batches of the flush in flight
+//! (they live until the flush ends): a flush starts early once the accumulating batches hold half the
+//! batch budget, and fetching pauses while the accumulating batches plus the in-flight ones hold all of
+//! it — so a slow flush cannot let the next batch grow to a second budget beside it. A flush can always
+//! start (nothing waits for memory to start one), so a single batch over the budget still flushes, and
+//! fetching resumes as soon as it ends. Pure decisions over the inputs: no clock is read here.
 
 use std::time::{Duration, Instant};
 
@@ -16,21 +21,18 @@ use sluice_aggregator::controller::{ControllerConfig, FlushController};
 pub struct FlushSchedule {
     controller: FlushController,
     min: Duration,
-    max_buffered_bytes: usize,
+    /// Bytes the batches may hold, accumulating and in flight together ([`crate::config::Config::batch_budget_bytes`]).
+    batch_bytes: usize,
     max_buffered_keys: usize,
     last_flush_started: Option<Instant>,
 }
 
 impl FlushSchedule {
-    pub fn new(
-        controller: ControllerConfig,
-        max_buffered_bytes: usize,
-        max_buffered_keys: usize,
-    ) -> Self {
+    pub fn new(controller: ControllerConfig, batch_bytes: usize, max_buffered_keys: usize) -> Self {
         FlushSchedule {
             min: controller.min,
             controller: FlushController::new(controller),
-            max_buffered_bytes,
+            batch_bytes,
             max_buffered_keys,
             last_flush_started: None,
         }
@@ -41,9 +43,10 @@ impl FlushSchedule {
         self.controller.interval()
     }
 
-    /// Whether the buffer is over its memory budget (flush early; pause fetching while a flush runs).
-    pub fn over_budget(&self, buffered_bytes: usize, buffered_keys: usize) -> bool {
-        buffered_bytes >= self.max_buffered_bytes || buffered_keys >= self.max_buffered_keys
+    /// Whether the accumulating batches should be flushed now, before the interval: they hold half the
+    /// batch budget (the other half is for the next batches while this one flushes) or the key budget.
+    pub fn flush_early(&self, buffered_bytes: usize, buffered_keys: usize) -> bool {
+        buffered_bytes >= self.batch_bytes / 2 || buffered_keys >= self.max_buffered_keys
     }
 
     /// Whether a flush is due at `now` by time: the interval has passed since the last one started, or
@@ -61,9 +64,19 @@ impl FlushSchedule {
         self.last_flush_started = Some(now);
     }
 
-    /// Fetching pauses while over budget with a flush in flight (it resumes once either ends).
-    pub fn should_pause(over_budget: bool, flush_in_flight: bool) -> bool {
-        over_budget && flush_in_flight
+    /// Whether fetching must pause: a flush is in flight (`in_flight` = the bytes of its batches) and the
+    /// accumulating batches plus the in-flight ones hold the batch budget, or the accumulating ones hold
+    /// the key budget. Without a flush in flight it never pauses: the next flush can start, and must.
+    pub fn should_pause(
+        &self,
+        buffered_bytes: usize,
+        buffered_keys: usize,
+        in_flight: Option<usize>,
+    ) -> bool {
+        in_flight.is_some_and(|flushing| {
+            buffered_bytes.saturating_add(flushing) >= self.batch_bytes
+                || buffered_keys >= self.max_buffered_keys
+        })
     }
 
     /// Once a second: the fetch lag and the last flush's duration move the interval; returns it.
@@ -117,13 +130,36 @@ mod tests {
     }
 
     #[test]
-    fn over_budget_by_bytes_or_keys_and_pause_only_with_a_flush_in_flight() {
+    fn a_flush_starts_early_at_half_the_byte_budget_or_at_the_key_budget() {
         let s = schedule();
-        assert!(!s.over_budget(999, 9));
-        assert!(s.over_budget(1000, 0));
-        assert!(s.over_budget(0, 10));
-        assert!(FlushSchedule::should_pause(true, true));
-        assert!(!FlushSchedule::should_pause(true, false));
-        assert!(!FlushSchedule::should_pause(false, true));
+        assert!(!s.flush_early(499, 9));
+        assert!(s.flush_early(500, 0));
+        assert!(s.flush_early(0, 10));
+    }
+
+    #[test]
+    fn the_bytes_of_the_flush_in_flight_count_toward_the_pause() {
+        let s = schedule();
+        // Accumulating alone is under the budget, but with the in-flight batches it holds all of it.
+        assert!(s.should_pause(400, 0, Some(600)));
+        assert!(s.should_pause(0, 0, Some(1000)));
+        assert!(!s.should_pause(400, 0, Some(599)));
+        assert!(!s.should_pause(0, 0, Some(999)));
+        // The key budget counts the accumulating batches only (it bounds one flush's rows).
+        assert!(s.should_pause(0, 10, Some(0)));
+        assert!(!s.should_pause(0, 9, Some(0)));
+    }
+
+    #[test]
+    fn without_a_flush_in_flight_fetching_never_pauses() {
+        let s = schedule();
+        // Even far over budget: the next flush must be able to start, so a single over-budget batch
+        // still flushes and nothing stalls.
+        assert!(!s.should_pause(5000, 50, None));
+        assert!(!s.should_pause(usize::MAX, usize::MAX, None));
+        assert!(
+            s.should_pause(usize::MAX, 0, Some(usize::MAX)),
+            "no overflow"
+        );
     }
 }

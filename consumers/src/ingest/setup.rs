@@ -118,6 +118,12 @@ pub(super) fn consumer_config(config: &Config) -> anyhow::Result<ClientConfig> {
         StartFrom::Earliest => "earliest",
         StartFrom::Latest => "latest",
     };
+    // librdkafka's pre-fetch counts toward `max_buffered_bytes`: its local queue and one fetch response
+    // get half of `Config::kafka_queue_bytes` each (librdkafka's defaults, 64 MiB and 50 MiB, are
+    // outside any budget). A fetch is raised to `message.max.bytes` by librdkafka if below it.
+    let share = config.kafka_queue_bytes() / 2;
+    let queue_kbytes = (share / 1024).to_string();
+    let fetch_bytes = share.to_string();
     let mut settings: Vec<(&str, &str)> = vec![
         ("group.id", config.group_id.as_str()),
         ("client.id", "sluice-ingest"),
@@ -131,6 +137,8 @@ pub(super) fn consumer_config(config: &Config) -> anyhow::Result<ClientConfig> {
         // 158k events/s with the default, 320k with 20 ms (docs/BENCHMARKS.md).
         ("fetch.queue.backoff.ms", "20"),
         ("auto.offset.reset", auto_offset_reset),
+        ("queued.max.messages.kbytes", &queue_kbytes),
+        ("fetch.max.bytes", &fetch_bytes),
     ];
     // Static membership (docs/operations.md, "Static membership"): a restart with the same id gets the
     // same partitions back without waiting for the old session to time out.
@@ -170,6 +178,38 @@ mod tests {
             consumer_config(&config).unwrap().create();
         assert!(consumer.is_ok(), "{:?}", consumer.err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// librdkafka's pre-fetch is part of the memory budget: its queue and one fetch get a sixteenth of
+    /// `max_buffered_bytes` each (at least 1 MiB), librdkafka accepts the values even for a tiny budget,
+    /// and `kafka_properties` still override them.
+    #[test]
+    fn the_prefetch_queue_is_a_share_of_the_memory_budget() {
+        let get = |config: &Config, key: &str| {
+            consumer_config(config)
+                .unwrap()
+                .get(key)
+                .map(str::to_owned)
+                .unwrap()
+        };
+        let default = Config::default();
+        assert_eq!(get(&default, "queued.max.messages.kbytes"), "32768");
+        assert_eq!(get(&default, "fetch.max.bytes"), "33554432");
+        assert_eq!(default.batch_budget_bytes(), 448 * 1024 * 1024);
+        let tiny = Config {
+            max_buffered_bytes: 4 * 1024 * 1024,
+            ..Config::default()
+        };
+        assert_eq!(get(&tiny, "queued.max.messages.kbytes"), "1024");
+        assert_eq!(get(&tiny, "fetch.max.bytes"), "1048576");
+        assert_eq!(tiny.batch_budget_bytes(), 2 * 1024 * 1024);
+        let consumer: Result<rdkafka::consumer::BaseConsumer, _> =
+            consumer_config(&tiny).unwrap().create();
+        assert!(consumer.is_ok(), "{:?}", consumer.err());
+        let mut own = tiny.clone();
+        own.kafka_properties
+            .insert("fetch.max.bytes".into(), "5000000".into());
+        assert_eq!(get(&own, "fetch.max.bytes"), "5000000");
     }
 
     #[tokio::test]

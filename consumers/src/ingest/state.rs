@@ -65,6 +65,11 @@ impl State {
         self.batches.values().map(|b| b.approx_bytes).sum()
     }
 
+    /// Bytes of the batches a flush in flight holds (`None` when none is in flight).
+    pub fn inflight_bytes(&self) -> Option<usize> {
+        self.inflight.as_ref().map(|f| f.bytes)
+    }
+
     pub fn buffered_events(&self) -> usize {
         self.batches.values().map(PartitionBatch::events).sum()
     }
