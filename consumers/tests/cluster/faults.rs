@@ -119,7 +119,7 @@ impl Run {
             .collect();
         let back = back.map_or_else(String::new, |t| format!("back at +{:.1} s; ", since(t)));
         println!(
-            "FAILURE {what}: {} distinct events ({} published, re-sends included); fault at +0 s; {back}{}; \
+            "FAULT {what}: {} distinct events ({} published, re-sends included); fault at +0 s; {back}{}; \
              caught up {:.1} s after the traffic ended; exact in PostgreSQL and on {} replicas",
             distinct,
             events.len(),
