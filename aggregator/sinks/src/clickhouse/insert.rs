@@ -201,17 +201,7 @@ mod tests {
 
     /// A batch of `partition` holding `n` click events (their contents do not matter here).
     fn clicks(partition: i32, n: usize) -> PartitionBatch {
-        let event = sluice_schemas::ClickEvent {
-            schema_version: 1,
-            event_id: "e".into(),
-            tenant_id: "t".into(),
-            occurred_at: chrono::DateTime::UNIX_EPOCH,
-            short_code: "s".into(),
-            referrer: None,
-            country: None,
-            user_agent: None,
-            visitor_id: None,
-        };
+        let event = ClickEvent::new("e", "t", chrono::DateTime::UNIX_EPOCH, "s");
         let mut batch = PartitionBatch::new("click-events", partition, None);
         batch.click_events = vec![(0, event); n];
         batch
@@ -241,18 +231,7 @@ mod tests {
     ) -> (i64, ClickEvent) {
         let at = chrono::DateTime::from_timestamp(1_767_225_600 + secs, 0).unwrap()
             + chrono::TimeDelta::microseconds(micros);
-        let event = ClickEvent {
-            schema_version: 1,
-            event_id: id.into(),
-            tenant_id: tenant.into(),
-            occurred_at: at,
-            short_code: short_code.into(),
-            referrer: None,
-            country: None,
-            user_agent: None,
-            visitor_id: None,
-        };
-        (0, event)
+        (0, ClickEvent::new(id, tenant, at, short_code))
     }
 
     #[test]
