@@ -182,13 +182,12 @@ impl PollLoop {
                 }
             }
             // After a flush may have started: its batches now count as in flight.
-            let should_pause = self.schedule.should_pause(
-                state.buffered_bytes(),
-                state.buffered_keys(),
-                state.inflight_bytes(),
-            );
+            let inflight = state.inflight_bytes();
+            let should_pause =
+                self.schedule
+                    .should_pause(state.buffered_bytes(), state.buffered_keys(), inflight);
             let (events, dedup_keys) = (state.buffered_events(), state.dedup_keys());
-            let flushing = state.inflight_bytes().unwrap_or(0);
+            let flushing = inflight.unwrap_or(0);
             let ages = (now >= next_second).then(|| state.oldest_uncommitted(now));
             drop(state);
             if should_pause != paused {
