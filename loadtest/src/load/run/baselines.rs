@@ -17,6 +17,7 @@ use super::rates::{reach_time, ChangePoints, Watermarks};
 use super::setup::{clean_up, ingest_setup, isolate, Names};
 use super::watch::MachineBusy;
 use super::{per_kind, say};
+use crate::kit::ingest::{IngestProcess, IngestSetup};
 use crate::kit::kafka as kafka_util;
 use crate::kit::Databases;
 use crate::load::accounting::{self, PerKind};
@@ -45,6 +46,15 @@ fn cpu_of(t: Option<Target>) -> f64 {
 
 fn mib(kb: u64) -> f64 {
     kb as f64 / 1024.0
+}
+
+/// Ends a baseline's ingest after its timing window: its peak resident memory (MiB, read before it
+/// exits), then SIGTERM and its exit status.
+async fn stop_ingest(ingest: IngestProcess) -> anyhow::Result<(Option<f64>, ExitStatus)> {
+    let peak = procstat::status_kb(ingest.pid, "VmHWM").map(mib);
+    let status =
+        tokio::task::spawn_blocking(move || ingest.terminate(Duration::from_secs(60))).await??;
+    Ok((peak, status))
 }
 
 /// The selected baselines on a fresh backlog of `args.prefill_count()` events.
@@ -249,6 +259,21 @@ impl Bench<'_> {
         })
     }
 
+    /// Spawns a baseline's ingest (log `log` in the run directory) and waits until it holds every
+    /// partition of the three topics; returns it with when it was spawned and when it was assigned.
+    async fn start_ingest(
+        &self,
+        setup: &IngestSetup,
+        log: &str,
+    ) -> anyhow::Result<(IngestProcess, Instant, Instant)> {
+        let spawned = Instant::now();
+        let mut ingest = setup.spawn(&self.dir.join(log), &[])?;
+        let assigned = ingest
+            .wait_assigned(3 * self.args.partitions as usize, Duration::from_secs(120))
+            .await?;
+        Ok((ingest, spawned, assigned))
+    }
+
     /// R1: ingest without sinks, timed from partition assignment to the last record read.
     async fn r1(&self) -> anyhow::Result<(Baseline, ExitStatus)> {
         say("baselines: R1 — sluice-ingest with SLUICE_SINKS_ENABLED=false");
@@ -260,11 +285,7 @@ impl Bench<'_> {
             self.names.group("r1"),
             false,
         );
-        let spawned = Instant::now();
-        let mut ingest = setup.spawn(&self.dir.join("ingest-r1.log"), &[])?;
-        let t0 = ingest
-            .wait_assigned(3 * self.args.partitions as usize, Duration::from_secs(120))
-            .await?;
+        let (mut ingest, spawned, t0) = self.start_ingest(&setup, "ingest-r1.log").await?;
         let ingest_target = Target::Process(ingest.pid);
         let (ingest_before, kafka_before) = (cpu_of(Some(ingest_target)), cpu_of(self.kafka()));
         let busy = MachineBusy::start();
@@ -288,12 +309,10 @@ impl Bench<'_> {
             cpu_of(self.kafka()) - kafka_before,
         );
         let busy = busy.cores();
-        let peak = procstat::status_kb(ingest.pid, "VmHWM").map(mib);
         stop.store(true, Ordering::Relaxed);
         let seconds = reach_time(&counter.points(), events as f64).unwrap_or(0.0);
         let startup = t0.duration_since(spawned).as_secs_f64();
-        let status = tokio::task::spawn_blocking(move || ingest.terminate(Duration::from_secs(60)))
-            .await??;
+        let (peak, status) = stop_ingest(ingest).await?;
         let run = Baseline {
             name: "R1".into(),
             what: "sluice-ingest, sinks disabled".into(),
@@ -325,11 +344,7 @@ impl Bench<'_> {
         let setup = ingest_setup(args, &self.names, &self.dbs, self.names.group("r2"), true);
         let watermarks = Watermarks::new(&args.stack.brokers, &self.names.topics, args.partitions)?;
         let high = watermarks.high().await?;
-        let spawned = Instant::now();
-        let mut ingest = setup.spawn(&self.dir.join("ingest-r2.log"), &[])?;
-        let t0 = ingest
-            .wait_assigned(3 * args.partitions as usize, Duration::from_secs(120))
-            .await?;
+        let (mut ingest, spawned, t0) = self.start_ingest(&setup, "ingest-r2.log").await?;
         let targets = [
             Some(Target::Process(ingest.pid)),
             self.stack.postgres.map(Target::Family),
@@ -353,10 +368,8 @@ impl Bench<'_> {
         let seconds = t0.elapsed().as_secs_f64();
         let busy = busy.cores();
         let after = targets.map(cpu_of);
-        let peak = procstat::status_kb(ingest.pid, "VmHWM").map(mib);
         let startup = t0.duration_since(spawned).as_secs_f64();
-        let status = tokio::task::spawn_blocking(move || ingest.terminate(Duration::from_secs(60)))
-            .await??;
+        let (peak, status) = stop_ingest(ingest).await?;
         let d: Vec<f64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
         let run = Baseline {
             name: "R2".into(),
