@@ -135,7 +135,12 @@ async fn a_flush_stuck_on_an_unreachable_clickhouse_makes_ingest_unready() -> an
     assert!(body.contains("flush in flight for"), "{body}");
     assert!(body.contains("ready_stall_timeout_ms=3000"), "{body}");
     assert!(body.contains("clickhouse unreachable"), "{body}");
-    let age_then = oldest_age(&ingest.metrics().await?);
+    // The age gauge is refreshed once a second by the poll loop, so it may trail the readiness
+    // answer (computed on request) by up to a second: wait for it within two.
+    let text = ingest
+        .metrics_when(Duration::from_secs(2), |t| oldest_age(t) >= 3.0)
+        .await?;
+    let age_then = oldest_age(&text);
     assert!(age_then >= 3.0, "oldest uncommitted age {age_then}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let age_later = oldest_age(&ingest.metrics().await?);
