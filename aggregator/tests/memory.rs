@@ -6,8 +6,10 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
+use sluice_aggregator::dedup::{event_key, DedupWindow};
 use sluice_aggregator::PartitionBatch;
 use sluice_producers::synth::{Synth, SynthConfig};
 use sluice_schemas::codec::{decode, encode, Encoding};
@@ -46,6 +48,9 @@ fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
 
+/// The tests measure the one counter: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 fn now() -> DateTime<Utc> {
     DateTime::from_timestamp(1_780_000_000, 0).expect("time")
 }
@@ -61,6 +66,7 @@ fn fill(batch: &mut PartitionBatch, payloads: &[(EventKind, Vec<u8>)], first: i6
 
 #[test]
 fn budget_estimate_tracks_allocated_bytes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const N: usize = 50_000;
     let mut synth = Synth::new(
         SynthConfig {
@@ -103,5 +109,40 @@ fn budget_estimate_tracks_allocated_bytes() {
         (0.8..=1.25).contains(&ratio),
         "estimate {} vs allocated {second_bytes} bytes: ratio {ratio:.2}",
         second.approx_bytes
+    );
+}
+
+/// The dedup window holds `dedup_window_secs` of keys, tens of millions at 100k events/s, so its bytes
+/// per key decide ingest's memory in a long run. A key is a 16-byte hash with an 8-byte expiry; in a
+/// hash table at hashbrown's load (7/8 at most, power-of-two bucket counts) plus one control byte a
+/// bucket, 1.5 M keys take 2^21 buckets of 25 bytes: 35 bytes a key. (A set of keys beside a queue of
+/// (key, expiry) pairs, the earlier layout, took 57 here.) The window's own count, `heap_bytes`, which
+/// the gauge reports, must agree with the allocator.
+#[test]
+fn the_dedup_window_holds_a_key_in_at_most_40_bytes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const KEYS: usize = 1_500_000;
+    let ids: Vec<String> = (0..KEYS).map(|i| format!("e-{i}")).collect();
+    let start = live();
+    // 900 s window, 100 keys per ms: nothing expires.
+    let mut window = DedupWindow::new(900_000, 0);
+    for (i, id) in ids.iter().enumerate() {
+        assert!(window
+            .observe(event_key("tenant-0001", id), (i / 100) as i64)
+            .is_some());
+    }
+    let held = live() - start;
+    assert_eq!(window.len(), KEYS);
+    let per_key = held as f64 / KEYS as f64;
+    eprintln!(
+        "{KEYS} keys: {held} bytes, {per_key:.1} per key, the window counts {}",
+        window.heap_bytes()
+    );
+    assert!(per_key <= 40.0, "{per_key:.1} bytes per key");
+    let counted = window.heap_bytes() as f64 / held as f64;
+    assert!(
+        (0.95..=1.05).contains(&counted),
+        "heap_bytes {} vs allocated {held}",
+        window.heap_bytes()
     );
 }

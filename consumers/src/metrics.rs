@@ -19,6 +19,8 @@ pub const DUPLICATES: &str = "sluice_ingest_duplicates_total";
 pub const RECORDS_REPLAYED: &str = "sluice_ingest_records_replayed_total";
 /// Gauge: keys held in dedup windows.
 pub const DEDUP_KEYS: &str = "sluice_buffer_dedup_keys";
+/// Gauge: bytes the dedup windows hold (their tables' slots and control bytes).
+pub const DEDUP_BYTES: &str = "sluice_buffer_dedup_bytes";
 /// Counter: records rejected by decoding or validation. Labels: `kind`, `reason`.
 pub const RECORDS_REJECTED: &str = "sluice_ingest_records_rejected_total";
 /// Counter: partition flushes by outcome (`committed`, `fenced`, `aborted`, `failed`).
@@ -165,6 +167,11 @@ pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
         "Aggregate rows held in partition batches."
     );
     describe_gauge!(DEDUP_KEYS, Unit::Count, "Keys held in the dedup windows.");
+    describe_gauge!(
+        DEDUP_BYTES,
+        Unit::Bytes,
+        "Bytes the dedup windows hold (their tables' slots and control bytes)."
+    );
     describe_gauge!(
         PAUSED,
         Unit::Count,
@@ -317,6 +324,7 @@ mod tests {
             DUPLICATES,
             RECORDS_REPLAYED,
             DEDUP_KEYS,
+            DEDUP_BYTES,
             RECORDS_REJECTED,
             FLUSHES,
             FLUSH_SECONDS,

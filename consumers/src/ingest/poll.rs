@@ -21,9 +21,9 @@ use super::partitions::Partitions;
 use super::schedule::FlushSchedule;
 use super::shutdown::Shutdown;
 use crate::metrics::{
-    BUFFERED_BYTES, BUFFERED_EVENTS, BUFFERED_KEYS, DEDUP_KEYS, DUPLICATES, EVENTS_AGGREGATED,
-    FLUSHING_BYTES, FLUSH_INTERVAL_SECONDS, OLDEST_UNCOMMITTED_AGE, PAUSED, RECORDS_CONSUMED,
-    RECORDS_REJECTED, RECORDS_REPLAYED,
+    BUFFERED_BYTES, BUFFERED_EVENTS, BUFFERED_KEYS, DEDUP_BYTES, DEDUP_KEYS, DUPLICATES,
+    EVENTS_AGGREGATED, FLUSHING_BYTES, FLUSH_INTERVAL_SECONDS, OLDEST_UNCOMMITTED_AGE, PAUSED,
+    RECORDS_CONSUMED, RECORDS_REJECTED, RECORDS_REPLAYED,
 };
 use crate::routing::{self, MisroutedCounts};
 
@@ -187,6 +187,7 @@ impl PollLoop {
                 self.schedule
                     .should_pause(state.buffered_bytes(), state.buffered_keys(), inflight);
             let (events, dedup_keys) = (state.buffered_events(), state.dedup_keys());
+            let dedup_bytes = (now >= next_second).then(|| state.dedup_bytes());
             let flushing = inflight.unwrap_or(0);
             let ages = (now >= next_second).then(|| state.oldest_uncommitted(now));
             drop(state);
@@ -224,6 +225,7 @@ impl PollLoop {
                 metrics::gauge!(BUFFERED_EVENTS).set(events as f64);
                 metrics::gauge!(BUFFERED_KEYS).set(keys as f64);
                 metrics::gauge!(DEDUP_KEYS).set(dedup_keys as f64);
+                metrics::gauge!(DEDUP_BYTES).set(dedup_bytes.unwrap_or_default() as f64);
                 next_second = now + Duration::from_secs(1);
             }
         }

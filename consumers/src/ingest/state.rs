@@ -87,6 +87,11 @@ impl State {
         self.dedup.values().map(DedupWindow::len).sum()
     }
 
+    /// Bytes the dedup windows hold.
+    pub fn dedup_bytes(&self) -> usize {
+        self.dedup.values().map(DedupWindow::heap_bytes).sum()
+    }
+
     /// Sets every dedup window's clock (Unix ms): once per poll-loop turn.
     pub fn set_dedup_clock(&mut self, now_ms: i64) {
         for window in self.dedup.values_mut() {
