@@ -26,10 +26,9 @@
 //! keys expire when is kept as run lengths of equal expiries, so no second copy of the keys is needed.
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-use hashbrown::hash_map::Entry;
-use hashbrown::HashMap;
+use hashbrown::hash_table::Entry;
+use hashbrown::HashTable;
 
 /// A 128-bit hash of `(tenant_id, event_id)`.
 pub type EventKey = u128;
@@ -64,43 +63,20 @@ pub fn event_key(tenant_id: &str, event_id: &str) -> EventKey {
     h.digest128()
 }
 
-/// The keys are already uniform hashes: hashing them again would only cost time. (A hash table with
-/// this pass-through hasher rather than a crate: it is eight lines and has no behaviour to get wrong.)
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PassThroughHasher(u64);
-
-impl Hasher for PassThroughHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(word);
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
-    }
+/// A table slot: a key (as two words: a `u128` would align the slot to 32 bytes) and its expiry.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    key: [u64; 2],
+    expiry: i64,
 }
 
-/// A key as two words: with its `i64` expiry a table slot takes 24 bytes, where a `u128` key (16-byte
-/// aligned) would make it 32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Key([u64; 2]);
-
-impl Key {
-    fn new(key: EventKey) -> Self {
-        Key([key as u64, (key >> 64) as u64])
-    }
+fn split(key: EventKey) -> [u64; 2] {
+    [key as u64, (key >> 64) as u64]
 }
 
-impl Hash for Key {
-    /// The low word is already a uniform hash: [`PassThroughHasher`] takes it as the bucket hash.
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0[0]);
-    }
+/// The slot's bucket hash: the key is already a uniform hash, so its low word serves as is.
+fn slot_hash(slot: &Slot) -> u64 {
+    slot.key[0]
 }
 
 /// Sweep the table once at least this share (1/N) of its slots hold expired keys.
@@ -117,7 +93,7 @@ pub struct DedupWindow {
     horizon_ms: i64,
     /// Every key in the table with its expiry (watermark at acceptance + window). A key is remembered
     /// while its expiry is not behind the watermark; expired slots wait for the next sweep.
-    keys: HashMap<Key, i64, BuildHasherDefault<PassThroughHasher>>,
+    keys: HashTable<Slot>,
     /// `(expiry, how many slots got it)`, in non-decreasing expiry order (the watermark only moves
     /// forward): tells how many slots have expired without a look at the table.
     runs: VecDeque<(i64, u64)>,
@@ -132,7 +108,7 @@ impl DedupWindow {
             window_ms,
             watermark_ms,
             horizon_ms: i64::MAX,
-            keys: HashMap::default(),
+            keys: HashTable::new(),
             runs: VecDeque::new(),
             expired: 0,
         }
@@ -150,8 +126,9 @@ impl DedupWindow {
             if expiry < watermark_ms {
                 continue;
             }
-            if let Entry::Vacant(slot) = w.keys.entry(Key::new(key)) {
-                slot.insert(expiry);
+            let key = split(key);
+            if let Entry::Vacant(slot) = w.keys.entry(key[0], |s| s.key == key, slot_hash) {
+                slot.insert(Slot { key, expiry });
                 in_order &= w.runs.back().is_none_or(|&(last, _)| last <= expiry);
                 if in_order {
                     w.count_in(expiry);
@@ -161,7 +138,7 @@ impl DedupWindow {
         if !in_order {
             // Entries come in acceptance order (`ORDER BY end_offset`), so this is for hand-made input:
             // the runs are rebuilt from the table itself.
-            let mut expiries: Vec<i64> = w.keys.values().copied().collect();
+            let mut expiries: Vec<i64> = w.keys.iter().map(|s| s.expiry).collect();
             expiries.sort_unstable();
             w.runs.clear();
             for expiry in expiries {
@@ -203,7 +180,7 @@ impl DedupWindow {
             // hashbrown keeps its load at or under 7/8, in a power-of-two number of buckets.
             (self.keys.capacity() * 8 / 7).next_power_of_two()
         };
-        buckets * (size_of::<(Key, i64)>() + 1) + self.runs.capacity() * size_of::<(i64, u64)>()
+        buckets * (size_of::<Slot>() + 1) + self.runs.capacity() * size_of::<(i64, u64)>()
     }
 
     /// Counts a slot in under its expiry. Expiries come in non-decreasing order: the watermark only
@@ -229,7 +206,7 @@ impl DedupWindow {
         }
         if self.expired >= SWEEP_MIN_EXPIRED && self.expired * SWEEP_AT_ONE_IN >= self.keys.len() {
             let watermark = self.watermark_ms;
-            self.keys.retain(|_, expiry| *expiry >= watermark);
+            self.keys.retain(|s| s.expiry >= watermark);
             self.expired = 0;
             // The runs left all lie at or after the watermark: exactly the slots the sweep kept (a slot
             // re-accepted after expiring was counted again under its new expiry).
@@ -246,18 +223,21 @@ impl DedupWindow {
             self.expire();
         }
         let expiry = self.watermark_ms + self.window_ms;
-        match self.keys.entry(Key::new(key)) {
+        // One probe finds the key or the slot for it.
+        let key = split(key);
+        match self.keys.entry(key[0], |s| s.key == key, slot_hash) {
             Entry::Occupied(mut slot) => {
-                if *slot.get() >= self.watermark_ms {
+                let slot = slot.get_mut();
+                if slot.expiry >= self.watermark_ms {
                     return None;
                 }
                 // Expired, not yet swept: the key is new again. Its old run was counted off when the
                 // watermark passed it, so it leaves the expired count here.
-                slot.insert(expiry);
+                slot.expiry = expiry;
                 self.expired -= 1;
             }
             Entry::Vacant(slot) => {
-                slot.insert(expiry);
+                slot.insert(Slot { key, expiry });
             }
         }
         self.count_in(expiry);
@@ -315,7 +295,7 @@ mod tests {
 
     #[test]
     fn a_slot_keeps_the_whole_key_and_its_expiry_in_24_bytes() {
-        assert_eq!(size_of::<(Key, i64)>(), 24);
+        assert_eq!(size_of::<Slot>(), 24);
         for key in [
             0u128,
             1,
@@ -324,7 +304,7 @@ mod tests {
             (1 << 64) - 1,
             event_key("t", "e"),
         ] {
-            let Key([lo, hi]) = Key::new(key);
+            let [lo, hi] = split(key);
             assert_eq!(u128::from(lo) | (u128::from(hi) << 64), key);
         }
         // Keys equal in their low word (the bucket hash) but not in the high one stay apart.
