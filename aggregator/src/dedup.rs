@@ -172,15 +172,9 @@ impl DedupWindow {
         self.len() == 0
     }
 
-    /// Bytes the window holds: the table's slots and control bytes, and the expiry runs.
+    /// Bytes the window holds: the table's allocation (slots and control bytes) and the expiry runs.
     pub fn heap_bytes(&self) -> usize {
-        let buckets = if self.keys.capacity() == 0 {
-            0
-        } else {
-            // hashbrown keeps its load at or under 7/8, in a power-of-two number of buckets.
-            (self.keys.capacity() * 8 / 7).next_power_of_two()
-        };
-        buckets * (size_of::<Slot>() + 1) + self.runs.capacity() * size_of::<(i64, u64)>()
+        self.keys.allocation_size() + self.runs.capacity() * size_of::<(i64, u64)>()
     }
 
     /// Counts a slot in under its expiry. Expiries come in non-decreasing order: the watermark only
