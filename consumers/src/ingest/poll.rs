@@ -186,16 +186,23 @@ impl PollLoop {
             let should_pause =
                 self.schedule
                     .should_pause(state.buffered_bytes(), state.buffered_keys(), inflight);
-            let (events, dedup_keys) = (state.buffered_events(), state.dedup_keys());
-            let dedup_bytes = (now >= next_second).then(|| state.dedup_bytes());
             let flushing = inflight.unwrap_or(0);
-            let ages = (now >= next_second).then(|| state.oldest_uncommitted(now));
+            // The once-a-second gauges' readings, taken while the state is locked anyway.
+            let second = (now >= next_second).then(|| {
+                let (events, dedup_keys) = (state.buffered_events(), state.dedup_keys());
+                (
+                    events,
+                    dedup_keys,
+                    state.dedup_bytes(),
+                    state.oldest_uncommitted(now),
+                )
+            });
             drop(state);
             if should_pause != paused {
                 self.set_paused(should_pause);
                 paused = should_pause;
             }
-            if now >= next_second {
+            if let Some((events, dedup_keys, dedup_bytes, ages)) = second {
                 let lag = self.partitions.fetch_lag.load(Ordering::Relaxed);
                 let last_flush = Duration::from_micros(
                     self.partitions.last_flush_micros.load(Ordering::Relaxed),
@@ -213,7 +220,7 @@ impl PollLoop {
                 counts.publish();
                 counts.reject_logs.next_second("records rejected");
                 counts.misrouted_logs.next_second("misrouted records");
-                for ((topic, partition), age) in ages.unwrap_or_default() {
+                for ((topic, partition), age) in ages {
                     let labels = [
                         ("topic", self.partitions.topics.name(topic).to_owned()),
                         ("partition", partition.to_string()),
@@ -225,7 +232,7 @@ impl PollLoop {
                 metrics::gauge!(BUFFERED_EVENTS).set(events as f64);
                 metrics::gauge!(BUFFERED_KEYS).set(keys as f64);
                 metrics::gauge!(DEDUP_KEYS).set(dedup_keys as f64);
-                metrics::gauge!(DEDUP_BYTES).set(dedup_bytes.unwrap_or_default() as f64);
+                metrics::gauge!(DEDUP_BYTES).set(dedup_bytes as f64);
                 next_second = now + Duration::from_secs(1);
             }
         }
