@@ -1,8 +1,6 @@
 //! The raw tables' row types and the encoders from a batch's events to them (borrowing the events'
 //! strings). A value that does not fit its column is an error naming the column, never clamped.
 
-use std::cmp::Ordering;
-
 use clickhouse::Row;
 use serde::Serialize;
 use sluice_aggregator::batch::{CrawlRecord, PartitionBatch};
@@ -221,37 +219,46 @@ pub(super) fn click_row<'a>(
     })
 }
 
-/// The raw tables' sorting keys (`ORDER BY` in `clickhouse/migrations/0001_raw_events.sql`), compared
-/// as the server compares them: strings byte by byte, `occurred_at` in whole seconds (the `DateTime`
-/// column), then `event_id`. An `INSERT` whose rows already come in this order is not sorted again by
-/// the server (it checks, and counts `MergeTreeDataWriterBlocksAlreadySorted`): in a profile of a drain,
-/// sorting and permuting the inserted blocks was about a third of ClickHouse's CPU, half of it the raw
-/// tables'. Rows with equal keys keep their order (a stable sort), as the server's own sort would.
-pub(super) fn rank_order(a: &(i64, RankEvent), b: &(i64, RankEvent)) -> Ordering {
-    fn key(e: &RankEvent) -> (&str, &str, &str, i64, &str) {
-        let t = e.occurred_at.timestamp();
-        (&e.tenant_id, &e.campaign_id, &e.keyword, t, &e.event_id)
-    }
-    key(&a.1).cmp(&key(&b.1))
+/// An event's place in its raw table's sorting key (`ORDER BY` in
+/// `clickhouse/migrations/0001_raw_events.sql`), in the parts the server compares: the leading string
+/// columns (`prefix`, unused places empty), `occurred_at` in whole seconds (the `DateTime` column), then
+/// `event_id`. Strings compare byte by byte, as the server compares them. An `INSERT` whose rows already
+/// come in this order is not sorted again by the server (it checks, and counts
+/// `MergeTreeDataWriterBlocksAlreadySorted`): in a profile of a drain, sorting and permuting the inserted
+/// blocks was about a third of ClickHouse's CPU, half of it the raw tables'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct SortKey<'a> {
+    pub prefix: [&'a str; 3],
+    pub secs: i64,
+    pub event_id: &'a str,
 }
 
-/// [`rank_order`] for `crawl_events`: (tenant_id, campaign_id, domain, occurred_at, event_id).
-pub(super) fn crawl_order(a: &CrawlRecord, b: &CrawlRecord) -> Ordering {
-    fn key(r: &CrawlRecord) -> (&str, &str, &str, i64, &str) {
-        let e = &r.event;
-        let t = e.occurred_at.timestamp();
-        (&e.tenant_id, &e.campaign_id, &r.domain, t, &e.event_id)
+/// `rank_events`: (tenant_id, campaign_id, keyword, occurred_at, event_id).
+pub(super) fn rank_key((_, e): &(i64, RankEvent)) -> SortKey<'_> {
+    SortKey {
+        prefix: [&e.tenant_id, &e.campaign_id, &e.keyword],
+        secs: e.occurred_at.timestamp(),
+        event_id: &e.event_id,
     }
-    key(a).cmp(&key(b))
 }
 
-/// [`rank_order`] for `click_events`: (tenant_id, short_code, occurred_at, event_id).
-pub(super) fn click_order(a: &(i64, ClickEvent), b: &(i64, ClickEvent)) -> Ordering {
-    fn key(e: &ClickEvent) -> (&str, &str, i64, &str) {
-        let t = e.occurred_at.timestamp();
-        (&e.tenant_id, &e.short_code, t, &e.event_id)
+/// `crawl_events`: (tenant_id, campaign_id, domain, occurred_at, event_id).
+pub(super) fn crawl_key(r: &CrawlRecord) -> SortKey<'_> {
+    let e = &r.event;
+    SortKey {
+        prefix: [&e.tenant_id, &e.campaign_id, &r.domain],
+        secs: e.occurred_at.timestamp(),
+        event_id: &e.event_id,
     }
-    key(&a.1).cmp(&key(&b.1))
+}
+
+/// `click_events`: (tenant_id, short_code, occurred_at, event_id).
+pub(super) fn click_key((_, e): &(i64, ClickEvent)) -> SortKey<'_> {
+    SortKey {
+        prefix: [&e.tenant_id, &e.short_code, ""],
+        secs: e.occurred_at.timestamp(),
+        event_id: &e.event_id,
+    }
 }
 
 /// The partition number for the `UInt16` column: a topic with more than 65,536 partitions is a
