@@ -17,6 +17,18 @@ use sluice_consumers::{config::Config, ingest, telemetry};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process (`prctl(PR_SET_THP_DISABLE)`), where the kernel
+/// would give it 2 MiB pages (`/sys/kernel/mm/transparent_hugepage/enabled` = `always`). Ingest's
+/// batches are allocated as records arrive and freed by each flush, so it keeps touching memory for the
+/// first time, and the kernel zeroes a whole 2 MiB page on each such touch. In R2 drains of 3 M mixed
+/// events, ingest spent 3.1–3.6 s in the kernel with huge pages and 1.7–2.0 s without them, and peaked
+/// lower (docs/BENCHMARKS.md, "Session 9"). Other processes keep the system's setting.
+fn without_transparent_huge_pages() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    rustix::thread::disable_transparent_huge_pages(true)?;
+    Ok(())
+}
+
 #[derive(Parser)]
 #[command(
     name = "sluice-ingest",
@@ -117,6 +129,7 @@ enum DeadLetterAction {
 }
 
 fn main() -> std::process::ExitCode {
+    let thp = without_transparent_huge_pages();
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -126,6 +139,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     telemetry::init_tracing(config.log_format);
+    if let Err(e) = thp {
+        tracing::warn!(error = %e, "cannot turn transparent huge pages off for this process");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -198,3 +198,23 @@ async fn unreachable_brokers_make_ingest_unready() -> anyhow::Result<()> {
     assert!(status.success(), "{status}");
     stack.cleanup().await
 }
+
+/// Ingest turns transparent huge pages off for its own process at start-up, whatever the system's
+/// setting (`without_transparent_huge_pages` in main.rs; docs/BENCHMARKS.md, "Session 9"). The kernel
+/// reports the process's setting in `/proc/<pid>/status` as `THP_enabled`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_runs_without_transparent_huge_pages() -> anyhow::Result<()> {
+    let stack = TestStack::new("health_thp", 1).await?;
+    let ingest = stack.spawn_ingest("a", &[])?;
+    let (status, body) = ready_when(&ingest, Duration::from_secs(30), |s, _| s == 200).await?;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    let proc_status = std::fs::read_to_string(format!("/proc/{}/status", ingest.pid))?;
+    let thp: Vec<&str> = proc_status
+        .lines()
+        .filter(|l| l.starts_with("THP_enabled:"))
+        .collect();
+    assert_eq!(thp, ["THP_enabled:\t0"], "{proc_status}");
+    let status = ingest.terminate(Duration::from_secs(30))?;
+    assert!(status.success(), "{status}");
+    stack.cleanup().await
+}
