@@ -226,7 +226,7 @@ pub(super) fn click_row<'a>(
 /// come in this order is not sorted again by the server (it checks, and counts
 /// `MergeTreeDataWriterBlocksAlreadySorted`): in a profile of a drain, sorting and permuting the inserted
 /// blocks was about a third of ClickHouse's CPU, half of it the raw tables'.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct SortKey<'a> {
     pub prefix: [&'a str; 3],
     pub secs: i64,
