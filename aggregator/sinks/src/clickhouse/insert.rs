@@ -156,8 +156,9 @@ fn sorted_events<'a, E>(
         .iter()
         .flat_map(|b| events(b).iter().map(move |e| (*b, e)))
         .collect();
-    // (prefix slot, then its rank; second; position in `all`) per event.
-    let mut order: Vec<(u32, i64, usize)> = Vec::with_capacity(all.len());
+    // (prefix slot, then its rank; second; event id; position in `all`) per event: once the slots are
+    // ranks, the tuples' own order is the table's, with the position keeping equal keys as given.
+    let mut order: Vec<(u32, i64, &str, usize)> = Vec::with_capacity(all.len());
     let mut prefixes: Vec<[&str; 3]> = Vec::new();
     let mut slots: hashbrown::HashMap<[&str; 3], u32> = hashbrown::HashMap::new();
     for (i, (_, e)) in all.iter().enumerate() {
@@ -166,7 +167,7 @@ fn sorted_events<'a, E>(
             prefixes.push(k.prefix);
             u32::try_from(prefixes.len() - 1).expect("fewer than 2^32 distinct prefixes")
         });
-        order.push((slot, k.secs, i));
+        order.push((slot, k.secs, k.event_id, i));
     }
     drop(slots);
     let mut by_prefix: Vec<u32> = (0..).take(prefixes.len()).collect();
@@ -178,13 +179,9 @@ fn sorted_events<'a, E>(
     for entry in &mut order {
         entry.0 = rank[entry.0 as usize];
     }
-    order.sort_unstable_by(|a, b| {
-        (a.0, a.1)
-            .cmp(&(b.0, b.1))
-            .then_with(|| key(all[a.2].1).event_id.cmp(key(all[b.2].1).event_id))
-            .then(a.2.cmp(&b.2))
-    });
-    order.into_iter().map(|(_, _, i)| all[i]).collect()
+    // Positions are distinct, so no two tuples are equal and an unstable sort is exact.
+    order.sort_unstable();
+    order.into_iter().map(|(.., i)| all[i]).collect()
 }
 
 /// A table's rows below this many are not split into another concurrent `INSERT`: each one is a part
