@@ -189,10 +189,9 @@ impl PollLoop {
             let flushing = inflight.unwrap_or(0);
             // The once-a-second gauges' readings, taken while the state is locked anyway.
             let second = (now >= next_second).then(|| {
-                let (events, dedup_keys) = (state.buffered_events(), state.dedup_keys());
                 (
-                    events,
-                    dedup_keys,
+                    state.buffered_events(),
+                    state.dedup_keys(),
                     state.dedup_bytes(),
                     state.oldest_uncommitted(now),
                 )
