@@ -12,8 +12,9 @@
 -- visitor is filtered with the -If combinator, an unranked check is stored as position 0 (last, worst)
 -- or 255 (best) and turned back into NULL with nullIf at query time.
 -- Buckets are UTC whatever the server's time zone. Each statement ends with ";" at the end of a line.
--- click_hour is not here: it is a view over click_minute (0003_click_hour_view.sql). Servers that ran
--- an earlier version of this file, which made it a table fed by its own view, are converted by 0003.
+-- click_hour and click_day are not here: they are views over click_minute (0003_click_hour_view.sql,
+-- 0004_click_day_view.sql). Servers that ran an earlier version of this file, which made each a table
+-- fed by its own view, are converted by those migrations.
 
 CREATE TABLE IF NOT EXISTS click_minute (
     tenant_id      String,
@@ -24,16 +25,6 @@ CREATE TABLE IF NOT EXISTS click_minute (
 ) ENGINE = AggregatingMergeTree()
 PARTITION BY toYYYYMM(minute)
 ORDER BY (tenant_id, short_code, minute);
-
-CREATE TABLE IF NOT EXISTS click_day (
-    tenant_id      String,
-    short_code     String,
-    day            Date,
-    clicks_state   AggregateFunction(uniqExact, String),
-    visitors_state AggregateFunction(uniqExactIf, String, UInt8)
-) ENGINE = AggregatingMergeTree()
-PARTITION BY toYYYYMM(day)
-ORDER BY (tenant_id, short_code, day);
 
 CREATE TABLE IF NOT EXISTS rank_day (
     tenant_id      String,
@@ -84,13 +75,6 @@ SELECT tenant_id, short_code, toStartOfMinute(occurred_at, 'UTC') AS minute,
 FROM click_events
 GROUP BY tenant_id, short_code, minute;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS click_day_mv TO click_day AS
-SELECT tenant_id, short_code, toDate(occurred_at, 'UTC') AS day,
-       uniqExactState(event_id) AS clicks_state,
-       uniqExactIfState(ifNull(visitor_id, ''), isNotNull(visitor_id)) AS visitors_state
-FROM click_events
-GROUP BY tenant_id, short_code, day;
-
 CREATE MATERIALIZED VIEW IF NOT EXISTS rank_day_mv TO rank_day AS
 SELECT tenant_id, campaign_id, keyword, geo, engine, device, toDate(occurred_at, 'UTC') AS day,
        uniqExactState(event_id) AS checks_state,
@@ -124,12 +108,6 @@ SELECT tenant_id, short_code, toStartOfMinute(occurred_at, 'UTC') AS minute,
        uniqExactState(event_id), uniqExactIfState(ifNull(visitor_id, ''), isNotNull(visitor_id))
 FROM click_events
 GROUP BY tenant_id, short_code, minute;
-
-INSERT INTO click_day
-SELECT tenant_id, short_code, toDate(occurred_at, 'UTC') AS day,
-       uniqExactState(event_id), uniqExactIfState(ifNull(visitor_id, ''), isNotNull(visitor_id))
-FROM click_events
-GROUP BY tenant_id, short_code, day;
 
 INSERT INTO rank_day
 SELECT tenant_id, campaign_id, keyword, geo, engine, device, toDate(occurred_at, 'UTC') AS day,

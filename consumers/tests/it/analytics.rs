@@ -1015,8 +1015,8 @@ async fn retention_drops_exactly_the_expired_months() -> anyhow::Result<()> {
         .into_iter()
         .map(|r| r[0].clone())
         .collect();
-    // 3 raw tables and 5 rollup tables (click_hour is a view over click_minute).
-    assert_eq!(tables.len(), 8, "{tables:?}");
+    // 3 raw tables and 4 rollup tables (click_hour and click_day are views over click_minute).
+    assert_eq!(tables.len(), 7, "{tables:?}");
 
     let today = NaiveDate::from_ymd_opt(2026, 11, 24).context("date")?;
     assert!(db.sink.apply_retention_at(0, today).await.is_err());
@@ -1060,5 +1060,110 @@ async fn retention_drops_exactly_the_expired_months() -> anyhow::Result<()> {
         "{again:?}"
     );
     assert_eq!(partitions(&db, &tables).await?, kept);
+    db.drop().await
+}
+
+/// `click_day` as the migrations before 0004 made it: a table that its own materialized view fills.
+const OLD_CLICK_DAY: [&str; 2] = [
+    "CREATE TABLE click_day (tenant_id String, short_code String, day Date, \
+     clicks_state AggregateFunction(uniqExact, String), \
+     visitors_state AggregateFunction(uniqExactIf, String, UInt8)) \
+     ENGINE = AggregatingMergeTree() PARTITION BY toYYYYMM(day) ORDER BY (tenant_id, short_code, day)",
+    "CREATE MATERIALIZED VIEW click_day_mv TO click_day AS \
+     SELECT tenant_id, short_code, toDate(occurred_at, 'UTC') AS day, \
+     uniqExactState(event_id) AS clicks_state, \
+     uniqExactIfState(ifNull(visitor_id, ''), isNotNull(visitor_id)) AS visitors_state \
+     FROM click_events GROUP BY tenant_id, short_code, day",
+];
+
+/// The engines of `click_day` and of its view, if any.
+const ENGINES: &str = "SELECT name, engine FROM system.tables WHERE database = currentDatabase() \
+                       AND name IN ('click_day', 'click_day_mv') ORDER BY name";
+
+/// A click of link `code` of tenant `corner`.
+fn click_on(code: &str, id: &str, at: &str, visitor: Option<&str>) -> anyhow::Result<Event> {
+    let mut event = click(id, DateTime::parse_from_rfc3339(at)?.to_utc(), visitor);
+    if let Event::Click(c) = &mut event {
+        c.short_code = code.to_owned();
+    }
+    Ok(event)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_click_day_table_becomes_the_view_and_answers_the_same() -> anyhow::Result<()> {
+    let db = TestDb::new("analytics_click_day_view").await?;
+    // Put the database back where migration 0003 left a server: click_day a table fed by its own
+    // view, and 0004 not recorded.
+    db.execute("DROP TABLE click_day").await?;
+    for statement in OLD_CLICK_DAY {
+        db.execute(statement).await?;
+    }
+    db.execute("RENAME TABLE sluice_schema_migrations TO applied_before")
+        .await?;
+    db.execute("CREATE TABLE sluice_schema_migrations AS applied_before")
+        .await?;
+    db.execute(
+        "INSERT INTO sluice_schema_migrations SELECT * FROM applied_before WHERE version < 4",
+    )
+    .await?;
+    db.execute("DROP TABLE applied_before").await?;
+
+    // Link a: three clicks on the 23rd (UTC; one at 23:59:59.999999), two of them by visitor v1 and
+    // one anonymous, and one on the 24th by v2. Link b: two clicks on the 23rd by v3 and v4.
+    let mut batch = PartitionBatch::new("click_day_view", 0, None);
+    let clicks = [
+        ("a", "c1", "2026-11-23T08:00:00Z", Some("v1")),
+        ("a", "c2", "2026-11-23T23:59:59.999999Z", Some("v1")),
+        ("a", "c3", "2026-11-23T12:30:00Z", None),
+        ("a", "c4", "2026-11-24T00:00:00Z", Some("v2")),
+        ("b", "c5", "2026-11-23T10:00:00Z", Some("v3")),
+        ("b", "c6", "2026-11-23T10:00:30Z", Some("v4")),
+    ];
+    for (offset, (code, id, at, visitor)) in clicks.into_iter().enumerate() {
+        batch.add(click_on(code, id, at, visitor)?, i64::try_from(offset)?);
+    }
+    // Every click reaches the raw table, and so each view, twice.
+    db.sink.write(&batch).await?;
+    db.sink.write(&batch).await?;
+
+    let per_day = "SELECT short_code, day, uniqExactMerge(clicks_state), \
+                   uniqExactIfMerge(visitors_state) FROM click_day \
+                   GROUP BY short_code, day ORDER BY short_code, day";
+    let row = |cells: [&str; 4]| cells.map(str::to_owned).to_vec();
+    let mut want = vec![
+        row(["a", "2026-11-23", "3", "1"]),
+        row(["a", "2026-11-24", "1", "1"]),
+        row(["b", "2026-11-23", "2", "2"]),
+    ];
+    assert_eq!(
+        db.rows(ENGINES).await?,
+        [
+            ["click_day", "AggregatingMergeTree"],
+            ["click_day_mv", "MaterializedView"]
+        ]
+    );
+    assert_eq!(db.rows(per_day).await?, want, "from the old table");
+
+    let applied: Vec<String> = db
+        .sink
+        .migrate()
+        .await?
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(applied, ["click_day_view"]);
+    assert_eq!(db.rows(ENGINES).await?, [["click_day", "View"]]);
+    assert_eq!(db.rows(per_day).await?, want, "from the view");
+
+    // New clicks reach the view through click_minute: v1 on the 24th is a new visitor of that day.
+    let mut later = PartitionBatch::new("click_day_view", 0, None);
+    later.add(click_on("a", "c7", "2026-11-24T09:00:00Z", Some("v1"))?, 6);
+    db.sink.write(&later).await?;
+    want[1] = row(["a", "2026-11-24", "2", "2"]);
+    assert_eq!(db.rows(per_day).await?, want, "after new clicks");
+    assert!(
+        db.sink.migrate().await?.is_empty(),
+        "a second migrate applied something"
+    );
     db.drop().await
 }

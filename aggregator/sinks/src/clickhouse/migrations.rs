@@ -41,6 +41,12 @@ pub const MIGRATIONS: &[Migration] = &[
         base: include_str!("../../../../clickhouse/migrations/0003_click_hour_view.sql"),
         modern: None,
     },
+    Migration {
+        version: 4,
+        name: "click_day_view",
+        base: include_str!("../../../../clickhouse/migrations/0004_click_day_view.sql"),
+        modern: None,
+    },
 ];
 
 /// The first server version (major, minor) that gets the modern overlays and TTL retention. Every
@@ -289,7 +295,7 @@ mod tests {
             |steps: Vec<Step>| -> Vec<String> { steps.into_iter().map(|s| s.name).collect() };
         assert_eq!(
             names(pending(&[], false)),
-            ["raw_events", "rollups", "click_hour_view"]
+            ["raw_events", "rollups", "click_hour_view", "click_day_view"]
         );
         assert_eq!(
             names(pending(&[], true)),
@@ -297,13 +303,15 @@ mod tests {
                 "raw_events",
                 "raw_events.modern",
                 "rollups",
-                "click_hour_view"
+                "click_hour_view",
+                "click_day_view"
             ]
         );
         let all_base = [
             (1, "raw_events".to_owned()),
             (2, "rollups".to_owned()),
             (3, "click_hour_view".to_owned()),
+            (4, "click_day_view".to_owned()),
         ];
         assert!(pending(&all_base, false).is_empty());
         assert_eq!(names(pending(&all_base, true)), ["raw_events.modern"]);
@@ -313,7 +321,10 @@ mod tests {
             (2, "rollups.modern".to_owned()),
             (3, "click_hour_view".to_owned()),
         ];
-        assert_eq!(names(pending(&renamed, false)), ["rollups"]);
+        assert_eq!(
+            names(pending(&renamed, false)),
+            ["rollups", "click_day_view"]
+        );
     }
 
     #[test]
