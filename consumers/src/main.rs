@@ -13,7 +13,9 @@ use sluice_consumers::{config::Config, ingest, telemetry};
 /// mimalloc instead of glibc malloc: the poll thread allocates every decoded event's strings and the
 /// flush frees them by the million; glibc's malloc and free (`_int_malloc`, `malloc_consolidate`,
 /// `unlink_chunk`, …) took 18 % of ingest's samples in a load run and a third in an R1 drain
-/// (docs/BENCHMARKS.md).
+/// (docs/BENCHMARKS.md). The workspace builds mimalloc with its `override` feature, so the C code in
+/// the process (librdkafka, LZ4) allocates from mimalloc too: ingest peaked 6–17 % lower in R2 drains,
+/// and a load generator took about 15 % less CPU per event (docs/BENCHMARKS.md, "Session 10").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -288,5 +290,30 @@ async fn wait_for_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    unsafe extern "C" {
+        /// mimalloc's own check that a pointer lies in memory it manages.
+        fn mi_is_in_heap_region(p: *const std::ffi::c_void) -> bool;
+    }
+
+    /// What librdkafka gets from `malloc` comes from mimalloc, not glibc: `System` is Rust's path
+    /// to the C `malloc` (for this size and alignment).
+    #[test]
+    fn c_malloc_is_mimalloc() {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        let layout = Layout::from_size_align(64, 8).expect("layout");
+        // SAFETY: a non-zero-sized layout; the block is freed with the same allocator and layout.
+        let ours = unsafe {
+            let p = System.alloc(layout);
+            assert!(!p.is_null());
+            let ours = mi_is_in_heap_region(p.cast());
+            System.dealloc(p, layout);
+            ours
+        };
+        assert!(ours, "malloc returned memory mimalloc does not manage");
     }
 }
