@@ -876,6 +876,31 @@ async fn documented_queries_match_on_each_replica_of_the_cluster() -> anyhow::Re
     check_documented_queries(TestDb::on_cluster("analytics_cluster").await?).await
 }
 
+/// The load driver's accounting reads how many events each rollup holds (`ROLLUP_TOTALS`): on events
+/// written with duplicate deliveries and replayed batches, each query must give the number of distinct
+/// events of its kind, counted here from the events themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_accounting_counts_each_event_once_in_each_rollup() -> anyhow::Result<()> {
+    use sluice_loadtest::load::accounting::ROLLUP_TOTALS;
+    let db = TestDb::new("analytics_rollup_totals").await?;
+    let events = events("rollup-totals", Utc::now())?;
+    let written = load(&db.sink, &events).await?;
+    let mut distinct: [BTreeSet<&str>; 3] = Default::default();
+    for event in &events {
+        let slot = match event {
+            Event::Rank(_) => 0,
+            Event::Crawl(_) => 1,
+            Event::Click(_) => 2,
+        };
+        distinct[slot].insert(event.event_id());
+    }
+    assert!(written > events.len(), "the load wrote no duplicates");
+    for (query, ids) in ROLLUP_TOTALS.iter().zip(&distinct) {
+        assert_eq!(db.rows(query).await?, [[ids.len().to_string()]], "{query}");
+    }
+    db.drop().await
+}
+
 /// Loads the events with duplicates into `db` and checks every documented query against the oracle on
 /// each reader, before merges, after the rollup backfill ran again, and after merges.
 async fn check_documented_queries(db: TestDb) -> anyhow::Result<()> {

@@ -250,10 +250,11 @@ impl Baselines {
         if let Some(t) = &b.r2_totals {
             let _ = writeln!(
                 md,
-                "R2 accounting: published {}; PostgreSQL {}; ClickHouse {} — {}.",
+                "R2 accounting: published {}; PostgreSQL {}; ClickHouse {}, its rollups {} — {}.",
                 kinds(&t.published),
                 kinds(&t.postgres),
                 kinds(&t.clickhouse),
+                kinds(&t.rollups),
                 if t.ok { "exact" } else { "MISMATCH" }
             );
         }
@@ -577,10 +578,11 @@ impl Report {
                 let _ = writeln!(
                     md,
                     "- totals — published (distinct event ids): {}; PostgreSQL `sum(checks)`/`sum(pages)`/`sum(clicks)`: {}; \
-                     ClickHouse `count()` FINAL: {} — **{}**",
+                     ClickHouse `count()` FINAL: {}; events in the ClickHouse rollups (`rank_day`/`crawl_hour`/`click_minute`): {} — **{}**",
                     kinds(&t.published),
                     kinds(&t.postgres),
                     kinds(&t.clickhouse),
+                    kinds(&t.rollups),
                     if t.ok { "exact" } else { "MISMATCH" }
                 );
             }
