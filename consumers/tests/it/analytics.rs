@@ -26,7 +26,7 @@ use sluice_sinks::clickhouse::{
 
 use crate::support::corner::{click, crawl, rank};
 use sluice_producers::synth::{Mix, Synth, SynthConfig};
-use sluice_schemas::Event;
+use sluice_schemas::{Event, EventKind};
 
 type Rows = Vec<Vec<String>>;
 /// (tenant_id, entity, time bucket)
@@ -885,15 +885,10 @@ async fn the_load_accounting_counts_each_event_once_in_each_rollup() -> anyhow::
     let db = TestDb::new("analytics_rollup_totals").await?;
     let events = events("rollup-totals", Utc::now())?;
     let written = load(&db.sink, &events).await?;
-    let mut distinct: [BTreeSet<&str>; 3] = Default::default();
-    for event in &events {
-        let slot = match event {
-            Event::Rank(_) => 0,
-            Event::Crawl(_) => 1,
-            Event::Click(_) => 2,
-        };
-        distinct[slot].insert(event.event_id());
-    }
+    let distinct = EventKind::ALL.map(|kind| {
+        let of_kind = events.iter().filter(|e| e.kind() == kind);
+        of_kind.map(Event::event_id).collect::<BTreeSet<_>>()
+    });
     assert!(written > events.len(), "the load wrote no duplicates");
     for (query, ids) in ROLLUP_TOTALS.iter().zip(&distinct) {
         assert_eq!(db.rows(query).await?, [[ids.len().to_string()]], "{query}");

@@ -66,6 +66,16 @@ pub const ROLLUP_TOTALS: [&str; 3] = [
      GROUP BY tenant_id, short_code, minute)",
 ];
 
+/// The `n` that `sql` returns, counting `what`.
+async fn count(ch: &clickhouse::Client, sql: &str, what: &str) -> anyhow::Result<u64> {
+    let row: Count = ch
+        .query(sql)
+        .fetch_one()
+        .await
+        .with_context(|| format!("counting {what}"))?;
+    Ok(row.n)
+}
+
 /// The totals check. `clickhouse` is `None` when ClickHouse is not part of the run.
 pub async fn totals(
     published: PerKind,
@@ -87,18 +97,10 @@ pub async fn totals(
             .iter()
             .enumerate()
         {
-            let row: Count = ch
-                .query(&format!("SELECT count() AS n FROM {table} FINAL"))
-                .fetch_one()
-                .await
-                .with_context(|| format!("counting {table}"))?;
-            clickhouse[slot] = row.n;
-            let row: Count = ch
-                .query(ROLLUP_TOTALS[slot])
-                .fetch_one()
-                .await
-                .with_context(|| format!("counting the rollup of {table}"))?;
-            rollups[slot] = row.n;
+            let raw = format!("SELECT count() AS n FROM {table} FINAL");
+            clickhouse[slot] = count(ch, &raw, table).await?;
+            rollups[slot] =
+                count(ch, ROLLUP_TOTALS[slot], &format!("the rollup of {table}")).await?;
         }
     }
     let ok = postgres == published
