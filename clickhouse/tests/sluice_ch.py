@@ -89,11 +89,14 @@ class Backend:
     def is_modern(self) -> bool:
         return self.version() >= modern_since()
 
-    def migrate(self) -> list[str]:
-        """Applies every base migration and, on a modern server, its overlay. Returns what ran."""
+    def migrate(self, since: int = 1) -> list[str]:
+        """Applies every base migration from version `since` on and, on a modern server, its overlay.
+        Returns what ran."""
         ran = []
         modern = self.is_modern()
         for version, name, base, overlay in migrations():
+            if version < since:
+                continue
             for statement in statements(base.read_text()):
                 self.query(statement)
             ran.append(f"{version}:{name}")

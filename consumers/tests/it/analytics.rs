@@ -4,8 +4,8 @@
 //! inside one insert, re-sends in later inserts, whole inserts replayed — while merges are stopped, so
 //! every copy is still a row when the queries run. Every documented query (parsed out of the markdown, so
 //! the document and the test cannot drift) must return exactly what this file computes from the events,
-//! counting each `event_id` once; again after the rollup migration's backfill runs a second time, and
-//! again after every table is merged. The same runs on the cluster stack (`make up-cluster`, ignored
+//! counting each `event_id` once; again after the latest migration (the rollups as views) runs a second
+//! time, and again after every table is merged. The same runs on the cluster stack (`make up-cluster`, ignored
 //! otherwise): migrations `ON CLUSTER`, rows written over HTTPS to the first replica, every query
 //! checked on each replica. A further test checks retention: exactly the expired monthly
 //! partitions are dropped, and a TTL is set only where the server supports it.
@@ -53,8 +53,9 @@ const ORACLES: [&str; 13] = [
     "clicks_by_country",
 ];
 
-/// The rollup migration, whose base re-runs its backfill when applied again.
-const ROLLUPS: u32 = 2;
+/// The migration that made the rollups views over the raw tables: the first one that may run again over
+/// today's schema (0002-0004 create rollup tables under names that are views since).
+const ROLLUPS_AS_VIEWS: u32 = 5;
 
 /// A ClickHouse database of one test, migrated with the real runner.
 #[derive(Clone)]
@@ -145,8 +146,8 @@ impl TestDb {
             .await
             .context("migrating clickhouse (is the stack up? run `make up`)")?;
         ensure!(
-            applied.iter().any(|m| m.version == ROLLUPS),
-            "the rollup migration did not run: {applied:?}"
+            applied.iter().any(|m| m.version == ROLLUPS_AS_VIEWS),
+            "the rollups-as-views migration did not run: {applied:?}"
         );
         ensure!(
             sink.migrate().await?.is_empty(),
@@ -897,7 +898,7 @@ async fn the_load_accounting_counts_each_event_once_in_each_rollup() -> anyhow::
 }
 
 /// Loads the events with duplicates into `db` and checks every documented query against the oracle on
-/// each reader, before merges, after the rollup backfill ran again, and after merges.
+/// each reader, before merges, after the latest migration ran again, and after merges.
 async fn check_documented_queries(db: TestDb) -> anyhow::Result<()> {
     let queries = documented_queries()?;
     let names: BTreeSet<&str> = queries.iter().map(|(n, _)| n.as_str()).collect();
@@ -943,13 +944,13 @@ async fn check_documented_queries(db: TestDb) -> anyhow::Result<()> {
         .await?;
     }
 
-    // An interrupted migration is applied again: its backfill re-inserts every event into every rollup
+    // An interrupted migration is applied again: it drops and re-creates the views over the raw tables
     // (and the migrations after it run again too).
     ensure!(
-        MIGRATIONS.iter().any(|m| m.version == ROLLUPS),
-        "no rollup migration"
+        MIGRATIONS.iter().any(|m| m.version == ROLLUPS_AS_VIEWS),
+        "no rollups-as-views migration"
     );
-    for migration in MIGRATIONS.iter().filter(|m| m.version >= ROLLUPS) {
+    for migration in MIGRATIONS.iter().filter(|m| m.version >= ROLLUPS_AS_VIEWS) {
         for statement in statements(migration.base) {
             db.execute_ddl(&statement).await?;
         }
@@ -959,7 +960,7 @@ async fn check_documented_queries(db: TestDb) -> anyhow::Result<()> {
             reader,
             &queries,
             &snap,
-            &format!("after the backfill ran again (reader {})", i + 1),
+            &format!("after the migration ran again (reader {})", i + 1),
         )
         .await?;
     }
@@ -1035,8 +1036,8 @@ async fn retention_drops_exactly_the_expired_months() -> anyhow::Result<()> {
         .into_iter()
         .map(|r| r[0].clone())
         .collect();
-    // 3 raw tables and 4 rollup tables (click_hour and click_day are views over click_minute).
-    assert_eq!(tables.len(), 7, "{tables:?}");
+    // 3 raw tables and crawl_fetches (the rollups are views over the raw tables since migration 0005).
+    assert_eq!(tables.len(), 4, "{tables:?}");
 
     let today = NaiveDate::from_ymd_opt(2026, 11, 24).context("date")?;
     assert!(db.sink.apply_retention_at(0, today).await.is_err());
@@ -1171,16 +1172,230 @@ async fn an_older_click_day_table_becomes_the_view_and_answers_the_same() -> any
         .into_iter()
         .map(|m| m.name)
         .collect();
-    assert_eq!(applied, ["click_day_view"]);
+    assert_eq!(applied, ["click_day_view", "rollups_as_views"]);
     assert_eq!(db.rows(ENGINES).await?, [["click_day", "View"]]);
     assert_eq!(db.rows(per_day).await?, want, "from the view");
 
-    // New clicks reach the view through click_minute: v1 on the 24th is a new visitor of that day.
+    // New clicks reach the view through the raw table: v1 on the 24th is a new visitor of that day.
     let mut later = PartitionBatch::new("click_day_view", 0, None);
     later.add(click_on("a", "c7", "2026-11-24T09:00:00Z", Some("v1"))?, 6);
     db.sink.write(&later).await?;
     want[1] = row(["a", "2026-11-24", "2", "2"]);
     assert_eq!(db.rows(per_day).await?, want, "after new clicks");
+    assert!(
+        db.sink.migrate().await?.is_empty(),
+        "a second migrate applied something"
+    );
+    db.drop().await
+}
+
+/// The rollup names of migration 0005 and their engines.
+const ROLLUP_ENGINES: &str = "SELECT name, engine FROM system.tables WHERE database = currentDatabase() \
+     AND (endsWith(name, '_mv') OR name IN ('click_minute', 'click_hour', 'click_day', 'rank_day', 'crawl_hour')) \
+     ORDER BY name";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollup_tables_become_views_over_the_raw_tables_and_answer_the_same(
+) -> anyhow::Result<()> {
+    let db = TestDb::new("analytics_rollups_as_views").await?;
+    // Put the database back where migration 0004 left a server: click_minute, rank_day and crawl_hour
+    // tables fed by their materialized views (0002), click_hour and click_day views over click_minute
+    // (0003, 0004), and 0005 not recorded.
+    for view in [
+        "click_day",
+        "click_hour",
+        "click_minute",
+        "rank_day",
+        "crawl_hour",
+    ] {
+        db.execute(&format!("DROP TABLE {view}")).await?;
+    }
+    for migration in MIGRATIONS.iter().filter(|m| (2..=4).contains(&m.version)) {
+        for statement in statements(migration.base) {
+            db.execute(&statement).await?;
+        }
+    }
+    db.execute("RENAME TABLE sluice_schema_migrations TO applied_before")
+        .await?;
+    db.execute("CREATE TABLE sluice_schema_migrations AS applied_before")
+        .await?;
+    db.execute(
+        "INSERT INTO sluice_schema_migrations SELECT * FROM applied_before WHERE version < 5",
+    )
+    .await?;
+    db.execute("DROP TABLE applied_before").await?;
+    assert_eq!(
+        db.rows(ROLLUP_ENGINES).await?,
+        [
+            ["click_day", "View"],
+            ["click_hour", "View"],
+            ["click_minute", "AggregatingMergeTree"],
+            ["click_minute_mv", "MaterializedView"],
+            ["crawl_fetches_mv", "MaterializedView"],
+            ["crawl_hour", "AggregatingMergeTree"],
+            ["crawl_hour_mv", "MaterializedView"],
+            ["rank_day", "AggregatingMergeTree"],
+            ["rank_day_mv", "MaterializedView"]
+        ]
+    );
+
+    let at = |t: &str| -> anyhow::Result<DateTime<Utc>> {
+        Ok(DateTime::parse_from_rfc3339(t)?.to_utc())
+    };
+    let mut batch = PartitionBatch::new("rollups_as_views", 0, None);
+    let events = [
+        // Keyword k on the 23rd: ranked 5, then unranked, then 3 (the last check).
+        rank("r1", at("2026-11-23T08:00:00Z")?, "k", Some(5)),
+        rank("r2", at("2026-11-23T12:00:00Z")?, "k", None),
+        rank("r3", at("2026-11-23T20:00:00Z")?, "k", Some(3)),
+        // On the 24th: two checks at the same instant (the greater event id, r5, is the last) after an
+        // unranked one.
+        rank("r4", at("2026-11-24T06:00:00Z")?, "k", Some(7)),
+        rank("r5", at("2026-11-24T06:00:00Z")?, "k", Some(9)),
+        rank("r6", at("2026-11-24T03:00:00Z")?, "k", None),
+        // example.com, 10:00-11:00 on the 23rd: two 2xx, one each of 3xx, 4xx and 5xx.
+        crawl(
+            "p1",
+            at("2026-11-23T10:00:00Z")?,
+            "https://example.com/a",
+            200,
+        ),
+        crawl(
+            "p2",
+            at("2026-11-23T10:15:00Z")?,
+            "https://example.com/b",
+            204,
+        ),
+        crawl(
+            "p3",
+            at("2026-11-23T10:30:00Z")?,
+            "https://example.com/c",
+            301,
+        ),
+        crawl(
+            "p4",
+            at("2026-11-23T10:45:00Z")?,
+            "https://example.com/d",
+            404,
+        ),
+        crawl(
+            "p5",
+            at("2026-11-23T10:59:59Z")?,
+            "https://example.com/e",
+            503,
+        ),
+        // Link edge: two clicks in the minute 09:00 on the 23rd (visitor v1 twice), one at 09:01.
+        click("c1", at("2026-11-23T09:00:00Z")?, Some("v1")),
+        click("c2", at("2026-11-23T09:00:59.999999Z")?, Some("v1")),
+        click("c3", at("2026-11-23T09:01:00Z")?, None),
+    ];
+    for (offset, event) in events.into_iter().enumerate() {
+        batch.add(event, i64::try_from(offset)?);
+    }
+    // Every event reaches the raw table, and so each rollup, twice.
+    db.sink.write(&batch).await?;
+    db.sink.write(&batch).await?;
+
+    let ranks = "SELECT keyword, day, nullIf(argMaxMerge(last_state), 0), \
+                 nullIf(minMerge(best_state), 255), nullIf(maxMerge(worst_state), 0), \
+                 uniqExactMerge(checks_state) FROM rank_day GROUP BY keyword, day ORDER BY keyword, day";
+    let crawls = "SELECT domain, hour, uniqExactIfMerge(status_1xx_state), \
+                  uniqExactIfMerge(status_2xx_state), uniqExactIfMerge(status_3xx_state), \
+                  uniqExactIfMerge(status_4xx_state), uniqExactIfMerge(status_5xx_state), \
+                  maxMerge(fetch_ms_max_state) FROM crawl_hour GROUP BY domain, hour ORDER BY domain, hour";
+    let minutes = "SELECT short_code, minute, uniqExactMerge(clicks_state), \
+                   uniqExactIfMerge(visitors_state) FROM click_minute \
+                   GROUP BY short_code, minute ORDER BY short_code, minute";
+    let hours = "SELECT short_code, hour, uniqExactMerge(clicks_state), \
+                 uniqExactIfMerge(visitors_state) FROM click_hour GROUP BY short_code, hour";
+    let days = "SELECT short_code, day, uniqExactMerge(clicks_state), \
+                uniqExactIfMerge(visitors_state) FROM click_day GROUP BY short_code, day";
+    let row = |cells: &[&str]| cells.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>();
+    let mut want = [
+        vec![
+            row(&["k", "2026-11-23", "3", "3", "5", "3"]),
+            row(&["k", "2026-11-24", "9", "7", "9", "3"]),
+        ],
+        vec![row(&[
+            "example.com",
+            "2026-11-23 10:00:00",
+            "0",
+            "2",
+            "1",
+            "1",
+            "1",
+            "70",
+        ])],
+        vec![
+            row(&["edge", "2026-11-23 09:00:00", "2", "1"]),
+            row(&["edge", "2026-11-23 09:01:00", "1", "0"]),
+        ],
+        vec![row(&["edge", "2026-11-23 09:00:00", "3", "1"])],
+        vec![row(&["edge", "2026-11-23", "3", "1"])],
+    ];
+    let answers = |label: &'static str| {
+        let db = &db;
+        async move {
+            let mut got = Vec::new();
+            for sql in [ranks, crawls, minutes, hours, days] {
+                got.push(db.rows(sql).await.with_context(|| label)?);
+            }
+            anyhow::Ok(got)
+        }
+    };
+    assert_eq!(answers("tables").await?, want, "from the tables");
+
+    let applied: Vec<String> = db
+        .sink
+        .migrate()
+        .await?
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(applied, ["rollups_as_views"]);
+    assert_eq!(
+        db.rows(ROLLUP_ENGINES).await?,
+        [
+            ["click_day", "View"],
+            ["click_hour", "View"],
+            ["click_minute", "View"],
+            ["crawl_fetches_mv", "MaterializedView"],
+            ["crawl_hour", "View"],
+            ["rank_day", "View"]
+        ]
+    );
+    assert_eq!(answers("views").await?, want, "from the views");
+
+    // New events reach the views through the raw tables: a later ranked check on the 24th, a 1xx page,
+    // and a click by a new visitor in the minute 09:01.
+    let mut later = PartitionBatch::new("rollups_as_views", 0, None);
+    later.add(rank("r7", at("2026-11-24T23:00:00Z")?, "k", Some(1)), 14);
+    later.add(
+        crawl(
+            "p6",
+            at("2026-11-23T10:20:00Z")?,
+            "https://example.com/f",
+            101,
+        ),
+        15,
+    );
+    later.add(click("c4", at("2026-11-23T09:01:30Z")?, Some("v2")), 16);
+    db.sink.write(&later).await?;
+    want[0][1] = row(&["k", "2026-11-24", "1", "1", "9", "4"]);
+    want[1][0] = row(&[
+        "example.com",
+        "2026-11-23 10:00:00",
+        "1",
+        "2",
+        "1",
+        "1",
+        "1",
+        "70",
+    ]);
+    want[2][1] = row(&["edge", "2026-11-23 09:01:00", "2", "1"]);
+    want[3][0] = row(&["edge", "2026-11-23 09:00:00", "4", "2"]);
+    want[4][0] = row(&["edge", "2026-11-23", "4", "2"]);
+    assert_eq!(answers("after new events").await?, want, "after new events");
     assert!(
         db.sink.migrate().await?.is_empty(),
         "a second migrate applied something"

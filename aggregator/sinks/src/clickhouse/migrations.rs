@@ -47,6 +47,12 @@ pub const MIGRATIONS: &[Migration] = &[
         base: include_str!("../../../../clickhouse/migrations/0004_click_day_view.sql"),
         modern: None,
     },
+    Migration {
+        version: 5,
+        name: "rollups_as_views",
+        base: include_str!("../../../../clickhouse/migrations/0005_rollups_as_views.sql"),
+        modern: None,
+    },
 ];
 
 /// The first server version (major, minor) that gets the modern overlays and TTL retention. Every
@@ -295,7 +301,13 @@ mod tests {
             |steps: Vec<Step>| -> Vec<String> { steps.into_iter().map(|s| s.name).collect() };
         assert_eq!(
             names(pending(&[], false)),
-            ["raw_events", "rollups", "click_hour_view", "click_day_view"]
+            [
+                "raw_events",
+                "rollups",
+                "click_hour_view",
+                "click_day_view",
+                "rollups_as_views"
+            ]
         );
         assert_eq!(
             names(pending(&[], true)),
@@ -304,7 +316,8 @@ mod tests {
                 "raw_events.modern",
                 "rollups",
                 "click_hour_view",
-                "click_day_view"
+                "click_day_view",
+                "rollups_as_views"
             ]
         );
         let all_base = [
@@ -312,6 +325,7 @@ mod tests {
             (2, "rollups".to_owned()),
             (3, "click_hour_view".to_owned()),
             (4, "click_day_view".to_owned()),
+            (5, "rollups_as_views".to_owned()),
         ];
         assert!(pending(&all_base, false).is_empty());
         assert_eq!(names(pending(&all_base, true)), ["raw_events.modern"]);
@@ -323,7 +337,7 @@ mod tests {
         ];
         assert_eq!(
             names(pending(&renamed, false)),
-            ["rollups", "click_day_view"]
+            ["rollups", "click_day_view", "rollups_as_views"]
         );
     }
 
