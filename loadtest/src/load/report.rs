@@ -250,11 +250,11 @@ impl Baselines {
         if let Some(t) = &b.r2_totals {
             let _ = writeln!(
                 md,
-                "R2 accounting: published {}; PostgreSQL {}; ClickHouse {}, its rollups {} — {}.",
+                "R2 accounting: published {}; PostgreSQL {}; ClickHouse {}, crawl_fetches {} — {}.",
                 kinds(&t.published),
                 kinds(&t.postgres),
                 kinds(&t.clickhouse),
-                kinds(&t.rollups),
+                t.crawl_fetches,
                 if t.ok { "exact" } else { "MISMATCH" }
             );
         }
@@ -578,11 +578,11 @@ impl Report {
                 let _ = writeln!(
                     md,
                     "- totals — published (distinct event ids): {}; PostgreSQL `sum(checks)`/`sum(pages)`/`sum(clicks)`: {}; \
-                     ClickHouse `count()` FINAL: {}; events in the ClickHouse rollups (`rank_day`/`crawl_hour`/`click_minute`): {} — **{}**",
+                     ClickHouse `count()` FINAL: {}; crawls in `crawl_fetches` (`count()` FINAL): {} — **{}**",
                     kinds(&t.published),
                     kinds(&t.postgres),
                     kinds(&t.clickhouse),
-                    kinds(&t.rollups),
+                    t.crawl_fetches,
                     if t.ok { "exact" } else { "MISMATCH" }
                 );
             }
