@@ -1,5 +1,8 @@
 -- Rollups for analysts, kept up to date by materialized views on the raw tables. Runs on ClickHouse 18.16
 -- and current releases. docs/analytics.md has the design, the measured costs and the analyst queries.
+-- Since 0005 (0005_rollups_as_views.sql) the rollup tables and their views below are dropped again and
+-- the rollups' names are views over the raw tables; only crawl_fetches and its view stay. A new database
+-- still runs this file first, as every server did.
 --
 -- The same event may reach a raw table more than once (a replay after a crash, a rebalance, a producer
 -- retry), and a materialized view sees every insert. So every rollup holds duplicate-proof state only:
