@@ -13,11 +13,9 @@
 #
 #   bash clickhouse/bench/day_from_minutes.sh [N] [RUNS]
 set -euo pipefail
-url=${CLICKHOUSE_URL:-http://127.0.0.1:8123}
 n=${1:-3000000}
 runs=${2:-3}
-settings="enable_optimize_predicate_expression=1&max_block_size=100000&min_insert_block_size_rows=100000&min_insert_block_size_bytes=0&log_queries=1"
-q() { curl -sS --fail-with-body "$url/?$settings${2:+&query_id=$2}" --data-binary "$1"; }
+. "$(dirname "$0")/http.sh"
 
 state='clicks_state AggregateFunction(uniqExact, String), visitors_state AggregateFunction(uniqExactIf, String, UInt8)'
 states="uniqExactState(event_id) AS clicks_state, uniqExactIfState(ifNull(visitor_id, ''), isNotNull(visitor_id)) AS visitors_state"
@@ -53,14 +51,6 @@ for run in $(seq "$runs"); do
     done
 done
 
-median_ms() {
-    for _ in 1 2 3 4 5; do
-        s=$(date +%s%N)
-        q "$1" >/dev/null
-        e=$(date +%s%N)
-        echo $(((e - s) / 1000000))
-    done | sort -n | sed -n 3p
-}
 questions() {
     local rows
     for db in table_day view_day; do

@@ -18,11 +18,9 @@
 # Needs the local stack (make up). Leaves nothing behind.
 set -euo pipefail
 
-url=${CLICKHOUSE_URL:-http://127.0.0.1:8123}
 clicks=${1:-3000000}
 checks=${2:-1000000}
-settings="enable_optimize_predicate_expression=1&max_block_size=100000&min_insert_block_size_rows=100000&min_insert_block_size_bytes=0&log_queries=1"
-q() { curl -sS --fail-with-body "$url/?$settings${2:+&query_id=$2}" --data-binary "$1"; }
+. "$(dirname "$0")/http.sh"
 
 # User CPU seconds of one statement, from the query log.
 cpu() {
@@ -30,15 +28,6 @@ cpu() {
     q "$1" "$id" >/dev/null
     q "SYSTEM FLUSH LOGS"
     q "SELECT ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')] / 1e6 FROM system.query_log WHERE query_id = '$id' AND type = 2"
-}
-
-median_ms() {
-    for _ in 1 2 3 4 5; do
-        s=$(date +%s%N)
-        q "$1" >/dev/null
-        e=$(date +%s%N)
-        echo $(((e - s) / 1000000))
-    done | sort -n | sed -n 3p
 }
 
 click_columns='event_id String, tenant_id String, occurred_at DateTime, short_code String, visitor_id Nullable(String)'

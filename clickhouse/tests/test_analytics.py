@@ -124,20 +124,20 @@ STATE_QUERIES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(STATE_QUERIES))
-def test_the_old_rollup_names_answer_queries_written_for_them(loaded, name):
-    backend, ds = loaded
-    rows, now = run_stable(backend, STATE_QUERIES[name])
+def assert_matches_oracle(backend: sluice_ch.Backend, ds: dataset.Dataset, name: str, sql: str) -> None:
+    rows, now = run_stable(backend, sql)
     problem = oracle.same_rows(oracle.ORACLES[name](ds, now), rows)
     assert problem is None, f"{backend.name}: {problem}"
+
+
+@pytest.mark.parametrize("name", sorted(STATE_QUERIES))
+def test_the_old_rollup_names_answer_queries_written_for_them(loaded, name):
+    assert_matches_oracle(*loaded, name, STATE_QUERIES[name])
 
 
 @pytest.mark.parametrize("name", sorted(QUERIES))
 def test_query_matches_oracle(loaded, name):
-    backend, ds = loaded
-    rows, now = run_stable(backend, QUERIES[name])
-    problem = oracle.same_rows(oracle.ORACLES[name](ds, now), rows)
-    assert problem is None, f"{backend.name}: {problem}"
+    assert_matches_oracle(*loaded, name, QUERIES[name])
 
 
 def test_answers_survive_rerun_migrations_and_merges(loaded):

@@ -243,6 +243,26 @@ impl TestDb {
         }
     }
 
+    /// Runs the migration runner; the names of the steps it applied.
+    async fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        let applied = self.sink.migrate().await?;
+        Ok(applied.into_iter().map(|m| m.name).collect())
+    }
+
+    /// Removes the records of migration `version` and later from `sluice_schema_migrations` (a
+    /// MergeTree table: rebuilt without them), so the runner applies them again.
+    async fn forget_migrations_from(&self, version: u32) -> anyhow::Result<()> {
+        self.execute("RENAME TABLE sluice_schema_migrations TO applied_before")
+            .await?;
+        self.execute("CREATE TABLE sluice_schema_migrations AS applied_before")
+            .await?;
+        self.execute(&format!(
+            "INSERT INTO sluice_schema_migrations SELECT * FROM applied_before WHERE version < {version}"
+        ))
+        .await?;
+        self.execute("DROP TABLE applied_before").await
+    }
+
     async fn execute(&self, sql: &str) -> anyhow::Result<()> {
         self.client()
             .query_raw(sql)
@@ -1123,15 +1143,7 @@ async fn an_older_click_day_table_becomes_the_view_and_answers_the_same() -> any
     for statement in OLD_CLICK_DAY {
         db.execute(statement).await?;
     }
-    db.execute("RENAME TABLE sluice_schema_migrations TO applied_before")
-        .await?;
-    db.execute("CREATE TABLE sluice_schema_migrations AS applied_before")
-        .await?;
-    db.execute(
-        "INSERT INTO sluice_schema_migrations SELECT * FROM applied_before WHERE version < 4",
-    )
-    .await?;
-    db.execute("DROP TABLE applied_before").await?;
+    db.forget_migrations_from(4).await?;
 
     // Link a: three clicks on the 23rd (UTC; one at 23:59:59.999999), two of them by visitor v1 and
     // one anonymous, and one on the 24th by v2. Link b: two clicks on the 23rd by v3 and v4.
@@ -1169,13 +1181,7 @@ async fn an_older_click_day_table_becomes_the_view_and_answers_the_same() -> any
     );
     assert_eq!(db.rows(per_day).await?, want, "from the old table");
 
-    let applied: Vec<String> = db
-        .sink
-        .migrate()
-        .await?
-        .into_iter()
-        .map(|m| m.name)
-        .collect();
+    let applied = db.migrate().await?;
     assert_eq!(applied, ["click_day_view", "rollups_as_views"]);
     assert_eq!(db.rows(ENGINES).await?, [["click_day", "View"]]);
     assert_eq!(db.rows(per_day).await?, want, "from the view");
@@ -1219,15 +1225,7 @@ async fn the_rollup_tables_become_views_over_the_raw_tables_and_answer_the_same(
             db.execute(&statement).await?;
         }
     }
-    db.execute("RENAME TABLE sluice_schema_migrations TO applied_before")
-        .await?;
-    db.execute("CREATE TABLE sluice_schema_migrations AS applied_before")
-        .await?;
-    db.execute(
-        "INSERT INTO sluice_schema_migrations SELECT * FROM applied_before WHERE version < 5",
-    )
-    .await?;
-    db.execute("DROP TABLE applied_before").await?;
+    db.forget_migrations_from(5).await?;
     assert_eq!(
         db.rows(ROLLUP_ENGINES).await?,
         [
@@ -1349,13 +1347,7 @@ async fn the_rollup_tables_become_views_over_the_raw_tables_and_answer_the_same(
     };
     assert_eq!(answers("tables").await?, want, "from the tables");
 
-    let applied: Vec<String> = db
-        .sink
-        .migrate()
-        .await?
-        .into_iter()
-        .map(|m| m.name)
-        .collect();
+    let applied = db.migrate().await?;
     assert_eq!(applied, ["rollups_as_views"]);
     assert_eq!(
         db.rows(ROLLUP_ENGINES).await?,
