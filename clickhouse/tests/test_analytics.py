@@ -3,7 +3,8 @@ server (over HTTP, when it answers): the migrations (base, plus the modern overl
 modern) are applied to an empty database, a generated dataset with duplicate deliveries is inserted into
 the raw tables, and every documented query must return exactly what oracle.py computes from the events —
 also after re-running every migration and after merging every table. Queries written for the rollup
-tables, which are views since migration 0005, must still give the same answers. The modern-only DDL (overlays, the retention TTL) is checked on chdb."""
+tables, which are views since migration 0005, must still give the same answers. The modern-only DDL
+(overlays, the retention TTL) is checked on chdb."""
 
 from __future__ import annotations
 

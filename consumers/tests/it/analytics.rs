@@ -5,9 +5,9 @@
 //! every copy is still a row when the queries run. Every documented query (parsed out of the markdown, so
 //! the document and the test cannot drift) must return exactly what this file computes from the events,
 //! counting each `event_id` once; again after the latest migration (the rollups as views) runs a second
-//! time, and again after every table is merged. The same runs on the cluster stack (`make up-cluster`, ignored
-//! otherwise): migrations `ON CLUSTER`, rows written over HTTPS to the first replica, every query
-//! checked on each replica. A further test checks retention: exactly the expired monthly
+//! time, and again after every table is merged. The same runs on the cluster stack (`make up-cluster`,
+//! ignored otherwise): migrations `ON CLUSTER`, rows written over HTTPS to the first replica, every
+//! query checked on each replica. A further test checks retention: exactly the expired monthly
 //! partitions are dropped, and a TTL is set only where the server supports it.
 
 use std::cmp::Reverse;
@@ -1193,7 +1193,7 @@ async fn an_older_click_day_table_becomes_the_view_and_answers_the_same() -> any
     want[1] = row(["a", "2026-11-24", "2", "2"]);
     assert_eq!(db.rows(per_day).await?, want, "after new clicks");
     assert!(
-        db.sink.migrate().await?.is_empty(),
+        db.migrate().await?.is_empty(),
         "a second migrate applied something"
     );
     db.drop().await
@@ -1244,6 +1244,15 @@ async fn the_rollup_tables_become_views_over_the_raw_tables_and_answer_the_same(
     let at = |t: &str| -> anyhow::Result<DateTime<Utc>> {
         Ok(DateTime::parse_from_rfc3339(t)?.to_utc())
     };
+    // A crawl of https://example.com/<id>.
+    let page = |id: &str, t: &str, status: i32| -> anyhow::Result<Event> {
+        Ok(crawl(
+            id,
+            at(t)?,
+            &format!("https://example.com/{id}"),
+            status,
+        ))
+    };
     let mut batch = PartitionBatch::new("rollups_as_views", 0, None);
     let events = [
         // Keyword k on the 23rd: ranked 5, then unranked, then 3 (the last check).
@@ -1256,36 +1265,11 @@ async fn the_rollup_tables_become_views_over_the_raw_tables_and_answer_the_same(
         rank("r5", at("2026-11-24T06:00:00Z")?, "k", Some(9)),
         rank("r6", at("2026-11-24T03:00:00Z")?, "k", None),
         // example.com, 10:00-11:00 on the 23rd: two 2xx, one each of 3xx, 4xx and 5xx.
-        crawl(
-            "p1",
-            at("2026-11-23T10:00:00Z")?,
-            "https://example.com/a",
-            200,
-        ),
-        crawl(
-            "p2",
-            at("2026-11-23T10:15:00Z")?,
-            "https://example.com/b",
-            204,
-        ),
-        crawl(
-            "p3",
-            at("2026-11-23T10:30:00Z")?,
-            "https://example.com/c",
-            301,
-        ),
-        crawl(
-            "p4",
-            at("2026-11-23T10:45:00Z")?,
-            "https://example.com/d",
-            404,
-        ),
-        crawl(
-            "p5",
-            at("2026-11-23T10:59:59Z")?,
-            "https://example.com/e",
-            503,
-        ),
+        page("p1", "2026-11-23T10:00:00Z", 200)?,
+        page("p2", "2026-11-23T10:15:00Z", 204)?,
+        page("p3", "2026-11-23T10:30:00Z", 301)?,
+        page("p4", "2026-11-23T10:45:00Z", 404)?,
+        page("p5", "2026-11-23T10:59:59Z", 503)?,
         // Link edge: two clicks in the minute 09:00 on the 23rd (visitor v1 twice), one at 09:01.
         click("c1", at("2026-11-23T09:00:00Z")?, Some("v1")),
         click("c2", at("2026-11-23T09:00:59.999999Z")?, Some("v1")),
@@ -1366,15 +1350,7 @@ async fn the_rollup_tables_become_views_over_the_raw_tables_and_answer_the_same(
     // and a click by a new visitor in the minute 09:01.
     let mut later = PartitionBatch::new("rollups_as_views", 0, None);
     later.add(rank("r7", at("2026-11-24T23:00:00Z")?, "k", Some(1)), 14);
-    later.add(
-        crawl(
-            "p6",
-            at("2026-11-23T10:20:00Z")?,
-            "https://example.com/f",
-            101,
-        ),
-        15,
-    );
+    later.add(page("p6", "2026-11-23T10:20:00Z", 101)?, 15);
     later.add(click("c4", at("2026-11-23T09:01:30Z")?, Some("v2")), 16);
     db.sink.write(&later).await?;
     want[0][1] = row(&["k", "2026-11-24", "1", "1", "9", "4"]);
@@ -1393,7 +1369,7 @@ async fn the_rollup_tables_become_views_over_the_raw_tables_and_answer_the_same(
     want[4][0] = row(&["edge", "2026-11-23", "4", "2"]);
     assert_eq!(answers("after new events").await?, want, "after new events");
     assert!(
-        db.sink.migrate().await?.is_empty(),
+        db.migrate().await?.is_empty(),
         "a second migrate applied something"
     );
     db.drop().await

@@ -5,7 +5,8 @@
 //!   `click_daily`) and ClickHouse's `count()` of the raw table read `FINAL` must equal the number of
 //!   distinct events the generators published of that kind, and `crawl_fetches` (the one table a
 //!   materialized view fills; the rollups are views over the raw tables since ClickHouse migration
-//!   0005) must hold each crawl once (every event id is unique, and a run with a failed delivery is reported as such).
+//!   0005) must hold each crawl once. Every event id is unique, and a run with a failed delivery is
+//!   reported as such.
 //! - **Full** (`--verify full`): the project's independent verifier. The generators' events are
 //!   regenerated exactly from their seeds, run ids and clock logs ([`generate::regenerate`]), folded by
 //!   [`Expected::from_events`], and compared row by row with what [`Actual::read`] finds in both
@@ -17,7 +18,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
-use sluice_schemas::Event;
+use sluice_schemas::{Event, EventKind};
 use sqlx::PgPool;
 
 use super::generate::{self, GenSummary, Shape};
@@ -94,7 +95,8 @@ pub async fn totals(
         crawl_fetches = count(ch, CRAWL_FETCHES, "crawl_fetches").await?;
     }
     let ok = postgres == published
-        && (ch.is_none() || (clickhouse == published && crawl_fetches == published[1]));
+        && (ch.is_none()
+            || (clickhouse == published && crawl_fetches == published[EventKind::Crawl as usize]));
     Ok(Totals {
         published,
         postgres,
