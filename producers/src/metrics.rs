@@ -8,3 +8,8 @@
 /// Counter: records whose delivery failed for good (timed out, rejected by the broker, purged at
 /// shutdown), counted in the delivery callback. Labels: `topic` (the producer's configured topics).
 pub const DELIVERY_ERRORS: &str = "sluice_produce_delivery_errors_total";
+
+/// Counter: deliveries librdkafka reported as successes without an offset (implicitly acked after a
+/// refused batch), whose records the producer sent again (crate `producer` module docs). Labels:
+/// `topic`.
+pub const UNCONFIRMED_DELIVERIES: &str = "sluice_produce_unconfirmed_deliveries_total";

@@ -5,10 +5,21 @@
 //! hands records to librdkafka's queue without waiting (for high rates); delivery reports of both
 //! land in one callback that counts successes and failures ([`EventProducer::stats`]; failures also
 //! as the `sluice_produce_delivery_errors_total{topic}` metric).
+//!
+//! **Unconfirmed deliveries are sent again.** librdkafka can report a record as delivered that the
+//! broker never wrote: when a batch is refused (e.g. "not leader", seen on a partition that was just
+//! created or is changing leader) and a later batch of the same partition is written before the
+//! refused one's retry, librdkafka takes the later success as proof of the earlier batch ("implicitly
+//! acked by subsequent batch success", confluent-kafka-go issue 921) and reports its records as
+//! successes without an offset. A broker that has no sequence state yet for this producer on that
+//! partition accepts the later batch, so the refused records are lost. Every success without an
+//! offset is therefore treated as unconfirmed and the record is produced again (at most
+//! [`MAX_UNCONFIRMED_RESENDS`] times): Sluice events carry idempotent keys, so a copy that did land
+//! after all is dropped by ingest's dedup window, while a lost record would be lost for good.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::{FromClientConfigAndContext, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -19,10 +30,14 @@ use sluice_schemas::{encode, Encoding, Event, EventKind, ENCODING_HEADER};
 use tokio::sync::oneshot;
 
 use crate::config::ProducerConfig;
-use crate::metrics::DELIVERY_ERRORS;
+use crate::metrics::{DELIVERY_ERRORS, UNCONFIRMED_DELIVERIES};
 
 /// How long to wait for librdkafka's local queue to drain a little when it is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
+
+/// How many times one record is produced again after deliveries that librdkafka reported without an
+/// offset (see the module docs); after that its delivery counts as failed.
+pub const MAX_UNCONFIRMED_RESENDS: u32 = 5;
 
 /// What a failed produce reports.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +69,10 @@ pub enum ProduceError {
     /// The delivery report never came: the producer was dropped with the record in flight.
     #[error("delivery report for topic {topic} was lost (producer shut down)")]
     ReportLost { topic: String },
+    /// Every delivery of the record was reported without an offset, [`MAX_UNCONFIRMED_RESENDS`] + 1
+    /// times: it may not have been written.
+    #[error("delivery to topic {topic} unconfirmed after {attempts} attempts (success reported without an offset)")]
+    Unconfirmed { topic: String, attempts: u32 },
     /// `flush` ran out of time with records still queued or in flight.
     #[error("flush did not finish: {in_flight} records still in flight: {source}")]
     Flush {
@@ -66,22 +85,57 @@ pub enum ProduceError {
 /// Delivery reports received so far, over every record this producer sent by any path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DeliveryStats {
-    /// Records the brokers acknowledged.
+    /// Records the brokers acknowledged with an offset.
     pub delivered: u64,
-    /// Records that failed for good (timed out, rejected, purged at shutdown).
+    /// Records that failed for good (timed out, rejected, purged at shutdown, or unconfirmed more
+    /// than [`MAX_UNCONFIRMED_RESENDS`] times).
     pub failed: u64,
+    /// Deliveries reported as successes without an offset, whose records were produced again (see
+    /// the module docs). Not part of `delivered` or `failed`: each such record ends in one of them.
+    pub resent: u64,
+}
+
+/// What the delivery callback tells an awaiting [`EventProducer::send`].
+#[derive(Debug)]
+enum Report {
+    /// Written at this (partition, offset).
+    Written(i32, i64),
+    /// Reported as delivered without an offset: the caller produces the record again.
+    Unconfirmed,
 }
 
 /// Where and whether a [`EventProducer::send`] caller waits for its record's report.
-type Waiter = Option<oneshot::Sender<Result<(i32, i64), KafkaError>>>;
+type Waiter = Option<oneshot::Sender<Result<Report, KafkaError>>>;
+
+/// Each record's opaque: its waiter (the `send` path) and how many times it was produced again.
+#[derive(Debug, Default)]
+struct Pending {
+    waiter: Waiter,
+    resends: u32,
+}
+
+/// An `enqueue`d record whose delivery was unconfirmed, waiting to be produced again by the next
+/// [`EventProducer::enqueue`] or [`EventProducer::flush`] (the delivery callback cannot produce).
+struct Resend {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: Option<OwnedHeaders>,
+    resends: u32,
+}
 
 /// librdkafka's callbacks: delivery reports (counted, and forwarded to an awaiting `send`), and the
 /// client's own logs and errors (forwarded to `tracing`).
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct DeliveryContext {
     delivered: AtomicU64,
     failed: AtomicU64,
+    resent: AtomicU64,
+    /// Records handed to librdkafka by `enqueue` and `send` (not counting their resends): each ends
+    /// as one `delivered` or one `failed`.
+    handed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    resend: Mutex<Vec<Resend>>,
 }
 
 impl ClientContext for DeliveryContext {
@@ -110,32 +164,84 @@ impl ClientContext for DeliveryContext {
     }
 }
 
-impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Box<Waiter>;
+impl DeliveryContext {
+    /// Counts a failure for good (warning on the first, then the counter tells the story).
+    fn fail(&self, topic: &str, error: &dyn std::fmt::Display) {
+        let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        // Failures only (never the success path); `topic` is one of the configured topics.
+        metrics::counter!(DELIVERY_ERRORS, "topic" => topic.to_owned()).increment(1);
+        if failed == 1 {
+            tracing::warn!(%error, topic, "record delivery failed");
+        } else {
+            tracing::debug!(%error, topic, "record delivery failed");
+        }
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(format!("{error} (topic {topic})"));
+        }
+    }
 
-    fn delivery(&self, result: &DeliveryResult<'_>, waiter: Box<Waiter>) {
+    /// A success without an offset: produce the record again (see the module docs).
+    fn unconfirmed(&self, msg: &rdkafka::message::BorrowedMessage<'_>, pending: Pending) {
+        let topic = msg.topic();
+        if pending.resends >= MAX_UNCONFIRMED_RESENDS {
+            let attempts = pending.resends + 1;
+            self.fail(
+                topic,
+                &format!("unconfirmed after {attempts} attempts (success without an offset)"),
+            );
+            if let Some(tx) = pending.waiter {
+                let _ = tx.send(Ok(Report::Unconfirmed));
+            }
+            return;
+        }
+        let resent = self.resent.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::counter!(UNCONFIRMED_DELIVERIES, "topic" => topic.to_owned()).increment(1);
+        if resent == 1 {
+            tracing::warn!(
+                topic,
+                partition = msg.partition(),
+                "delivery reported without an offset (librdkafka's implicit ack): producing the record again"
+            );
+        }
+        match pending.waiter {
+            // The awaiting `send` produces it again itself.
+            Some(tx) => {
+                let _ = tx.send(Ok(Report::Unconfirmed));
+            }
+            None => {
+                let record = Resend {
+                    topic: topic.to_owned(),
+                    key: msg.key().map(<[u8]>::to_vec),
+                    payload: msg.payload().unwrap_or_default().to_vec(),
+                    headers: msg.headers().map(|h| h.detach()),
+                    resends: pending.resends + 1,
+                };
+                if let Ok(mut queue) = self.resend.lock() {
+                    queue.push(record);
+                }
+            }
+        }
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<Pending>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
+        let pending = *pending;
         let outcome = match result {
+            // librdkafka reports an implicitly acked record with an invalid offset.
+            Ok(msg) if msg.offset() < 0 => return self.unconfirmed(msg, pending),
             Ok(msg) => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
-                Ok((msg.partition(), msg.offset()))
+                Ok(Report::Written(msg.partition(), msg.offset()))
             }
             Err((error, msg)) => {
-                let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
-                // Failures only (never the success path); `topic` is one of the configured topics.
-                metrics::counter!(DELIVERY_ERRORS, "topic" => msg.topic().to_owned()).increment(1);
-                // The first failure is worth a warning; after that the counter tells the story.
-                if failed == 1 {
-                    tracing::warn!(%error, topic = msg.topic(), "record delivery failed");
-                } else {
-                    tracing::debug!(%error, topic = msg.topic(), "record delivery failed");
-                }
-                if let Ok(mut last) = self.last_error.lock() {
-                    *last = Some(format!("{} (topic {})", error, msg.topic()));
-                }
+                self.fail(msg.topic(), error);
                 Err(error.clone())
             }
         };
-        if let Some(tx) = *waiter {
+        if let Some(tx) = pending.waiter {
             // The awaiting `send` may have been cancelled; its report is then nobody's business.
             let _ = tx.send(outcome);
         }
@@ -220,16 +326,108 @@ impl EventProducer {
     /// Hands one event to librdkafka without waiting for its delivery: the outcome shows up in
     /// [`stats`](Self::stats). When the local queue is full it serves delivery reports and retries
     /// (blocking the calling thread) instead of dropping the event. An error here means librdkafka
-    /// refused the record outright; such a record is not counted in `stats`.
+    /// refused the record outright; such a record is not counted in `stats`. Records whose delivery
+    /// was unconfirmed are produced again first (see the module docs).
     pub fn enqueue(&self, event: &Event) -> Result<(), ProduceError> {
+        self.produce_resends();
         let key = event.partition_key();
         let value = encode(event, self.config.encoding);
         let topic = self.config.topic(event.kind());
-        let mut record: BaseRecord<'_, [u8], [u8], Box<Waiter>> =
-            BaseRecord::with_opaque_to(topic, Box::new(None))
-                .key(key.as_bytes())
-                .payload(&value[..])
-                .headers(self.encoding_headers());
+        self.produce_queued(
+            topic,
+            Some(key.as_bytes()),
+            &value,
+            Some(self.encoding_headers()),
+            Pending::default(),
+        )?;
+        self.producer
+            .context()
+            .handed
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Waits until every record handed to this producer has its final outcome — delivered with an
+    /// offset, or failed — producing unconfirmed ones again meanwhile, or until `timeout` passes.
+    /// Blocks the calling thread (use `spawn_blocking` from async code that must stay responsive).
+    pub fn flush(&self, timeout: Duration) -> Result<(), ProduceError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.producer
+                .flush(deadline.saturating_duration_since(Instant::now()))
+                .map_err(|source| ProduceError::Flush {
+                    in_flight: self.in_flight(),
+                    source,
+                })?;
+            // A report served on librdkafka's polling thread may still be queueing its record.
+            let resent = self.produce_resends();
+            let ctx = self.producer.context();
+            let settled =
+                ctx.delivered.load(Ordering::Relaxed) + ctx.failed.load(Ordering::Relaxed);
+            if resent == 0 && settled >= ctx.handed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(ProduceError::Flush {
+                    in_flight: self.in_flight(),
+                    source: KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut),
+                });
+            }
+            if resent == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// Delivery reports so far (both paths).
+    pub fn stats(&self) -> DeliveryStats {
+        let ctx = self.producer.context();
+        DeliveryStats {
+            delivered: ctx.delivered.load(Ordering::Relaxed),
+            failed: ctx.failed.load(Ordering::Relaxed),
+            resent: ctx.resent.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records queued or in flight, still waiting for a delivery report, and unconfirmed ones
+    /// waiting to be produced again.
+    pub fn in_flight(&self) -> i32 {
+        let waiting = self
+            .producer
+            .context()
+            .resend
+            .lock()
+            .map_or(0, |queue| queue.len());
+        self.producer.in_flight_count() + i32::try_from(waiting).unwrap_or(i32::MAX)
+    }
+
+    /// The most recent delivery failure, for a final error message.
+    pub fn last_delivery_error(&self) -> Option<String> {
+        self.producer
+            .context()
+            .last_error
+            .lock()
+            .ok()
+            .and_then(|last| last.clone())
+    }
+
+    /// Hands one record to librdkafka, serving delivery reports while its local queue is full.
+    fn produce_queued(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+        pending: Pending,
+    ) -> Result<(), ProduceError> {
+        let mut record: BaseRecord<'_, [u8], [u8], Box<Pending>> =
+            BaseRecord::with_opaque_to(topic, Box::new(pending)).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -247,39 +445,32 @@ impl EventProducer {
         }
     }
 
-    /// Waits until every queued record has a delivery report, or `timeout` passes. Blocks the
-    /// calling thread (use `spawn_blocking` from async code that must stay responsive).
-    pub fn flush(&self, timeout: Duration) -> Result<(), ProduceError> {
-        self.producer
-            .flush(timeout)
-            .map_err(|source| ProduceError::Flush {
-                in_flight: self.producer.in_flight_count(),
-                source,
-            })
-    }
-
-    /// Delivery reports so far (both paths).
-    pub fn stats(&self) -> DeliveryStats {
+    /// Produces again the `enqueue`d records whose deliveries were unconfirmed; returns how many.
+    /// One that librdkafka now refuses outright counts as failed.
+    fn produce_resends(&self) -> usize {
         let ctx = self.producer.context();
-        DeliveryStats {
-            delivered: ctx.delivered.load(Ordering::Relaxed),
-            failed: ctx.failed.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Records queued or in flight, still waiting for a delivery report.
-    pub fn in_flight(&self) -> i32 {
-        self.producer.in_flight_count()
-    }
-
-    /// The most recent delivery failure, for a final error message.
-    pub fn last_delivery_error(&self) -> Option<String> {
-        self.producer
-            .context()
-            .last_error
+        let queued = ctx
+            .resend
             .lock()
-            .ok()
-            .and_then(|last| last.clone())
+            .map(|mut queue| std::mem::take(&mut *queue))
+            .unwrap_or_default();
+        let n = queued.len();
+        for record in queued {
+            let pending = Pending {
+                waiter: None,
+                resends: record.resends,
+            };
+            if let Err(err) = self.produce_queued(
+                &record.topic,
+                record.key.as_deref(),
+                &record.payload,
+                record.headers,
+                pending,
+            ) {
+                ctx.fail(&record.topic, &err);
+            }
+        }
+        n
     }
 
     fn encoding_headers(&self) -> OwnedHeaders {
@@ -296,38 +487,62 @@ impl EventProducer {
         value: &[u8],
         headers: OwnedHeaders,
     ) -> Result<(i32, i64), ProduceError> {
-        let (tx, rx) = oneshot::channel();
-        let mut record: BaseRecord<'_, [u8], [u8], Box<Waiter>> =
-            BaseRecord::with_opaque_to(topic, Box::new(Some(tx)))
-                .payload(value)
-                .headers(headers);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
+        let mut resends = 0;
         loop {
-            match self.producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+            let (tx, rx) = oneshot::channel();
+            let pending = Pending {
+                waiter: Some(tx),
+                resends,
+            };
+            let mut record: BaseRecord<'_, [u8], [u8], Box<Pending>> =
+                BaseRecord::with_opaque_to(topic, Box::new(pending))
+                    .payload(value)
+                    .headers(headers.clone());
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                        record = returned;
+                        tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                    }
+                    Err((source, _)) => {
+                        return Err(ProduceError::Enqueue {
+                            topic: topic.to_owned(),
+                            source,
+                        })
+                    }
                 }
-                Err((source, _)) => {
-                    return Err(ProduceError::Enqueue {
+            }
+            if resends == 0 {
+                self.producer
+                    .context()
+                    .handed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            match rx.await {
+                Ok(Ok(Report::Written(partition, offset))) => return Ok((partition, offset)),
+                Ok(Ok(Report::Unconfirmed)) if resends < MAX_UNCONFIRMED_RESENDS => resends += 1,
+                Ok(Ok(Report::Unconfirmed)) => {
+                    return Err(ProduceError::Unconfirmed {
+                        topic: topic.to_owned(),
+                        attempts: resends + 1,
+                    })
+                }
+                Ok(Err(source)) => {
+                    return Err(ProduceError::Delivery {
                         topic: topic.to_owned(),
                         source,
                     })
                 }
+                Err(_) => {
+                    return Err(ProduceError::ReportLost {
+                        topic: topic.to_owned(),
+                    })
+                }
             }
-        }
-        match rx.await {
-            Ok(Ok(position)) => Ok(position),
-            Ok(Err(source)) => Err(ProduceError::Delivery {
-                topic: topic.to_owned(),
-                source,
-            }),
-            Err(_) => Err(ProduceError::ReportLost {
-                topic: topic.to_owned(),
-            }),
         }
     }
 }

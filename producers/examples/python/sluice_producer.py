@@ -184,6 +184,22 @@ class DeliveryFailed(RuntimeError):
     pass
 
 
+class Unconfirmed:
+    """A delivery librdkafka reported as a success without an offset. It does so for records of a batch the
+    broker refused ("not leader") when a later batch of the same partition was written first ("implicitly
+    acked by subsequent batch success", confluent-kafka-go issue 921): they may never have been written.
+    Such a record is sent again like a failed one; Sluice's idempotent event ids make a second copy harmless."""
+
+    def fatal(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return "delivery reported without an offset (unconfirmed)"
+
+
+UNCONFIRMED = Unconfirmed()
+
+
 class SluiceProducer:
     """Publishes Sluice events; `send_all` returns once every one of them is acknowledged."""
 
@@ -193,8 +209,9 @@ class SluiceProducer:
         self._producer = Producer(producer_config(brokers, **extra))
 
     def send_all(self, events: Iterable[Event], timeout: float = 60.0) -> list[Delivery]:
-        """Encodes (validating) every event first, then publishes them all; a record that fails is sent
-        again with the same bytes up to `attempts` times in all. Deliveries come back in input order."""
+        """Encodes (validating) every event first, then publishes them all; a record that fails, or whose
+        delivery is unconfirmed (see `Unconfirmed`), is sent again with the same bytes up to `attempts` times
+        in all. Deliveries come back in input order."""
         records = [(event, self.topics[event.KIND], event.key().encode("utf-8"), encode(event)) for event in events]
         delivered: dict[int, Delivery] = {}
         pending = list(range(len(records)))
@@ -206,6 +223,8 @@ class SluiceProducer:
                 def report(err, msg, i=i, event=event):
                     if err is not None:
                         failures[i] = err
+                    elif msg.offset() is None or msg.offset() < 0:
+                        failures[i] = UNCONFIRMED
                     else:
                         delivered[i] = Delivery(event, msg.topic(), msg.partition(), msg.offset())
 

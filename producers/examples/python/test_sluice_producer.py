@@ -65,5 +65,56 @@ class TypedValues(unittest.TestCase):
                          (True, "all", "murmur2_random"))
 
 
+
+class _Message:
+    def __init__(self, topic, partition, offset):
+        self._where = (topic, partition, offset)
+
+    def topic(self):
+        return self._where[0]
+
+    def partition(self):
+        return self._where[1]
+
+    def offset(self):
+        return self._where[2]
+
+
+class _ImplicitAckOnce:
+    """Stands in for confluent_kafka.Producer: the first record produced is reported as librdkafka reports an
+    implicitly acked one (success, offset -1001, never written); every other is written at the next offset."""
+
+    def __init__(self):
+        self.log = []
+        self.calls = 0
+
+    def produce(self, topic, value, key, headers, on_delivery):
+        self.calls += 1
+        if self.calls == 1:
+            on_delivery(None, _Message(topic, 0, -1001))
+        else:
+            self.log.append(value)
+            on_delivery(None, _Message(topic, 0, len(self.log) - 1))
+
+    def poll(self, timeout):
+        return 0
+
+    def flush(self, timeout):
+        return 0
+
+
+class UnconfirmedDeliveries(unittest.TestCase):
+    def test_a_success_without_an_offset_is_sent_again(self):
+        producer = sp.SluiceProducer.__new__(sp.SluiceProducer)
+        producer.topics, producer.attempts = dict(sp.DEFAULT_TOPICS), 3
+        producer._producer = fake = _ImplicitAckOnce()
+        at = datetime(2026, 12, 4, 16, 0, tzinfo=timezone.utc)
+        events = [sp.ClickEvent(event_id=f"e{i}", tenant_id="t", occurred_at=at, short_code="s") for i in range(3)]
+        deliveries = producer.send_all(events)
+        # Written once each: e0 by its second attempt, after e1 and e2.
+        self.assertEqual([json.loads(v)["event_id"] for v in fake.log], ["e1", "e2", "e0"])
+        self.assertEqual([(d.event.event_id, d.offset) for d in deliveries], [("e0", 2), ("e1", 0), ("e2", 1)])
+
+
 if __name__ == "__main__":
     unittest.main()
