@@ -12,7 +12,9 @@
 //! tried ([`FORMS`]). A publish error that retrying cannot fix (too large even when truncated, topic
 //! unknown or not authorised, invalid record) is not retried: the letter comes back to the caller as
 //! [`Parked`], which stores it in PostgreSQL (`sluice_dead_letters`) in the transaction that moves the
-//! offset. Transient errors are the caller's to retry, within a bound (`flush`).
+//! offset. Transient errors are the caller's to retry, within a bound (`flush`). So is a letter that
+//! librdkafka reports as delivered without an offset (its "implicit ack" of a refused batch that a later
+//! one overtook: the letter may never have been written, docs/events.md "Unconfirmed deliveries").
 
 use std::time::Duration;
 
@@ -281,6 +283,14 @@ impl DeadLetterSink {
             }
             let result = match producer.send_result(record) {
                 Ok(delivery) => match delivery.await {
+                    // librdkafka's implicit ack: reported delivered, maybe never written
+                    // (sluice_producers' module docs). Sent again with the batch.
+                    Ok(Ok(delivery)) if delivery.offset < 0 => {
+                        return Sent::Transient(format!(
+                            "dead letter for {source_topic}[{partition}]@{offset_text} reported delivered without an offset (unconfirmed)",
+                            offset_text = letter.offset
+                        ))
+                    }
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err((e, _))) => Err(e),
                     Err(_) => Err(KafkaError::Canceled),
@@ -440,6 +450,60 @@ mod tests {
             small.headers.is_empty(),
             "10 KB of original headers dropped"
         );
+    }
+
+    /// librdkafka's mock cluster refuses a batch of letters and its retry ("not leader") while a later
+    /// batch gets through: librdkafka then reports the refused letters as delivered, without an
+    /// offset, although they were never written. Their `publish` must fail (transient, to be sent
+    /// again), not succeed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn letters_reported_delivered_without_an_offset_are_a_transient_failure() {
+        use rdkafka::mocking::MockCluster;
+        use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("dead-letters", 1, 1).expect("topic");
+        let backoff = [
+            ("retry.backoff.ms".to_owned(), "400".to_owned()),
+            ("retry.backoff.max.ms".to_owned(), "400".to_owned()),
+        ];
+        let sink = DeadLetterSink::new(&cluster.bootstrap_servers(), "dead-letters", &backoff)
+            .expect("sink");
+        let small = |offset| DeadLetter {
+            offset,
+            key: None,
+            value: b"not json".to_vec(),
+            headers: Vec::new(),
+            timestamp_ms: None,
+            reason: "invalid_encoding",
+            detail: String::new(),
+        };
+        // Connected, with a producer id, before the faults begin.
+        sink.publish("clicks", 0, &[small(0)])
+            .await
+            .expect("warm-up");
+        cluster
+            .broker_round_trip_time(1, Duration::from_millis(30))
+            .expect("rtt");
+        let not_leader = RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION;
+        cluster.request_errors(RDKafkaApiKey::Produce, &[not_leader, not_leader]);
+        let first = {
+            let sink = sink.clone();
+            tokio::spawn(async move { sink.publish("clicks", 0, &[small(1), small(2)]).await })
+        };
+        // The first batch's refusal has come back; its retry waits `retry.backoff.ms` (400).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let second = sink
+            .publish("clicks", 0, &[small(3), small(4), small(5)])
+            .await;
+        assert!(
+            matches!(second, Ok(ref parked) if parked.is_empty()),
+            "{second:?}"
+        );
+        let err = first
+            .await
+            .expect("task")
+            .expect_err("the first batch was never written");
+        assert!(err.to_string().contains("without an offset"), "{err}");
     }
 
     #[test]
