@@ -236,6 +236,42 @@ async fn partitioning_migration_keeps_existing_rows() -> anyhow::Result<()> {
 /// Every partition of the aggregate tables — the DEFAULT ones, the months the migrations made and one
 /// made later — leaves a fifth of each page free, so updating a row in place is a HOT update (migration
 /// 0022).
+/// The upserts walk their column arrays in step (a `ProjectSet`), not through a function scan that
+/// copies every array into a tuple store first (docs/BENCHMARKS.md, session 13). Checked on the plans
+/// PostgreSQL makes for the statements with a real batch's parameters; the rows are
+/// `upserts_and_offset_swap_work_on_partitioned_tables`'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upserts_unnest_their_arrays_in_the_select_list() -> anyhow::Result<()> {
+    use sluice_sinks::postgres::{
+        click_daily_arguments, crawl_hourly_arguments, rank_daily_arguments, CLICK_DAILY_UPSERT,
+        CRAWL_HOURLY_UPSERT, RANK_DAILY_UPSERT,
+    };
+    let (db, _sink) = TestDb::migrated("pgschema_plans").await?;
+    let batch = batch(0, None, 0, &["t1", "t2"], &instants(Utc::now()));
+    let statements = [
+        (CLICK_DAILY_UPSERT, click_daily_arguments(&batch)?),
+        (RANK_DAILY_UPSERT, rank_daily_arguments(&batch)?),
+        (CRAWL_HOURLY_UPSERT, crawl_hourly_arguments(&batch)?),
+    ];
+    for (sql, args) in statements {
+        // The statement is one of the crate's constants.
+        let explain = sqlx::AssertSqlSafe(format!("EXPLAIN (COSTS OFF) {sql}"));
+        let plan: Vec<(String,)> = sqlx::query_as_with(explain, args)
+            .fetch_all(&db.pool)
+            .await?;
+        let plan: Vec<&str> = plan.iter().map(|(line,)| line.trim()).collect();
+        ensure!(
+            plan.iter().any(|line| line.starts_with("->  ProjectSet")),
+            "no ProjectSet in {plan:#?}"
+        );
+        ensure!(
+            !plan.iter().any(|line| line.contains("Function Scan")),
+            "a function scan in {plan:#?}"
+        );
+    }
+    db.drop_db().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregate_partitions_leave_room_for_hot_updates() -> anyhow::Result<()> {
     let (db, _sink) = TestDb::migrated("pgschema_fillfactor").await?;

@@ -1,7 +1,12 @@
 //! The aggregate upserts: a batch's rows as the bind parameters of one set-based
-//! `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` per table (column arrays sorted by key, in
-//! PostgreSQL's binary encoding), and the statements that merge them into `click_daily`, `rank_daily` and
-//! `crawl_hourly` with the model's rules.
+//! `INSERT … SELECT unnest($1), unnest($2), … ON CONFLICT DO UPDATE` per table (column arrays sorted by
+//! key, in PostgreSQL's binary encoding), and the statements that merge them into `click_daily`,
+//! `rank_daily` and `crawl_hourly` with the model's rules.
+//!
+//! The arrays are unnested in the select list, not with `FROM unnest(a, b, …)`: the `FROM` form is a
+//! function scan, which first copies every array's elements into a tuple store of its own and then reads
+//! them back; in the select list the arrays are walked in step, one row at a time (a `ProjectSet`). All
+//! arrays of a statement have the batch's row count, so both forms give the same rows in the same order.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgArguments;
@@ -37,7 +42,7 @@ pub fn click_daily_arguments(batch: &PartitionBatch) -> Result<PgArguments> {
 }
 
 pub const CLICK_DAILY_UPSERT: &str = "INSERT INTO click_daily (tenant_id, short_code, day, clicks)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[])
+         SELECT unnest($1::text[]), unnest($2::text[]), unnest($3::date[]), unnest($4::bigint[])
          ON CONFLICT (tenant_id, short_code, day) DO UPDATE SET clicks = click_daily.clicks + EXCLUDED.clicks";
 
 /// The batch's `rank_daily` rows as the bind parameters of [`RANK_DAILY_UPSERT`] (see
@@ -94,9 +99,10 @@ pub fn rank_daily_arguments(batch: &PartitionBatch) -> Result<PgArguments> {
 // PostgreSQL's LEAST/GREATEST ignore NULLs: exactly "min/max of non-null positions".
 pub const RANK_DAILY_UPSERT: &str = r#"INSERT INTO rank_daily AS r (tenant_id, campaign_id, keyword, geo, engine, device, day,
                 last_position, last_occurred_at, last_event_id, best_position, worst_position, checks)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::date[], $8::smallint[], $9::timestamptz[], $10::text[], $11::smallint[], $12::smallint[],
-                $13::bigint[])
+         SELECT unnest($1::text[]), unnest($2::text[]), unnest($3::text[]), unnest($4::text[]),
+                unnest($5::text[]), unnest($6::text[]), unnest($7::date[]), unnest($8::smallint[]),
+                unnest($9::timestamptz[]), unnest($10::text[]), unnest($11::smallint[]),
+                unnest($12::smallint[]), unnest($13::bigint[])
          ON CONFLICT (tenant_id, campaign_id, keyword, geo, engine, device, day) DO UPDATE SET
             checks = r.checks + EXCLUDED.checks,
             best_position = LEAST(r.best_position, EXCLUDED.best_position),
@@ -144,8 +150,9 @@ pub fn crawl_hourly_arguments(batch: &PartitionBatch) -> Result<PgArguments> {
 
 pub const CRAWL_HOURLY_UPSERT: &str = "INSERT INTO crawl_hourly AS c (tenant_id, campaign_id, domain, hour, pages, status_2xx, status_3xx,
                 status_4xx, status_5xx, fetch_ms_sum, fetch_ms_max, bytes_sum)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[],
-                $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])
+         SELECT unnest($1::text[]), unnest($2::text[]), unnest($3::text[]), unnest($4::timestamptz[]),
+                unnest($5::bigint[]), unnest($6::bigint[]), unnest($7::bigint[]), unnest($8::bigint[]),
+                unnest($9::bigint[]), unnest($10::bigint[]), unnest($11::bigint[]), unnest($12::bigint[])
          ON CONFLICT (tenant_id, campaign_id, domain, hour) DO UPDATE SET
             pages = c.pages + EXCLUDED.pages,
             status_2xx = c.status_2xx + EXCLUDED.status_2xx,
