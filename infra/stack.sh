@@ -25,8 +25,19 @@ KAFKA_CONTROLLER_PORT="${SLUICE_STACK_KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_HEAP="${SLUICE_STACK_KAFKA_HEAP:--Xms512m -Xmx1g}"
 PG_PORT="${SLUICE_STACK_PG_PORT:-5432}"
 PG_PASSWORD="${SLUICE_STACK_PG_PASSWORD:-sluice}"
+# PostgreSQL's buffer cache: a third of the machine's memory, at most 8 GB, at least 128 MB. A ten-minute
+# 100k/s load run grows the aggregate tables to ~4 GB; with 1 GB the backends evicted and re-read ~20k
+# pages a second (docs/BENCHMARKS.md, session 13).
+pg_default_shared_buffers() {
+  local kb mb
+  kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || true)
+  mb=$(( ${kb:-0} / 3 / 1024 ))
+  (( mb > 8192 )) && mb=8192
+  (( mb < 128 )) && mb=128
+  echo "${mb}MB"
+}
 # shellcheck disable=SC2034 # read by render_template (by name)
-PG_SHARED_BUFFERS="${SLUICE_STACK_PG_SHARED_BUFFERS:-1GB}"
+PG_SHARED_BUFFERS="${SLUICE_STACK_PG_SHARED_BUFFERS:-$(pg_default_shared_buffers)}"
 PG_USER=sluice
 PG_DB=sluice
 CH_HTTP_PORT="${SLUICE_STACK_CH_HTTP_PORT:-8123}"

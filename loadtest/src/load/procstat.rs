@@ -1,9 +1,10 @@
 //! CPU time and memory of the processes a load run involves, read from `/proc`: `utime + stime` of
 //! `/proc/<pid>/stat` (plus `cutime + cstime`, the time of children the process has reaped, which is
 //! where a PostgreSQL backend's CPU goes when it exits), `VmRSS`/`VmHWM` of `/proc/<pid>/status`, and
-//! `Pss` of `/proc/<pid>/smaps_rollup` for process families that share memory (PostgreSQL's backends
-//! all map `shared_buffers`: summing their RSS would count it once per backend). The stack's processes
-//! are found through the pid files `infra/stack.sh` writes under the state directory, or by name.
+//! for process families that share memory (PostgreSQL's backends all map `shared_buffers`: summing
+//! their RSS would count it once per backend) the family's private memory plus its shared memory once
+//! ([`family_resident_kb`]). The stack's processes are found through the pid files `infra/stack.sh`
+//! writes under the state directory, or by name.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -85,15 +86,6 @@ fn kb_field(text: &str, field: &str) -> Option<u64> {
         .ok()
 }
 
-/// Proportional set size in kB (shared pages divided among the processes mapping them); falls back to
-/// `VmRSS` where `smaps_rollup` is not readable.
-pub fn pss_kb(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .ok()
-        .and_then(|t| kb_field(&t, "Pss"))
-        .or_else(|| status_kb(pid, "VmRSS"))
-}
-
 /// Direct children of `parent`.
 pub fn children(parent: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -123,16 +115,35 @@ pub fn cpu_seconds(target: Target) -> Option<f64> {
     Some(ticks as f64 / clk_tck())
 }
 
-/// Resident memory now, in kB: `VmRSS` of a process, the sum of `Pss` over a family.
+/// Resident memory now, in kB: `VmRSS` of a process, [`family_resident_kb`] of a family.
 pub fn memory_kb(target: Target) -> Option<u64> {
     match target {
         Target::Process(pid) => status_kb(pid, "VmRSS"),
         Target::Family(pid) => {
-            let mut total = pss_kb(pid)?;
-            total += children(pid).into_iter().filter_map(pss_kb).sum::<u64>();
-            Some(total)
+            let root = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let children = children(pid)
+                .into_iter()
+                .filter_map(|c| std::fs::read_to_string(format!("/proc/{c}/status")).ok());
+            let statuses: Vec<String> = std::iter::once(root).chain(children).collect();
+            Some(family_resident_kb(&statuses))
         }
     }
+}
+
+/// Resident memory of a family of processes that share memory, from their `/proc/<pid>/status`
+/// texts: every process's private pages (`RssAnon`), plus the largest `RssShmem` and the largest
+/// `RssFile` of any one of them — the shared memory (PostgreSQL's `shared_buffers`) and the mapped
+/// binaries counted once, as the family's largest view of them. Every field is a counter the kernel
+/// keeps: unlike `Pss` in `smaps_rollup`, reading it walks no page tables (a 10-minute run's driver
+/// spent 122 CPU-s, twice its usual, sampling `Pss` with 8 GB of `shared_buffers`, docs/BENCHMARKS.md).
+pub fn family_resident_kb(statuses: &[String]) -> u64 {
+    let (mut private, mut shared, mut files) = (0, 0, 0);
+    for text in statuses {
+        private += kb_field(text, "RssAnon").unwrap_or(0);
+        shared = shared.max(kb_field(text, "RssShmem").unwrap_or(0));
+        files = files.max(kb_field(text, "RssFile").unwrap_or(0));
+    }
+    private + shared + files
 }
 
 /// CPU seconds and peak resident memory of this very process (for a generator's or drain's summary).
@@ -240,6 +251,21 @@ mod tests {
                 child_ticks: 10
             }
         );
+    }
+
+    #[test]
+    fn a_family_counts_private_memory_per_process_and_shared_memory_once() {
+        let status = |anon: u64, shmem: u64, file: u64| {
+            format!(
+                "Name:\tpostgres\nVmRSS:\t{} kB\nRssAnon:\t{anon} kB\nRssFile:\t{file} kB\nRssShmem:\t{shmem} kB\n",
+                anon + shmem + file
+            )
+        };
+        // A postmaster and two backends: private 100 + 50 + 10, shared buffers seen at most 800,
+        // the binary at most 30.
+        let family = [status(100, 500, 30), status(50, 800, 30), status(10, 0, 25)];
+        assert_eq!(family_resident_kb(&family), 160 + 800 + 30);
+        assert_eq!(family_resident_kb(&[]), 0);
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub struct ProcessFigure {
     pub cpu_s: f64,
     /// `cpu_s` ÷ window length: average cores used.
     pub cores: f64,
-    /// Highest resident memory seen (1 Hz samples; a family: sum of PSS, every 5 s).
+    /// Highest resident memory seen (1 Hz samples; a family: private memory summed, shared memory once).
     pub peak_rss_mib: f64,
     /// `VmHWM` where it is meaningful (processes started by the run).
     pub vm_hwm_mib: Option<f64>,

@@ -15,14 +15,7 @@ pub(super) struct Watched {
     start_cpu: Option<f64>,
     last_cpu: Option<f64>,
     peak_kb: u64,
-    samples: u64,
 }
-
-/// A process family's memory (PostgreSQL: the sum of every backend's `Pss`) is read once per this many
-/// samples. `smaps_rollup` walks each backend's page tables, shared buffers included: the kernel's
-/// `smaps_account` was the top symbol of the load processes in a 100k run's profile, and the driver used
-/// 117.6 CPU-s over a 10-minute run with `shared_buffers` = 1 GB — on the cores it measures.
-pub(super) const FAMILY_MEMORY_EVERY: u64 = 5;
 
 impl Watched {
     pub(super) fn new(name: &str, target: Target, note: &str) -> Watched {
@@ -33,7 +26,6 @@ impl Watched {
             start_cpu: None,
             last_cpu: None,
             peak_kb: 0,
-            samples: 0,
         }
     }
 
@@ -46,14 +38,6 @@ impl Watched {
     pub(super) fn sample(&mut self) {
         if let Some(cpu) = procstat::cpu_seconds(self.target) {
             self.last_cpu = Some(cpu);
-        }
-        let read_memory = match self.target {
-            Target::Family(_) => self.samples % FAMILY_MEMORY_EVERY == 0,
-            Target::Process(_) => true,
-        };
-        self.samples += 1;
-        if !read_memory {
-            return;
         }
         if let Some(kb) = procstat::memory_kb(self.target) {
             self.peak_kb = self.peak_kb.max(kb);
@@ -100,7 +84,7 @@ pub(super) fn stack_watch(stack: &procstat::StackPids) -> Vec<Watched> {
         out.push(Watched::new(
             "postgres",
             Target::Family(pid),
-            "postmaster + all backends/workers (CPU incl. exited ones); peak = highest sum of PSS (every 5 s)",
+            "postmaster + all backends/workers (CPU incl. exited ones); peak = highest 1 Hz sample of private memory summed + shared memory once",
         ));
     }
     if let Some(pid) = stack.clickhouse {
