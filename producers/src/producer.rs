@@ -204,9 +204,12 @@ impl DeliveryContext {
             );
         }
         match pending.waiter {
-            // The awaiting `send` produces it again itself.
+            // The awaiting `send` produces it again itself, unless it was cancelled: then nobody
+            // will, and the record settles as failed (so `flush` does not wait for it).
             Some(tx) => {
-                let _ = tx.send(Ok(Report::Unconfirmed));
+                if tx.send(Ok(Report::Unconfirmed)).is_err() {
+                    self.fail(topic, &"delivery unconfirmed, and its `send` was cancelled");
+                }
             }
             None => {
                 let record = Resend {
