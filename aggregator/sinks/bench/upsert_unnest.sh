@@ -45,18 +45,11 @@ SQL
 
 cols="tenant_id, campaign_id, keyword, geo, engine, device, day, last_position, last_occurred_at,
       last_event_id, best_position, worst_position, checks"
-# The sink's conflict clause (aggregator/sinks/src/postgres/upsert.rs, RANK_DAILY_UPSERT).
-conflict='ON CONFLICT (tenant_id, campaign_id, keyword, geo, engine, device, day) DO UPDATE SET
-  checks = r.checks + EXCLUDED.checks,
-  best_position = LEAST(r.best_position, EXCLUDED.best_position),
-  worst_position = GREATEST(r.worst_position, EXCLUDED.worst_position),
-  last_position = CASE WHEN (EXCLUDED.last_occurred_at, EXCLUDED.last_event_id COLLATE "C")
-                            > (r.last_occurred_at, r.last_event_id)
-                       THEN EXCLUDED.last_position ELSE r.last_position END,
-  last_event_id = CASE WHEN (EXCLUDED.last_occurred_at, EXCLUDED.last_event_id COLLATE "C")
-                            > (r.last_occurred_at, r.last_event_id)
-                       THEN EXCLUDED.last_event_id ELSE r.last_event_id END,
-  last_occurred_at = GREATEST(r.last_occurred_at, EXCLUDED.last_occurred_at)'
+# The sink's own conflict clause, read from RANK_DAILY_UPSERT (its table alias is `r`, as here).
+conflict=$(sed -n '/^pub const RANK_DAILY_UPSERT/,/"#;$/p' aggregator/sinks/src/postgres/upsert.rs |
+  sed -n '/ON CONFLICT/,$p' | sed 's/"#;$//')
+[[ $conflict == *"ON CONFLICT"*"last_occurred_at = GREATEST"* ]] ||
+  { echo "upsert_unnest.sh: cannot find RANK_DAILY_UPSERT's ON CONFLICT clause" >&2; exit 1; }
 script() {
   echo '\timing on'
   for b in $(seq 0 39); do
