@@ -169,6 +169,7 @@ kafka_launch() {
   kafka_write_keystore
   kafka_config "$n" "$props" || die "kafka$n: cannot render $props"
   kafka_format "$n"
+  printf -v "KAFKA_BIND_ERRORS_$n" '%s' "$(kafka_bind_errors "$n")"
   # shellcheck disable=SC2086 # KAFKA_HEAP is a list of JVM options
   spawn "$pid" "$dir/logs/kafka.out" java $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true \
@@ -179,14 +180,49 @@ kafka_launch() {
   say "kafka$n: started (pid $(read_pid "$pid"))"
 }
 
+# kafka_bind_errors N: how many times node N's log says it could not bind a port.
+kafka_bind_errors() {
+  local c
+  c=$(grep -c "Socket server failed to bind" "$(kafka_node_dir "$1")/logs/server.log" 2>/dev/null) || true
+  echo "${c:-0}"
+}
+
+# kafka_listen N: waits until node N's internal and client ports are open. Node 3's ports (39092-39094)
+# lie in Linux's ephemeral port range (32768-60999 by default): an outgoing connection (another node
+# trying a controller that is not up yet) can hold one of them as its local port at the moment node 3
+# binds it, and the node exits with "Address already in use" (seen once in CI); a closed one keeps it in
+# TIME_WAIT for 60 s. Such a start is retried, 3 s apart, until the start timeout; any other exit stops
+# `up` as before.
+kafka_listen() {
+  local n="$1" log pidfile props tries=0 deadline=$((SECONDS + KAFKA_START_TIMEOUT))
+  local before="KAFKA_BIND_ERRORS_$n"
+  log="$(kafka_node_dir "$n")/logs/server.log"
+  pidfile=$(kafka_node_pid "$n")
+  props=$(kafka_node_props "$n")
+  until port_open "$(kafka_internal_port "$n")" && port_open "$(kafka_client_port "$n")"; do
+    if ! daemon_running "$pidfile" "$props"; then
+      # A bind failure of this start: more of them in the log than when it was launched (a node that
+      # already ran before this `up` has no count, and is not restarted).
+      if ((SECONDS < deadline)) && [[ -n "${!before:-}" ]] && (($(kafka_bind_errors "$n") > ${!before})); then
+        tries=$((tries + 1))
+        warn "kafka$n: a port was in use as it started; starting it again (attempt $((tries + 1)))"
+        rm -f "$pidfile"
+        sleep 3
+        kafka_launch "$n"
+        continue
+      fi
+      die_log "kafka$n (pid $(read_pid "$pidfile")) is not running" "$log"
+    fi
+    ((SECONDS < deadline)) || die_log "kafka$n: its ports did not open within ${KAFKA_START_TIMEOUT}s" "$log"
+    sleep 0.5
+  done
+}
+
 # kafka_wait N...: each node's process runs and its ports are open, then all of them are registered.
 kafka_wait() {
   local n
   for n in "$@"; do
-    local -a ctx=("kafka$n" "$KAFKA_START_TIMEOUT" "$(kafka_node_dir "$n")/logs/server.log" \
-      "$(kafka_node_pid "$n")" "$(kafka_node_props "$n")")
-    wait_until "${ctx[@]}" port_open "$(kafka_internal_port "$n")"
-    wait_until "${ctx[@]}" port_open "$(kafka_client_port "$n")"
+    kafka_listen "$n"
   done
   # registration needs the quorum (two of three nodes): wait on the first node's context
   local -a ctx=("kafka$1" "$KAFKA_START_TIMEOUT" "$(kafka_node_dir "$1")/logs/server.log" \
