@@ -423,14 +423,7 @@ impl EventProducer {
         headers: Option<OwnedHeaders>,
         pending: Pending,
     ) -> Result<(), ProduceError> {
-        let mut record: BaseRecord<'_, [u8], [u8], Box<Pending>> =
-            BaseRecord::with_opaque_to(topic, Box::new(pending)).payload(payload);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if let Some(headers) = headers {
-            record = record.headers(headers);
-        }
+        let mut record = record(topic, key, payload, headers, pending);
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -497,13 +490,7 @@ impl EventProducer {
                 waiter: Some(tx),
                 resends,
             };
-            let mut record: BaseRecord<'_, [u8], [u8], Box<Pending>> =
-                BaseRecord::with_opaque_to(topic, Box::new(pending))
-                    .payload(value)
-                    .headers(headers.clone());
-            if let Some(key) = key {
-                record = record.key(key);
-            }
+            let mut record = record(topic, key, value, Some(headers.clone()), pending);
             loop {
                 match self.producer.send(record) {
                     Ok(()) => break,
@@ -548,4 +535,22 @@ impl EventProducer {
             }
         }
     }
+}
+
+/// One record for librdkafka, its [`Pending`] as the opaque of its delivery report.
+fn record<'a>(
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
+    headers: Option<OwnedHeaders>,
+    pending: Pending,
+) -> BaseRecord<'a, [u8], [u8], Box<Pending>> {
+    let mut record = BaseRecord::with_opaque_to(topic, Box::new(pending)).payload(payload);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    if let Some(headers) = headers {
+        record = record.headers(headers);
+    }
+    record
 }
