@@ -1,9 +1,12 @@
 //! `sluice-ingest dead-letters …`: inspect and re-publish the dead-letter topic. After the cause of a
 //! rejection is fixed (a producer bug, a validation limit raised), `republish` sends every dead letter
 //! back to its source topic — original key, value and headers, without the `sluice-dlq-*` ones — so
-//! ingest processes it like any record. It reads from its own consumer group's committed position up to
-//! the end of the topic as it was when the command started, and commits after every record it
-//! re-published was acknowledged: running it twice does not re-send what the first run finished.
+//! ingest processes it like any record. Letters go out through the producer library's
+//! [`EventProducer`], so a keyed letter lands on the partition Kafka's murmur2 gives its key (where
+//! ingest's dedup window sees any copy of it), and a delivery reported without an offset is sent again.
+//! It reads from its own consumer group's committed position up to the end of the topic as it was when
+//! the command started, and commits after each chunk of letters it re-published was acknowledged:
+//! running it twice does not re-send what the first run finished.
 //!
 //! Dead letters the topic could not take (too large even truncated, topic missing or not authorised,
 //! publish still failing after its bound) are parked in PostgreSQL's `sluice_dead_letters` instead;
@@ -14,14 +17,61 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use futures_util::future::join_all;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use sluice_producers::{EventProducer, ProducerConfig};
 use sluice_sinks::dead_letter::headers;
 use sluice_sinks::postgres::PostgresSink;
 
 use crate::config::Config;
+
+/// How many letters are re-published at once: their acknowledgements are awaited, then the read
+/// position is committed, before the next ones are read.
+const REPUBLISH_CHUNK: usize = 1000;
+
+/// A dead letter on its way back to its source topic.
+struct Letter {
+    source: String,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    headers: OwnedHeaders,
+}
+
+/// Re-publishes `letters` concurrently and waits for every acknowledgement; returns how many.
+async fn send_all(producer: &EventProducer, letters: &[Letter]) -> anyhow::Result<u64> {
+    let sends = letters.iter().map(|letter| {
+        producer.send_record(
+            &letter.source,
+            letter.key.as_deref(),
+            &letter.value,
+            letter.headers.clone(),
+        )
+    });
+    for (letter, sent) in letters.iter().zip(join_all(sends).await) {
+        sent.with_context(|| format!("cannot re-publish a dead letter to {}", letter.source))?;
+    }
+    Ok(letters.len() as u64)
+}
+
+/// Commits the read position: every letter before it was re-published (or needed no re-publishing).
+fn commit(
+    consumer: &BaseConsumer,
+    topic: &str,
+    positions: &BTreeMap<i32, i64>,
+) -> anyhow::Result<()> {
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, next) in positions {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*next))?;
+    }
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .context("committing the read position")
+}
 
 /// What a republish or a listing saw.
 #[derive(Debug, Default)]
@@ -57,12 +107,18 @@ pub async fn read(config: &Config, republish: bool) -> anyhow::Result<Summary> {
         ])?
         .create()
         .context("cannot create the dead-letter consumer")?;
-    let producer: FutureProducer = {
-        config
-            .kafka_client_config(&[("enable.idempotence", "true"), ("acks", "all")])?
-            .create()
-            .context("cannot create the republish producer")?
-    };
+    // The producer library's: the murmur2 partitioner every Sluice producer uses (a letter goes back to
+    // the partition its key belongs to, where the dedup window sees copies of it), and its re-sends of
+    // deliveries reported without an offset.
+    let producer = EventProducer::new(ProducerConfig {
+        brokers: config.kafka_brokers.clone(),
+        extra: config
+            .kafka_properties_with_secrets()?
+            .into_iter()
+            .collect(),
+        ..ProducerConfig::default()
+    })
+    .context("cannot create the republish producer")?;
 
     let timeout = Duration::from_secs(10);
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
@@ -150,32 +206,21 @@ pub async fn read(config: &Config, republish: bool) -> anyhow::Result<Summary> {
                 });
             }
         }
-        let mut record = FutureRecord::<[u8], [u8]>::to(&source)
-            .payload(message.payload().unwrap_or_default())
-            .headers(hs);
-        if let Some(key) = message.key() {
-            record = record.key(key);
-        }
-        match producer.send_result(record) {
-            Ok(delivery) => pending.push(delivery),
-            Err((e, _)) => bail!("cannot re-publish to {source}: {e}"),
-        }
-    }
-    for delivery in pending {
-        match delivery.await {
-            Ok(Ok(_)) => summary.republished += 1,
-            Ok(Err((e, _))) => bail!("re-publishing failed: {e}"),
-            Err(_) => bail!("re-publishing failed: delivery report lost"),
+        pending.push(Letter {
+            source,
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().unwrap_or_default().to_vec(),
+            headers: hs,
+        });
+        if pending.len() >= REPUBLISH_CHUNK {
+            summary.republished += send_all(&producer, &pending).await?;
+            pending.clear();
+            commit(&consumer, topic, &positions)?;
         }
     }
-    if republish && !positions.is_empty() {
-        let mut commit = TopicPartitionList::new();
-        for (p, next) in &positions {
-            commit.add_partition_offset(topic, *p, Offset::Offset(*next))?;
-        }
-        consumer
-            .commit(&commit, CommitMode::Sync)
-            .context("committing the read position")?;
+    if republish {
+        summary.republished += send_all(&producer, &pending).await?;
+        commit(&consumer, topic, &positions)?;
     }
     Ok(summary)
 }

@@ -38,7 +38,7 @@ pub struct ProducerConfig {
     /// `compression.type`: none, gzip, snappy, lz4 or zstd.
     pub compression: String,
     /// Any other librdkafka property, applied after the settings above (so it may override them),
-    /// except `enable.idempotence` and `acks`, which are always `true` and `all`. Keys containing
+    /// except the [`CONTRACT_SETTINGS`] (idempotence, `acks=all`, the murmur2 partitioner). Keys containing
     /// `password`, `secret` or `sasl.jaas` are redacted from `Debug` output.
     pub extra: BTreeMap<String, String>,
     /// A file holding the SASL password, set as `sasl.password` (over one in `extra`); a trailing
@@ -92,15 +92,31 @@ impl ProducerConfig {
                 })?;
             cfg.set("sasl.password", password.trim_end_matches(['\n', '\r']));
         }
-        // Idempotence (which implies acks=all, bounded in-flight requests and infinite retries within
-        // message.timeout.ms) is what makes a retried send not duplicate or reorder records.
-        cfg.set("enable.idempotence", "true").set("acks", "all");
-        // Kafka's Java-client partitioner: murmur2 of the key (librdkafka's default is CRC32). Every
-        // client writing Sluice topics must place a key on the same partition, or a copy of an event sent
-        // through another client escapes its partition's dedup window (docs/events.md, "Partitioning").
-        cfg.set("partitioner", "murmur2_random");
-        Ok(cfg)
+        Ok(require_contract(cfg))
     }
+}
+
+/// The librdkafka settings every Sluice producer has, whatever else is configured:
+/// - `enable.idempotence=true`, `acks=all`: idempotence (which implies bounded in-flight requests and
+///   retries within `message.timeout.ms`) is what makes a retried send not duplicate or reorder records.
+/// - `partitioner=murmur2_random`: Kafka's Java-client partitioner, murmur2 of the key (librdkafka's
+///   default is CRC32). Every client writing Sluice topics must place a key on the same partition, or
+///   a copy of an event sent through another client escapes its partition's dedup window
+///   (docs/events.md, "Partitioning").
+pub const CONTRACT_SETTINGS: [(&str, &str); 3] = [
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    ("partitioner", "murmur2_random"),
+];
+
+/// Sets [`CONTRACT_SETTINGS`] over whatever `cfg` holds. Every librdkafka producer of the project
+/// is built through this: the [`EventProducer`](crate::EventProducer), ingest's dead-letter sink and
+/// `sluice-ingest dead-letters republish`.
+pub fn require_contract(mut cfg: ClientConfig) -> ClientConfig {
+    for (key, value) in CONTRACT_SETTINGS {
+        cfg.set(key, value);
+    }
+    cfg
 }
 
 /// Whether a librdkafka property holds a secret that must never be printed.

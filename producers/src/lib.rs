@@ -8,8 +8,10 @@
 //! reads from stdin and records for verifiers.
 //!
 //! # Layout
-//! - [`config`]: [`ProducerConfig`] (brokers, topics, encoding, librdkafka tuning; secrets redacted).
-//! - [`producer`]: [`EventProducer`], [`ProduceError`], [`DeliveryStats`].
+//! - [`config`]: [`ProducerConfig`] (brokers, topics, encoding, librdkafka tuning; secrets redacted),
+//!   and [`CONTRACT_SETTINGS`], the settings every producer of Sluice topics has ([`require_contract`]).
+//! - [`producer`]: [`EventProducer`], [`ProduceError`], [`DeliveryStats`], and [`is_confirmed`], the
+//!   rule for a delivery reported without an offset.
 //! - [`synth`]: [`Synth`], [`SynthConfig`], [`Mix`], the [`Zipf`] sampler.
 //! - [`ndjson`]: [`to_ndjson`] and [`parse_ndjson`].
 //! - [`metrics`]: names of the metrics the producer records (delivery errors).
@@ -20,7 +22,7 @@ pub mod ndjson;
 pub mod producer;
 pub mod synth;
 
-pub use config::ProducerConfig;
+pub use config::{require_contract, ProducerConfig, CONTRACT_SETTINGS};
 pub use ndjson::{parse_ndjson, to_ndjson, NdjsonError};
-pub use producer::{DeliveryStats, EventProducer, ProduceError};
+pub use producer::{is_confirmed, DeliveryStats, EventProducer, ProduceError};
 pub use synth::{Mix, MixError, Synth, SynthConfig, SynthError, Zipf};

@@ -39,6 +39,12 @@ const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
 /// offset (see the module docs); after that its delivery counts as failed.
 pub const MAX_UNCONFIRMED_RESENDS: u32 = 5;
 
+/// Whether a delivery librdkafka reported as a success confirms that the record was written: only
+/// when it comes with an offset (see the module docs). Every Sluice producer decides by this.
+pub fn is_confirmed(offset: i64) -> bool {
+    offset >= 0
+}
+
 /// What a failed produce reports.
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
@@ -234,7 +240,7 @@ impl ProducerContext for DeliveryContext {
         let pending = *pending;
         let outcome = match result {
             // librdkafka reports an implicitly acked record with an invalid offset.
-            Ok(msg) if msg.offset() < 0 => return self.unconfirmed(msg, pending),
+            Ok(msg) if !is_confirmed(msg.offset()) => return self.unconfirmed(msg, pending),
             Ok(msg) => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
                 Ok(Report::Written(msg.partition(), msg.offset()))
@@ -324,6 +330,69 @@ impl EventProducer {
             });
         }
         self.send_record(topic, key, value, owned).await
+    }
+
+    /// Publishes one record exactly as given (key, value, headers) and waits for the broker's
+    /// acknowledgement; returns `(partition, offset)`. For re-publishing records read from Kafka
+    /// (`sluice-ingest dead-letters republish`): they get this producer's partitioner and re-sends.
+    pub async fn send_record(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<(i32, i64), ProduceError> {
+        let mut resends = 0;
+        loop {
+            let (tx, rx) = oneshot::channel();
+            let pending = Pending {
+                waiter: Some(tx),
+                resends,
+            };
+            let mut record = record(topic, key, value, Some(headers.clone()), pending);
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                        record = returned;
+                        tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                    }
+                    Err((source, _)) => {
+                        return Err(ProduceError::Enqueue {
+                            topic: topic.to_owned(),
+                            source,
+                        })
+                    }
+                }
+            }
+            if resends == 0 {
+                self.producer
+                    .context()
+                    .handed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            match rx.await {
+                Ok(Ok(Report::Written(partition, offset))) => return Ok((partition, offset)),
+                Ok(Ok(Report::Unconfirmed)) if resends < MAX_UNCONFIRMED_RESENDS => resends += 1,
+                Ok(Ok(Report::Unconfirmed)) => {
+                    return Err(ProduceError::Unconfirmed {
+                        topic: topic.to_owned(),
+                        attempts: resends + 1,
+                    })
+                }
+                Ok(Err(source)) => {
+                    return Err(ProduceError::Delivery {
+                        topic: topic.to_owned(),
+                        source,
+                    })
+                }
+                Err(_) => {
+                    return Err(ProduceError::ReportLost {
+                        topic: topic.to_owned(),
+                    })
+                }
+            }
+        }
     }
 
     /// Hands one event to librdkafka without waiting for its delivery: the outcome shows up in
@@ -474,66 +543,6 @@ impl EventProducer {
             key: ENCODING_HEADER,
             value: Some(self.config.encoding.as_str()),
         })
-    }
-
-    async fn send_record(
-        &self,
-        topic: &str,
-        key: Option<&[u8]>,
-        value: &[u8],
-        headers: OwnedHeaders,
-    ) -> Result<(i32, i64), ProduceError> {
-        let mut resends = 0;
-        loop {
-            let (tx, rx) = oneshot::channel();
-            let pending = Pending {
-                waiter: Some(tx),
-                resends,
-            };
-            let mut record = record(topic, key, value, Some(headers.clone()), pending);
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                        record = returned;
-                        tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
-                    }
-                    Err((source, _)) => {
-                        return Err(ProduceError::Enqueue {
-                            topic: topic.to_owned(),
-                            source,
-                        })
-                    }
-                }
-            }
-            if resends == 0 {
-                self.producer
-                    .context()
-                    .handed
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            match rx.await {
-                Ok(Ok(Report::Written(partition, offset))) => return Ok((partition, offset)),
-                Ok(Ok(Report::Unconfirmed)) if resends < MAX_UNCONFIRMED_RESENDS => resends += 1,
-                Ok(Ok(Report::Unconfirmed)) => {
-                    return Err(ProduceError::Unconfirmed {
-                        topic: topic.to_owned(),
-                        attempts: resends + 1,
-                    })
-                }
-                Ok(Err(source)) => {
-                    return Err(ProduceError::Delivery {
-                        topic: topic.to_owned(),
-                        source,
-                    })
-                }
-                Err(_) => {
-                    return Err(ProduceError::ReportLost {
-                        topic: topic.to_owned(),
-                    })
-                }
-            }
-        }
     }
 }
 

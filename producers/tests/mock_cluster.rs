@@ -391,13 +391,21 @@ fn send_futures_are_send() {
 /// (the broker has no sequence state yet for a new producer id, so it takes any first sequence):
 /// librdkafka then reports the refused batch's records as delivered ("implicitly acked by subsequent
 /// batch success"), with no offset, although they were never written. Seen on a real Kafka 4 broker
-/// right after topic creation (docs/events.md, "Unconfirmed deliveries"). Every enqueued event must
-/// still end up in the log.
-#[test]
-fn a_refused_batch_overtaken_by_a_later_one_is_sent_again() {
+/// right after topic creation (docs/events.md, "Unconfirmed deliveries").
+///
+/// Returns a producer on a one-partition click topic, connected and warmed up (one event written),
+/// whose broker now answers after 60 ms and refuses the next two produce requests: the first batch
+/// and its retry (which waits `retry.backoff.ms`, 400). A second batch sent 200 ms after the first
+/// goes right behind that retry and is accepted. Also five click events to publish, two then three.
+fn overtaken_batch() -> (
+    MockCluster<'static, DefaultProducerContext>,
+    EventProducer,
+    Vec<Event>,
+) {
     let cluster = MockCluster::new(1).expect("mock cluster");
-    let topic = EventKind::Click.default_topic();
-    cluster.create_topic(topic, 1, 1).expect("create topic");
+    cluster
+        .create_topic(EventKind::Click.default_topic(), 1, 1)
+        .expect("create topic");
     cluster
         .create_topic(EventKind::Rank.default_topic(), 1, 1)
         .expect("create topic");
@@ -411,15 +419,15 @@ fn a_refused_batch_overtaken_by_a_later_one_is_sent_again() {
         .insert("retry.backoff.max.ms".into(), "400".into());
     let producer = EventProducer::new(cfg).expect("producer");
     let mut synth = Synth::new(SynthConfig::default(), "overtaken").expect("synth");
-    let mut clicks = std::iter::from_fn(|| Some(synth.next(Utc::now())))
-        .filter(|e| e.kind() == EventKind::Click);
+    let clicks = std::iter::from_fn(|| Some(synth.next(Utc::now())))
+        .filter(|e| e.kind() == EventKind::Click)
+        .take(5)
+        .collect();
     // Connected, with a producer id, before the faults begin.
     let (warm_up, _) = fixed_events().remove(0);
     producer.enqueue(&warm_up).expect("enqueue");
     producer.flush(Duration::from_secs(10)).expect("flush");
 
-    // The broker answers after 60 ms, and refuses the next two produce requests: the first batch
-    // and its retry. The second batch, sent right behind the retry, is accepted.
     cluster
         .broker_round_trip_time(1, Duration::from_millis(30))
         .expect("rtt");
@@ -430,20 +438,17 @@ fn a_refused_batch_overtaken_by_a_later_one_is_sent_again() {
             rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
         ],
     );
-    let mut ids = std::collections::BTreeSet::new();
-    let mut publish = |n: usize| {
-        for event in clicks.by_ref().take(n) {
-            ids.insert(event.event_id().to_owned());
-            producer.enqueue(&event).expect("enqueue");
-        }
-    };
-    publish(2);
-    // The first batch's refusal has come back; its retry waits `retry.backoff.ms` (400).
-    std::thread::sleep(Duration::from_millis(200));
-    publish(3);
-    producer.flush(Duration::from_secs(30)).expect("flush");
-    // The first batch's two records were reported without an offset and produced again; all six
-    // (the warm-up included) were then written.
+    (cluster, producer, clicks)
+}
+
+/// After an [`overtaken_batch`]: the first batch's two records were reported without an offset and
+/// produced again, so all six (the warm-up included) were written, and the click topic holds exactly
+/// the five clicks, once each.
+fn assert_overtaken_batch_written(
+    cluster: &MockCluster<'static, DefaultProducerContext>,
+    producer: &EventProducer,
+    clicks: &[Event],
+) {
     assert_eq!(
         producer.stats(),
         DeliveryStats {
@@ -452,30 +457,70 @@ fn a_refused_batch_overtaken_by_a_later_one_is_sent_again() {
             resent: 2
         }
     );
+    let mut written: Vec<String> = consume(
+        &cluster.bootstrap_servers(),
+        &[EventKind::Click.default_topic()],
+        1,
+        clicks.len(),
+    )
+    .iter()
+    .map(|msg| {
+        let value = msg.payload().expect("value");
+        decode(
+            EventKind::Click,
+            Encoding::Json,
+            value,
+            &Limits::default(),
+            Utc::now(),
+        )
+        .expect("decode")
+        .event_id()
+        .to_owned()
+    })
+    .collect();
+    written.sort();
+    let mut sent: Vec<String> = clicks.iter().map(|e| e.event_id().to_owned()).collect();
+    sent.sort();
+    assert_eq!(written, sent);
+}
 
-    // Exactly the five events, once each (the topic has one partition).
-    let seen: std::collections::BTreeSet<String> =
-        consume(&cluster.bootstrap_servers(), &[topic], 1, ids.len())
-            .iter()
-            .map(|msg| {
-                let value = msg.payload().expect("value");
-                decode(
-                    EventKind::Click,
-                    Encoding::Json,
-                    value,
-                    &Limits::default(),
-                    Utc::now(),
-                )
-                .expect("decode")
-                .event_id()
-                .to_owned()
-            })
-            .collect();
-    let missing: Vec<_> = ids.difference(&seen).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} never written: {missing:?}",
-        missing.len(),
-        ids.len()
-    );
+/// The `enqueue` path: unconfirmed records are produced again by `flush`.
+#[test]
+fn a_refused_batch_overtaken_by_a_later_one_is_sent_again() {
+    let (cluster, producer, clicks) = overtaken_batch();
+    for event in &clicks[..2] {
+        producer.enqueue(event).expect("enqueue");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    for event in &clicks[2..] {
+        producer.enqueue(event).expect("enqueue");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    assert_overtaken_batch_written(&cluster, &producer, &clicks);
+}
+
+/// The `send` path (which `send_raw`, `send_record` and so `dead-letters republish` take): each
+/// awaiting send produces its unconfirmed record again and returns only once it has an offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_send_overtaken_by_a_later_one_is_sent_again() {
+    let (cluster, producer, clicks) = overtaken_batch();
+    let producer = std::sync::Arc::new(producer);
+    let spawn = |event: &Event| {
+        let (producer, event) = (producer.clone(), event.clone());
+        tokio::spawn(async move { producer.send(&event).await })
+    };
+    let mut sends: Vec<_> = clicks[..2].iter().map(spawn).collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sends.extend(clicks[2..].iter().map(spawn));
+    let mut offsets = Vec::new();
+    for send in sends {
+        let (partition, offset) = send.await.expect("task").expect("send");
+        assert_eq!(partition, 0);
+        offsets.push(offset);
+    }
+    // The click topic's offsets 0–4 (the warm-up went to the rank topic): each send reports where its
+    // own record was written.
+    offsets.sort_unstable();
+    assert_eq!(offsets, vec![0, 1, 2, 3, 4]);
+    assert_overtaken_batch_written(&cluster, &producer, &clicks);
 }

@@ -147,8 +147,6 @@ impl DeadLetterSink {
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", brokers)
             .set("client.id", "sluice-dead-letters")
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
             .set("linger.ms", "5")
             .set("message.timeout.ms", "30000");
         let mut max_record_bytes = DEFAULT_MAX_RECORD_BYTES;
@@ -163,6 +161,8 @@ impl DeadLetterSink {
                 })?;
             }
         }
+        // Idempotent, and keyed letters on murmur2's partition like every Sluice producer.
+        let mut cc = sluice_producers::require_contract(cc);
         let producer = cc
             .create()
             .map_err(|e| SinkError::permanent(SINK, e.to_string()))?;
@@ -285,7 +285,7 @@ impl DeadLetterSink {
                 Ok(delivery) => match delivery.await {
                     // librdkafka's implicit ack: reported delivered, maybe never written
                     // (sluice_producers' module docs). Sent again with the batch.
-                    Ok(Ok(delivery)) if delivery.offset < 0 => {
+                    Ok(Ok(delivery)) if !sluice_producers::is_confirmed(delivery.offset) => {
                         return Sent::Transient(format!(
                             "dead letter for {source_topic}[{partition}]@{offset_text} reported delivered without an offset (unconfirmed)",
                             offset_text = letter.offset
@@ -504,6 +504,49 @@ mod tests {
             .expect("task")
             .expect_err("the first batch was never written");
         assert!(err.to_string().contains("without an offset"), "{err}");
+    }
+
+    /// A keyed letter goes where every Sluice producer puts its key: Kafka's murmur2 partition, also
+    /// when the deployment's librdkafka properties name another partitioner. The key is one librdkafka's
+    /// default (CRC32, checked with the `crc` crate) would put elsewhere.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keyed_letters_land_on_the_partition_murmur2_gives_their_key() {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::message::Message;
+        use rdkafka::mocking::MockCluster;
+        const PARTITIONS: u32 = 3;
+        let crc32 = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+        let murmur2 =
+            |key: &[u8]| (murmur2::murmur2(key, murmur2::KAFKA_SEED) & 0x7fff_ffff) % PARTITIONS;
+        let key = (0..100)
+            .map(|i| format!("tenant/entity-{i}"))
+            .find(|k| crc32.checksum(k.as_bytes()) % PARTITIONS != murmur2(k.as_bytes()))
+            .expect("some key differs");
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster
+            .create_topic("dead-letters", PARTITIONS as i32, 1)
+            .expect("topic");
+        let crc = [("partitioner".to_owned(), "consistent_random".to_owned())];
+        let sink =
+            DeadLetterSink::new(&cluster.bootstrap_servers(), "dead-letters", &crc).expect("sink");
+        let mut keyed = letter(10, 0);
+        keyed.key = Some(key.clone().into_bytes());
+        sink.publish("clicks", 0, &[keyed]).await.expect("publish");
+
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("group.id", "dead-letter-test")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&["dead-letters"]).expect("subscribe");
+        let message = loop {
+            if let Some(m) = consumer.poll(Duration::from_secs(10)) {
+                break m.expect("consume").detach();
+            }
+        };
+        assert_eq!(message.key(), Some(key.as_bytes()));
+        assert_eq!(message.partition() as u32, murmur2(key.as_bytes()));
     }
 
     #[test]

@@ -7,12 +7,16 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use rdkafka::message::Message;
 use sluice_consumers::metrics::RECORDS_CONSUMED;
+use sluice_consumers::routing::kafka_partition;
 use sluice_loadtest::verify::Expected;
 use sluice_schemas::{encode, Encoding, Event, EventKind, ENCODING_HEADER};
 
 use crate::support::corner::{click, crawl, rank};
-use crate::support::{metric_value, TestStack, SETTLE};
+use crate::support::{crc32, metric_value, TestStack, SETTLE};
+
+const PARTITIONS: i32 = 3;
 
 /// Hand-written corner cases on top of the synthetic traffic.
 fn corner_cases(now: DateTime<Utc>) -> Vec<Event> {
@@ -77,7 +81,7 @@ fn corner_cases(now: DateTime<Utc>) -> Vec<Event> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_aggregate_and_raw_row_matches_the_published_events() -> anyhow::Result<()> {
-    let stack = TestStack::new("e2e", 3).await?;
+    let stack = TestStack::new("e2e", PARTITIONS).await?;
     let now = Utc::now();
 
     let mut synth = stack.synth(7, 4)?;
@@ -116,6 +120,17 @@ async fn every_aggregate_and_raw_row_matches_the_published_events() -> anyhow::R
     let mut far_future = good_click.clone();
     far_future.event_id = format!("{}-from-the-future", stack.name);
     far_future.occurred_at = now + TimeDelta::days(30);
+    // Keyed as the contract says, with a key librdkafka's default partitioner (CRC32) would put on
+    // another partition than murmur2: its re-published copy must land beside the original.
+    far_future.short_code = (0..100)
+        .map(|i| format!("from-the-future-{i}"))
+        .find(|code| {
+            let key = format!("{}/{code}", far_future.tenant_id);
+            (crc32(key.as_bytes()) % PARTITIONS as u32) as i32
+                != kafka_partition(key.as_bytes(), PARTITIONS)
+        })
+        .expect("some key differs");
+    let far_key = Event::Click(far_future.clone()).partition_key();
     let click_topic = stack.topic(EventKind::Click).to_owned();
     let rank_topic = stack.topic(EventKind::Rank).to_owned();
     let crawl_topic = stack.topic(EventKind::Crawl).to_owned();
@@ -187,7 +202,10 @@ async fn every_aggregate_and_raw_row_matches_the_published_events() -> anyhow::R
     ];
     let mut bad_at = Vec::new();
     for (i, (topic, reason, value, headers)) in bad.iter().enumerate() {
-        let key = format!("poison-{i}");
+        let key = match *reason {
+            "timestamp_out_of_range" => far_key.clone(),
+            _ => format!("poison-{i}"),
+        };
         let (partition, offset) = json
             .send_raw(topic, Some(key.as_bytes()), value, headers)
             .await?;
@@ -274,6 +292,14 @@ async fn every_aggregate_and_raw_row_matches_the_published_events() -> anyhow::R
     let replay = stack.run_ingest_command(&["dead-letters", "replay"], &fixed)?;
     let said = format!("re-published {} dead letters", bad.len());
     assert!(replay.contains(&said), "{replay}");
+    // The fixed record's copy is on the partition murmur2 gives its key, where the original is.
+    let copies: Vec<i32> = sluice_loadtest::kit::kafka::read_all(&stack.brokers, &click_topic)?
+        .iter()
+        .filter(|m| m.key() == Some(far_key.as_bytes()))
+        .map(|m| m.partition())
+        .collect();
+    let murmur2 = kafka_partition(far_key.as_bytes(), PARTITIONS);
+    assert_eq!(copies, vec![murmur2, murmur2], "partitions of {far_key}");
     let ingest = stack.spawn_ingest("after-fix", &fixed)?;
     stack.wait_caught_up(Duration::from_secs(120)).await?;
     let status = ingest.terminate(Duration::from_secs(30))?;

@@ -14,26 +14,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice_consumers::routing::kafka_partition;
 use sluice_schemas::{encode, ClickEvent, Encoding, Event, EventKind, ENCODING_HEADER};
 
-use crate::support::{metric_value, TestStack};
+use crate::support::{crc32, metric_value, TestStack};
 
 const PARTITIONS: i32 = 4;
-
-/// CRC-32 (IEEE, reflected, as librdkafka's `rd_crc32`), written out here so the test's idea of
-/// librdkafka's default partitioner does not come from the code under test.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
 
 fn click(id: &str, short_code: &str) -> Event {
     Event::Click(ClickEvent {

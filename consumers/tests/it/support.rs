@@ -22,6 +22,24 @@ pub(crate) fn postgres_admin_url() -> String {
     StackArgs::from_env().postgres_url
 }
 
+/// CRC-32 (IEEE, reflected, as librdkafka's `rd_crc32`): librdkafka's default partitioner puts a key
+/// on `crc32(key) % partitions`. Written out here so the tests' idea of it does not come from the code
+/// under test.
+pub(crate) fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
 /// Where a test's servers are and how each party reaches them. The single-node stack
 /// ([`Target::local`]) has one address per server for everyone; the cluster stack (tests/cluster/)
 /// gives the test's own tooling plain internal addresses and ingest and the event producers the
