@@ -38,6 +38,19 @@ pg_default_shared_buffers() {
 }
 # shellcheck disable=SC2034 # read by render_template (by name)
 PG_SHARED_BUFFERS="${SLUICE_STACK_PG_SHARED_BUFFERS:-$(pg_default_shared_buffers)}"
+# PostgreSQL's WAL between two checkpoints: a third of the disk space PostgreSQL may use (free space plus
+# the WAL it already holds), at most 16 GB, at least 1 GB. With 4 GB, a ten-minute 100k/s load run
+# checkpointed every ~20 s, and every page's first change after a checkpoint logs the whole page
+# (docs/BENCHMARKS.md, session 14). pg_default_max_wal_size DIR: DIR is the state directory.
+pg_default_max_wal_size() {
+  local dir="$1" avail_kb wal_kb mb
+  avail_kb=$(df -Pk "$dir" 2>/dev/null | awk 'NR == 2 {print $4}' || true)
+  wal_kb=$(du -sk "$dir/postgres/data/pg_wal" 2>/dev/null | awk '{print $1}' || true)
+  mb=$(( (${avail_kb:-0} + ${wal_kb:-0}) / 3 / 1024 ))
+  (( mb > 16384 )) && mb=16384
+  (( mb < 1024 )) && mb=1024
+  echo "${mb}MB"
+}
 PG_USER=sluice
 PG_DB=sluice
 CH_HTTP_PORT="${SLUICE_STACK_CH_HTTP_PORT:-8123}"
@@ -182,7 +195,13 @@ pg_as() { runuser -u postgres -- "$@"; }
 pg_running() { daemon_running "$PG_PID" "$PG_DATA"; }
 
 # pg_config FILE: the server settings from infra/postgres/ (client authentication: pg_hba.conf as it is).
-pg_config() { render_template "$PG_SRC/sluice.conf.template" "$1" PG_PORT PG_SOCK_DIR PG_SHARED_BUFFERS; }
+pg_config() {
+  local dir="$STATE"
+  [[ -d "$dir" ]] || dir="$REPO"
+  # shellcheck disable=SC2034 # read by render_template (by name)
+  PG_MAX_WAL_SIZE="${SLUICE_STACK_PG_MAX_WAL_SIZE:-$(pg_default_max_wal_size "$dir")}"
+  render_template "$PG_SRC/sluice.conf.template" "$1" PG_PORT PG_SOCK_DIR PG_SHARED_BUFFERS PG_MAX_WAL_SIZE
+}
 
 # The server settings and client authentication, on every start.
 pg_write_config() {
@@ -376,7 +395,7 @@ usage: infra/stack.sh <command>
   env                print export lines for the service's endpoints (SLUICE_*)
   configs DIR        write the server config files a start would write into DIR (starts nothing)
 settings (environment): SLUICE_STACK_STATE_DIR, SLUICE_STACK_{KAFKA,KAFKA_CONTROLLER,PG,CH_HTTP,CH_TCP}_PORT,
-  SLUICE_STACK_KAFKA_HEAP, SLUICE_STACK_PG_SHARED_BUFFERS, SLUICE_STACK_PG_PASSWORD,
+  SLUICE_STACK_KAFKA_HEAP, SLUICE_STACK_PG_{SHARED_BUFFERS,MAX_WAL_SIZE}, SLUICE_STACK_PG_PASSWORD,
   SLUICE_STACK_TOPIC_PARTITIONS, SLUICE_STACK_{KAFKA,PG,CH}_START_TIMEOUT,
   SLUICE_STACK_STOP_TIMEOUT (infra/README.md)
 EOF
