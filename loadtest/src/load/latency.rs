@@ -264,7 +264,8 @@ impl Search {
 const MAX_ROUNDS: usize = 32;
 
 /// Stamps samples whose raw row has appeared in ClickHouse, every `every` (or, when lookups get slow,
-/// every 10 × their duration, so that they take at most 10 % of the time), until `stop`. Per
+/// every 10 × their duration, so that they take at most 10 % of the time; from `hurry` on, once nothing
+/// is being written any more, every `every` again), until `stop`. Per
 /// partition, one lookup of the oldest pending sample answers "did anything new arrive?"; when it
 /// did, a galloping then binary search over the partition's pending samples (a few more rounds, all
 /// partitions in the same statements) finds how far, and every sample up to there is stamped.
@@ -273,10 +274,11 @@ pub async fn poll_clickhouse(
     ch: clickhouse::Client,
     every: Duration,
     stop: Arc<AtomicBool>,
+    hurry: Arc<AtomicBool>,
 ) {
     let mut pause = every;
     while !stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(pause).await;
+        pause_unless_hurried(pause, every, &stop, &hurry).await;
         let poll_started = std::time::Instant::now();
         let mut lookup_time = Duration::ZERO;
         let mut by_partition: BTreeMap<(EventKind, i32), Vec<Sample>> = BTreeMap::new();
@@ -349,9 +351,62 @@ pub async fn poll_clickhouse(
 /// The ClickHouse poller waits at least this many times its last poll's lookup time.
 const DUTY: u32 = 10;
 
+/// Waits `pause`, but no longer than `every` once `hurry` is set (or until `stop`). A poll that took
+/// seconds under load sets a pause of tens of seconds; once the run has drained, the last samples must
+/// not wait for it (the 10 s the driver gives the pollers then would not see them).
+async fn pause_unless_hurried(
+    pause: Duration,
+    every: Duration,
+    stop: &AtomicBool,
+    hurry: &AtomicBool,
+) {
+    let started = tokio::time::Instant::now();
+    let step = Duration::from_millis(100).min(every);
+    loop {
+        let waited = started.elapsed();
+        let limit = if hurry.load(Ordering::Relaxed) {
+            pause.min(every)
+        } else {
+            pause
+        };
+        if waited >= limit || stop.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::time::sleep(step.min(limit - waited)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A long pause (a slow poll under load) ends within `every` once the run is hurried.
+    #[tokio::test(start_paused = true)]
+    async fn a_hurried_poller_does_not_sit_out_its_pause() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let hurry = Arc::new(AtomicBool::new(false));
+        let every = Duration::from_millis(250);
+        let started = tokio::time::Instant::now();
+        let waiting = tokio::spawn({
+            let (stop, hurry) = (Arc::clone(&stop), Arc::clone(&hurry));
+            async move { pause_unless_hurried(Duration::from_secs(60), every, &stop, &hurry).await }
+        });
+        tokio::time::sleep(Duration::from_millis(5050)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the pause ended before it was hurried"
+        );
+        hurry.store(true, Ordering::Relaxed);
+        waiting.await.unwrap();
+        // Hurried 5.05 s in, past `every` already: it returns at its next 100 ms step.
+        assert_eq!(started.elapsed(), Duration::from_millis(5100));
+
+        // Not hurried: the whole pause.
+        hurry.store(false, Ordering::Relaxed);
+        let started = tokio::time::Instant::now();
+        pause_unless_hurried(Duration::from_secs(60), every, &stop, &hurry).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

@@ -54,8 +54,10 @@ impl Run<'_> {
                 say(format!("warning: cannot save ingest metrics: {e}"));
             }
         }
-        // Let the pollers see the last samples (everything is durable now, so they are visible).
-        let grace = Instant::now() + Duration::from_secs(10);
+        // Let the pollers see the last samples (everything is durable now, so they are visible): the
+        // ClickHouse poller polls every `--ch-poll-ms` again, however slow its polls were under load.
+        self.hurry_pollers.store(true, Ordering::Relaxed);
+        let grace = Instant::now() + Duration::from_secs(30);
         loop {
             let (n, pg, ch) = self.tracker.counts();
             if (pg == n && (ch == n || args.ch_poll_ms == 0)) || Instant::now() > grace {

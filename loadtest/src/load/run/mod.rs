@@ -75,6 +75,8 @@ struct Run<'a> {
     tracker: Tracker,
     /// Stops the latency pollers and the consumed-counter sampler.
     stop_pollers: Arc<AtomicBool>,
+    /// Set once everything is durable: the ClickHouse poller stops spacing its polls out.
+    hurry_pollers: Arc<AtomicBool>,
 }
 
 /// The main run: setup, produce, drain, finish.

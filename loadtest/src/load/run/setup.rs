@@ -146,6 +146,7 @@ impl<'a> Run<'a> {
 
         let tracker = Tracker::default();
         let stop_pollers = Arc::new(AtomicBool::new(false));
+        let hurry_pollers = Arc::new(AtomicBool::new(false));
         tokio::spawn(latency::poll_postgres(
             tracker.clone(),
             dbs.pg.clone(),
@@ -160,6 +161,7 @@ impl<'a> Run<'a> {
                 dbs.ch.clone(),
                 Duration::from_millis(args.ch_poll_ms),
                 Arc::clone(&stop_pollers),
+                Arc::clone(&hurry_pollers),
             ));
         }
         Ok(Run {
@@ -174,6 +176,7 @@ impl<'a> Run<'a> {
             watermarks,
             tracker,
             stop_pollers,
+            hurry_pollers,
         })
     }
 }
