@@ -540,11 +540,11 @@ mod tests {
             .create()
             .expect("consumer");
         consumer.subscribe(&["dead-letters"]).expect("subscribe");
-        let message = loop {
-            if let Some(m) = consumer.poll(Duration::from_secs(10)) {
-                break m.expect("consume").detach();
-            }
-        };
+        let message = consumer
+            .poll(Duration::from_secs(30))
+            .expect("the letter within 30 s")
+            .expect("consume")
+            .detach();
         assert_eq!(message.key(), Some(key.as_bytes()));
         assert_eq!(message.partition() as u32, murmur2(key.as_bytes()));
     }
