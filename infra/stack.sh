@@ -25,16 +25,20 @@ KAFKA_CONTROLLER_PORT="${SLUICE_STACK_KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_HEAP="${SLUICE_STACK_KAFKA_HEAP:--Xms512m -Xmx1g}"
 PG_PORT="${SLUICE_STACK_PG_PORT:-5432}"
 PG_PASSWORD="${SLUICE_STACK_PG_PASSWORD:-sluice}"
+# mb_within MB MIN MAX: MB clamped to [MIN, MAX], as a PostgreSQL size ("<n>MB").
+mb_within() {
+  local mb="$1"
+  (( mb > $3 )) && mb=$3
+  (( mb < $2 )) && mb=$2
+  echo "${mb}MB"
+}
 # PostgreSQL's buffer cache: a third of the machine's memory, at most 8 GB, at least 128 MB. A ten-minute
 # 100k/s load run grows the aggregate tables to ~4 GB; with 1 GB the backends evicted and re-read ~20k
 # pages a second (docs/BENCHMARKS.md, session 13).
 pg_default_shared_buffers() {
-  local kb mb
+  local kb
   kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || true)
-  mb=$(( ${kb:-0} / 3 / 1024 ))
-  (( mb > 8192 )) && mb=8192
-  (( mb < 128 )) && mb=128
-  echo "${mb}MB"
+  mb_within $(( ${kb:-0} / 3 / 1024 )) 128 8192
 }
 # shellcheck disable=SC2034 # read by render_template (by name)
 PG_SHARED_BUFFERS="${SLUICE_STACK_PG_SHARED_BUFFERS:-$(pg_default_shared_buffers)}"
@@ -43,13 +47,10 @@ PG_SHARED_BUFFERS="${SLUICE_STACK_PG_SHARED_BUFFERS:-$(pg_default_shared_buffers
 # checkpointed every ~20 s, and every page's first change after a checkpoint logs the whole page
 # (docs/BENCHMARKS.md, session 14). pg_default_max_wal_size DIR: DIR is the state directory.
 pg_default_max_wal_size() {
-  local dir="$1" avail_kb wal_kb mb
+  local dir="$1" avail_kb wal_kb
   avail_kb=$(df -Pk "$dir" 2>/dev/null | awk 'NR == 2 {print $4}' || true)
   wal_kb=$(du -sk "$dir/postgres/data/pg_wal" 2>/dev/null | awk '{print $1}' || true)
-  mb=$(( (${avail_kb:-0} + ${wal_kb:-0}) / 3 / 1024 ))
-  (( mb > 16384 )) && mb=16384
-  (( mb < 1024 )) && mb=1024
-  echo "${mb}MB"
+  mb_within $(( (${avail_kb:-0} + ${wal_kb:-0}) / 3 / 1024 )) 1024 16384
 }
 PG_USER=sluice
 PG_DB=sluice

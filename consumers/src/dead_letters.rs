@@ -107,18 +107,23 @@ pub async fn read(config: &Config, republish: bool) -> anyhow::Result<Summary> {
         ])?
         .create()
         .context("cannot create the dead-letter consumer")?;
-    // The producer library's: the murmur2 partitioner every Sluice producer uses (a letter goes back to
-    // the partition its key belongs to, where the dedup window sees copies of it), and its re-sends of
-    // deliveries reported without an offset.
-    let producer = EventProducer::new(ProducerConfig {
-        brokers: config.kafka_brokers.clone(),
-        extra: config
+    // Only to republish. The producer library's: the murmur2 partitioner every Sluice producer uses (a
+    // letter goes back to the partition its key belongs to, where the dedup window sees copies of it),
+    // and its re-sends of deliveries reported without an offset.
+    let producer = if republish {
+        let extra = config
             .kafka_properties_with_secrets()?
             .into_iter()
-            .collect(),
-        ..ProducerConfig::default()
-    })
-    .context("cannot create the republish producer")?;
+            .collect();
+        let producer = EventProducer::new(ProducerConfig {
+            brokers: config.kafka_brokers.clone(),
+            extra,
+            ..ProducerConfig::default()
+        });
+        Some(producer.context("cannot create the republish producer")?)
+    } else {
+        None
+    };
 
     let timeout = Duration::from_secs(10);
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
@@ -191,9 +196,9 @@ pub async fn read(config: &Config, republish: bool) -> anyhow::Result<Summary> {
             .by_reason
             .entry((reason, source.clone()))
             .or_default() += 1;
-        if !republish || source.is_empty() {
+        let Some(producer) = producer.as_ref().filter(|_| !source.is_empty()) else {
             continue;
-        }
+        };
         let mut hs = OwnedHeaders::new();
         if let Some(original) = message.headers() {
             for h in original
@@ -213,13 +218,13 @@ pub async fn read(config: &Config, republish: bool) -> anyhow::Result<Summary> {
             headers: hs,
         });
         if pending.len() >= REPUBLISH_CHUNK {
-            summary.republished += send_all(&producer, &pending).await?;
+            summary.republished += send_all(producer, &pending).await?;
             pending.clear();
             commit(&consumer, topic, &positions)?;
         }
     }
-    if republish {
-        summary.republished += send_all(&producer, &pending).await?;
+    if let Some(producer) = &producer {
+        summary.republished += send_all(producer, &pending).await?;
         commit(&consumer, topic, &positions)?;
     }
     Ok(summary)

@@ -14,7 +14,7 @@ use sluice_loadtest::verify::Expected;
 use sluice_schemas::{encode, Encoding, Event, EventKind, ENCODING_HEADER};
 
 use crate::support::corner::{click, crawl, rank};
-use crate::support::{crc32, metric_value, TestStack, SETTLE};
+use crate::support::{code_placed_apart, metric_value, TestStack, SETTLE};
 
 const PARTITIONS: i32 = 3;
 
@@ -122,14 +122,7 @@ async fn every_aggregate_and_raw_row_matches_the_published_events() -> anyhow::R
     far_future.occurred_at = now + TimeDelta::days(30);
     // Keyed as the contract says, with a key librdkafka's default partitioner (CRC32) would put on
     // another partition than murmur2: its re-published copy must land beside the original.
-    far_future.short_code = (0..100)
-        .map(|i| format!("from-the-future-{i}"))
-        .find(|code| {
-            let key = format!("{}/{code}", far_future.tenant_id);
-            (crc32(key.as_bytes()) % PARTITIONS as u32) as i32
-                != kafka_partition(key.as_bytes(), PARTITIONS)
-        })
-        .expect("some key differs");
+    far_future.short_code = code_placed_apart(&far_future.tenant_id, "from-the-future", PARTITIONS);
     let far_key = Event::Click(far_future.clone()).partition_key();
     let click_topic = stack.topic(EventKind::Click).to_owned();
     let rank_topic = stack.topic(EventKind::Rank).to_owned();

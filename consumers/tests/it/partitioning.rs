@@ -14,7 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice_consumers::routing::kafka_partition;
 use sluice_schemas::{encode, ClickEvent, Encoding, Event, EventKind, ENCODING_HEADER};
 
-use crate::support::{crc32, metric_value, TestStack};
+use crate::support::{code_placed_apart, crc32, crc32_partition, metric_value, TestStack};
 
 const PARTITIONS: i32 = 4;
 
@@ -67,14 +67,7 @@ async fn a_copy_sent_through_another_partitioner_is_counted_as_misrouted() -> an
     let topic = stack.topic(EventKind::Click).to_owned();
 
     // A short code whose key the two partitioners place apart.
-    let code = (0..100)
-        .map(|i| format!("code-{i}"))
-        .find(|c| {
-            let key = format!("corner/{c}");
-            (crc32(key.as_bytes()) % PARTITIONS as u32) as i32
-                != kafka_partition(key.as_bytes(), PARTITIONS)
-        })
-        .expect("some key differs");
+    let code = code_placed_apart("corner", "code", PARTITIONS);
     let key = format!("corner/{code}");
     let twice = click("sent-twice", &code);
 
@@ -89,10 +82,7 @@ async fn a_copy_sent_through_another_partitioner_is_counted_as_misrouted() -> an
         .set("bootstrap.servers", &stack.brokers)
         .create()?;
     let crc_partition = send_raw(&plain, &topic, Some(&key), &twice).await?;
-    assert_eq!(
-        crc_partition,
-        (crc32(key.as_bytes()) % PARTITIONS as u32) as i32
-    );
+    assert_eq!(crc_partition, crc32_partition(key.as_bytes(), PARTITIONS));
     assert_ne!(crc_partition, murmur_partition);
 
     // A record without a key, and one whose key names another entity (on murmur2's partition for it).

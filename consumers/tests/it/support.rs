@@ -22,22 +22,30 @@ pub(crate) fn postgres_admin_url() -> String {
     StackArgs::from_env().postgres_url
 }
 
-/// CRC-32 (IEEE, reflected, as librdkafka's `rd_crc32`): librdkafka's default partitioner puts a key
-/// on `crc32(key) % partitions`. Written out here so the tests' idea of it does not come from the code
-/// under test.
+/// CRC-32 (IEEE, reflected, as librdkafka's `rd_crc32`), from the `crc` crate: librdkafka's default
+/// partitioner puts a key on `crc32(key) % partitions`. Not from the code under test.
 pub(crate) fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    CRC32.checksum(bytes)
+}
+
+/// The partition librdkafka's default partitioner (`consistent_random`) gives `key`.
+pub(crate) fn crc32_partition(key: &[u8], partitions: i32) -> i32 {
+    (crc32(key) % partitions as u32) as i32
+}
+
+/// The first short code `{prefix}-{i}` whose key `{tenant}/{code}` CRC-32 and Kafka's murmur2 put on
+/// different partitions: a copy of its event sent through librdkafka's default partitioner would land
+/// out of reach of the original's dedup window.
+pub(crate) fn code_placed_apart(tenant: &str, prefix: &str, partitions: i32) -> String {
+    (0..100)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|code| {
+            let key = format!("{tenant}/{code}");
+            crc32_partition(key.as_bytes(), partitions)
+                != sluice_consumers::routing::kafka_partition(key.as_bytes(), partitions)
+        })
+        .expect("some key differs")
 }
 
 /// Where a test's servers are and how each party reaches them. The single-node stack
