@@ -100,8 +100,10 @@ pub struct Config {
     pub flush_lag_high: u64,
     /// Flush early once batches hold this many aggregate rows.
     pub max_buffered_keys: usize,
-    /// The memory budget of what ingest buffers: the batches (accumulating and in flight) and
-    /// librdkafka's pre-fetch queue ([`Config::kafka_queue_bytes`], [`Config::batch_budget_bytes`]).
+    /// The memory budget of what ingest buffers: the batches (accumulating and in flight), the dedup
+    /// windows and librdkafka's pre-fetch queue ([`Config::kafka_queue_bytes`],
+    /// [`Config::batch_budget_bytes`]). Default: a quarter of the memory ingest may use
+    /// ([`default_buffer_budget`]).
     pub max_buffered_bytes: usize,
     /// Partitions flushed concurrently.
     pub flush_concurrency: usize,
@@ -163,7 +165,7 @@ impl Default for Config {
             flush_lag_low: 10_000,
             flush_lag_high: 1_000_000,
             max_buffered_keys: 1_000_000,
-            max_buffered_bytes: 512 * 1024 * 1024,
+            max_buffered_bytes: default_buffer_budget(),
             flush_concurrency: 4,
             shutdown_timeout_ms: 20_000,
             ready_stall_timeout_ms: 60_000,
@@ -469,15 +471,18 @@ impl Config {
         }
     }
 
-    /// The share of `max_buffered_bytes` for librdkafka's pre-fetch: an eighth, at least 2 MiB. Half
-    /// of it is the local queue (`queued.max.messages.kbytes`), half one fetch response
-    /// (`fetch.max.bytes`); `kafka_properties` can set either (then the share stays reserved as is).
+    /// The share of `max_buffered_bytes` for librdkafka's pre-fetch: an eighth, at least 2 MiB and at
+    /// most 128 MiB (a fetch queue beyond that buys nothing: librdkafka's own defaults are 64 MiB of
+    /// queue and a 50 MiB fetch). Half of it is the local queue (`queued.max.messages.kbytes`), half one
+    /// fetch response (`fetch.max.bytes`); `kafka_properties` can set either (then the share stays
+    /// reserved as is).
     pub fn kafka_queue_bytes(&self) -> usize {
-        (self.max_buffered_bytes / 8).max(2 * 1024 * 1024)
+        (self.max_buffered_bytes / 8).clamp(2 * 1024 * 1024, 128 * 1024 * 1024)
     }
 
-    /// What the batches may hold, accumulating and in flight together: `max_buffered_bytes` less the
-    /// pre-fetch share ([`Config::kafka_queue_bytes`]), at least half of it.
+    /// What the batches and the dedup windows may hold together: `max_buffered_bytes` less the
+    /// pre-fetch share ([`Config::kafka_queue_bytes`]), at least half of it. The poll loop takes the
+    /// windows' bytes out of it as they grow (`ingest::schedule`).
     pub fn batch_budget_bytes(&self) -> usize {
         self.max_buffered_bytes
             .saturating_sub(self.kafka_queue_bytes())
@@ -559,6 +564,55 @@ fn describe(e: figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The default `max_buffered_bytes`: a quarter of the memory this process may use — the cgroup's
+/// limit when it has one (a container), else the machine's memory — and at least 512 MiB (the fixed
+/// default before, kept as the floor so that a small machine behaves as it did). The same fraction
+/// the JVM takes for its default heap. The budget counts the dedup windows, which hold
+/// `dedup_window_secs` of keys (≈ 35 bytes each: 3 GB at 100k events/s and 900 s), so a fixed 512 MiB
+/// would leave the batches nothing at such rates. Read from two files (`/sys/fs/cgroup`,
+/// `/proc/meminfo`) rather than through a system-information crate that scans far more.
+pub fn default_buffer_budget() -> usize {
+    budget_for_memory(memory_limit())
+}
+
+/// A quarter of `memory` bytes, at least 512 MiB ([`default_buffer_budget`]).
+pub fn budget_for_memory(memory: Option<u64>) -> usize {
+    const FLOOR: usize = 512 * 1024 * 1024;
+    memory
+        .map(|m| usize::try_from(m / 4).unwrap_or(usize::MAX))
+        .unwrap_or(FLOOR)
+        .max(FLOOR)
+}
+
+/// The memory this process may use: the smaller of the machine's (`MemTotal`) and its cgroup's limit
+/// (v2 `memory.max`, v1 `memory.limit_in_bytes`), in bytes; `None` when neither can be read.
+fn memory_limit() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let total = read("/proc/meminfo").as_deref().and_then(mem_total);
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .as_deref()
+        .and_then(cgroup_limit);
+    match (total, cgroup) {
+        (Some(t), Some(c)) => Some(t.min(c)),
+        (t, c) => t.or(c),
+    }
+}
+
+/// `MemTotal` of a `/proc/meminfo` text, in bytes.
+fn mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// A cgroup memory limit file's value in bytes; `None` for no limit (`max`, or v1's page-rounded
+/// `i64::MAX`).
+fn cgroup_limit(text: &str) -> Option<u64> {
+    let limit: u64 = text.trim().parse().ok()?;
+    (limit < 1 << 62).then_some(limit)
 }
 
 #[cfg(test)]
@@ -793,5 +847,27 @@ mod tests {
             bad.contains("`session`") && bad.contains("`transaction`"),
             "{bad}"
         );
+    }
+
+    /// The default budget is a quarter of the memory limit, never below the old fixed 512 MiB.
+    #[test]
+    fn the_default_budget_is_a_quarter_of_the_memory_at_least_512_mib() {
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(
+            budget_for_memory(Some(24 * 1024 * MIB)),
+            6 * 1024 * 1024 * 1024
+        );
+        assert_eq!(budget_for_memory(Some(4 * 1024 * MIB)), 1024 * 1024 * 1024);
+        assert_eq!(budget_for_memory(Some(1024 * MIB)), 512 * 1024 * 1024);
+        assert_eq!(budget_for_memory(None), 512 * 1024 * 1024);
+        // The limit files as the kernel writes them.
+        assert_eq!(
+            mem_total("MemTotal:       24683784 kB\nMemFree:  1 kB\n"),
+            Some(24_683_784 * 1024)
+        );
+        assert_eq!(mem_total("MemFree: 1 kB\n"), None);
+        assert_eq!(cgroup_limit("2147483648\n"), Some(2 * 1024 * MIB));
+        assert_eq!(cgroup_limit("max\n"), None);
+        assert_eq!(cgroup_limit("9223372036854771712\n"), None);
     }
 }

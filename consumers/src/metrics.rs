@@ -34,6 +34,9 @@ pub const BUFFERED_BYTES: &str = "sluice_buffer_bytes";
 /// Gauge: bytes held in the batches of the flush in flight (they count toward the memory budget until
 /// it ends).
 pub const FLUSHING_BYTES: &str = "sluice_buffer_flushing_bytes";
+/// Gauge: bytes the batches may hold now (accumulating and in flight): the batch budget less the
+/// dedup windows' bytes, at least an eighth of it.
+pub const BATCH_BUDGET_BYTES: &str = "sluice_buffer_batch_budget_bytes";
 /// Gauge: events held in partition batches.
 pub const BUFFERED_EVENTS: &str = "sluice_buffer_events";
 /// Gauge: 1 while fetching is paused for the memory budget.
@@ -171,6 +174,11 @@ pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
         DEDUP_BYTES,
         Unit::Bytes,
         "Bytes the dedup windows hold (their tables' slots and control bytes)."
+    );
+    describe_gauge!(
+        BATCH_BUDGET_BYTES,
+        Unit::Bytes,
+        "Bytes the batches may hold now: max_buffered_bytes less librdkafka's share and the dedup windows, at least an eighth of the batches' share."
     );
     describe_gauge!(
         PAUSED,
@@ -331,6 +339,7 @@ mod tests {
             FLUSH_INTERVAL_SECONDS,
             BUFFERED_BYTES,
             FLUSHING_BYTES,
+            BATCH_BUDGET_BYTES,
             BUFFERED_EVENTS,
             PAUSED,
             REBALANCES,

@@ -21,9 +21,9 @@ use super::partitions::Partitions;
 use super::schedule::FlushSchedule;
 use super::shutdown::Shutdown;
 use crate::metrics::{
-    BUFFERED_BYTES, BUFFERED_EVENTS, BUFFERED_KEYS, DEDUP_BYTES, DEDUP_KEYS, DUPLICATES,
-    EVENTS_AGGREGATED, FLUSHING_BYTES, FLUSH_INTERVAL_SECONDS, OLDEST_UNCOMMITTED_AGE, PAUSED,
-    RECORDS_CONSUMED, RECORDS_REJECTED, RECORDS_REPLAYED,
+    BATCH_BUDGET_BYTES, BUFFERED_BYTES, BUFFERED_EVENTS, BUFFERED_KEYS, DEDUP_BYTES, DEDUP_KEYS,
+    DUPLICATES, EVENTS_AGGREGATED, FLUSHING_BYTES, FLUSH_INTERVAL_SECONDS, OLDEST_UNCOMMITTED_AGE,
+    PAUSED, RECORDS_CONSUMED, RECORDS_REJECTED, RECORDS_REPLAYED,
 };
 use crate::routing::{self, MisroutedCounts};
 
@@ -137,6 +137,7 @@ impl PollLoop {
         };
         let mut next_second = Instant::now() + Duration::from_secs(1);
         let mut paused = false;
+        let mut squeezed = false;
         metrics::gauge!(FLUSH_INTERVAL_SECONDS).set(self.schedule.interval().as_secs_f64());
         while !self.shutdown.is_triggered() {
             self.partitions.health.beat();
@@ -202,6 +203,7 @@ impl PollLoop {
                 paused = should_pause;
             }
             if let Some((events, dedup_keys, dedup_bytes, ages)) = second {
+                self.budget_dedup_windows(dedup_bytes, &mut squeezed);
                 let lag = self.partitions.fetch_lag.load(Ordering::Relaxed);
                 let last_flush = Duration::from_micros(
                     self.partitions.last_flush_micros.load(Ordering::Relaxed),
@@ -340,6 +342,30 @@ impl PollLoop {
                 }
             }
         }
+    }
+
+    /// The dedup windows now hold `bytes` of the memory budget: the batches get the rest (at least an
+    /// eighth of their share). Says so once, each time the windows start to crowd the batches down to
+    /// that floor — memory then exceeds `max_buffered_bytes` — and once when they no longer do.
+    fn budget_dedup_windows(&mut self, bytes: usize, squeezed: &mut bool) {
+        self.schedule.set_dedup_bytes(bytes);
+        metrics::gauge!(BATCH_BUDGET_BYTES).set(self.schedule.batch_budget() as f64);
+        let now = self.schedule.squeezed();
+        if now && !*squeezed {
+            tracing::warn!(
+                dedup_bytes = bytes,
+                batch_budget_bytes = self.schedule.batch_budget(),
+                "the dedup windows hold nearly all of max_buffered_bytes: the batches keep an eighth \
+                 of their share and memory exceeds the budget; raise max_buffered_bytes or lower \
+                 dedup_window_secs"
+            );
+        } else if !now && *squeezed {
+            tracing::info!(
+                dedup_bytes = bytes,
+                "the dedup windows fit the memory budget again"
+            );
+        }
+        *squeezed = now;
     }
 
     fn set_paused(&self, pause: bool) {

@@ -10,7 +10,10 @@
 //! batch budget, and fetching pauses while the accumulating batches plus the in-flight ones hold all of
 //! it — so a slow flush cannot let the next batch grow to a second budget beside it. A flush can always
 //! start (nothing waits for memory to start one), so a single batch over the budget still flushes, and
-//! fetching resumes as soon as it ends. Pure decisions over the inputs: no clock is read here.
+//! fetching resumes as soon as it ends. The dedup windows share the budget: once a second the loop
+//! reports their bytes, which come out of what the batches may hold — down to an eighth of it, so
+//! that ingest keeps flushing even when the windows alone outgrow the budget (then memory exceeds
+//! `max_buffered_bytes` and the loop says so). Pure decisions over the inputs: no clock is read here.
 
 use std::time::{Duration, Instant};
 
@@ -21,8 +24,10 @@ use sluice_aggregator::controller::{ControllerConfig, FlushController};
 pub struct FlushSchedule {
     controller: FlushController,
     min: Duration,
-    /// Bytes the batches may hold, accumulating and in flight together ([`crate::config::Config::batch_budget_bytes`]).
+    /// Bytes the batches and the dedup windows may hold together ([`crate::config::Config::batch_budget_bytes`]).
     batch_bytes: usize,
+    /// Bytes the dedup windows hold (reported once a second): not available to the batches.
+    dedup_bytes: usize,
     max_buffered_keys: usize,
     last_flush_started: Option<Instant>,
 }
@@ -33,9 +38,28 @@ impl FlushSchedule {
             min: controller.min,
             controller: FlushController::new(controller),
             batch_bytes,
+            dedup_bytes: 0,
             max_buffered_keys,
             last_flush_started: None,
         }
+    }
+
+    /// The dedup windows now hold `bytes`: they come out of the batches' share from here on.
+    pub fn set_dedup_bytes(&mut self, bytes: usize) {
+        self.dedup_bytes = bytes;
+    }
+
+    /// What the batches may hold, accumulating and in flight together: the budget less the dedup
+    /// windows, at least an eighth of the budget.
+    pub fn batch_budget(&self) -> usize {
+        self.batch_bytes
+            .saturating_sub(self.dedup_bytes)
+            .max(self.batch_bytes / 8)
+    }
+
+    /// True when the dedup windows leave the batches only their floor: memory then exceeds the budget.
+    pub fn squeezed(&self) -> bool {
+        self.dedup_bytes.saturating_add(self.batch_bytes / 8) > self.batch_bytes
     }
 
     /// The interval the controller asks for now.
@@ -46,7 +70,7 @@ impl FlushSchedule {
     /// Whether the accumulating batches should be flushed now, before the interval: they hold half the
     /// batch budget (the other half is for the next batches while this one flushes) or the key budget.
     pub fn flush_early(&self, buffered_bytes: usize, buffered_keys: usize) -> bool {
-        buffered_bytes >= self.batch_bytes / 2 || buffered_keys >= self.max_buffered_keys
+        buffered_bytes >= self.batch_budget() / 2 || buffered_keys >= self.max_buffered_keys
     }
 
     /// Whether a flush is due at `now` by time: the interval has passed since the last one started, or
@@ -74,7 +98,7 @@ impl FlushSchedule {
         in_flight: Option<usize>,
     ) -> bool {
         in_flight.is_some_and(|flushing| {
-            buffered_bytes.saturating_add(flushing) >= self.batch_bytes
+            buffered_bytes.saturating_add(flushing) >= self.batch_budget()
                 || buffered_keys >= self.max_buffered_keys
         })
     }
@@ -161,5 +185,35 @@ mod tests {
             s.should_pause(usize::MAX, 0, Some(usize::MAX)),
             "no overflow"
         );
+    }
+
+    /// The dedup windows' bytes leave the batches less room: a flush starts early, and fetching pauses,
+    /// that much sooner — but the batches keep an eighth of the budget however large the windows grow.
+    #[test]
+    fn the_dedup_windows_take_their_bytes_out_of_the_batches_share() {
+        let mut s = schedule();
+        s.set_dedup_bytes(400);
+        assert_eq!(s.batch_budget(), 600);
+        assert!(!s.squeezed());
+        assert!(!s.flush_early(299, 0));
+        assert!(s.flush_early(300, 0));
+        assert!(!s.should_pause(100, 0, Some(499)));
+        assert!(s.should_pause(100, 0, Some(500)));
+        // The windows alone at or above seven eighths of the budget: the batches keep 125 bytes.
+        s.set_dedup_bytes(875);
+        assert_eq!(s.batch_budget(), 125);
+        assert!(!s.squeezed());
+        s.set_dedup_bytes(876);
+        assert_eq!(s.batch_budget(), 125);
+        assert!(s.squeezed());
+        s.set_dedup_bytes(usize::MAX);
+        assert_eq!(s.batch_budget(), 125);
+        assert!(!s.flush_early(61, 0));
+        assert!(s.flush_early(62, 0));
+        assert!(s.should_pause(0, 0, Some(125)));
+        // Windows that shrink (expired keys swept) give the room back.
+        s.set_dedup_bytes(0);
+        assert_eq!(s.batch_budget(), 1000);
+        assert!(!s.should_pause(0, 0, Some(999)));
     }
 }

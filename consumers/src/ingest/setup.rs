@@ -181,8 +181,8 @@ mod tests {
     }
 
     /// librdkafka's pre-fetch is part of the memory budget: its queue and one fetch get a sixteenth of
-    /// `max_buffered_bytes` each (at least 1 MiB), librdkafka accepts the values even for a tiny budget,
-    /// and `kafka_properties` still override them.
+    /// `max_buffered_bytes` each (at least 1 MiB, at most 64 MiB), librdkafka accepts the values even
+    /// for a tiny budget, and `kafka_properties` still override them.
     #[test]
     fn the_prefetch_queue_is_a_share_of_the_memory_budget() {
         let get = |config: &Config, key: &str| {
@@ -192,10 +192,21 @@ mod tests {
                 .map(str::to_owned)
                 .unwrap()
         };
-        let default = Config::default();
-        assert_eq!(get(&default, "queued.max.messages.kbytes"), "32768");
-        assert_eq!(get(&default, "fetch.max.bytes"), "33554432");
-        assert_eq!(default.batch_budget_bytes(), 448 * 1024 * 1024);
+        let half_gib = Config {
+            max_buffered_bytes: 512 * 1024 * 1024,
+            ..Config::default()
+        };
+        assert_eq!(get(&half_gib, "queued.max.messages.kbytes"), "32768");
+        assert_eq!(get(&half_gib, "fetch.max.bytes"), "33554432");
+        assert_eq!(half_gib.batch_budget_bytes(), 448 * 1024 * 1024);
+        // A large budget goes to the batches and the dedup windows, not to librdkafka.
+        let six_gib = Config {
+            max_buffered_bytes: 6 * 1024 * 1024 * 1024,
+            ..Config::default()
+        };
+        assert_eq!(get(&six_gib, "queued.max.messages.kbytes"), "65536");
+        assert_eq!(get(&six_gib, "fetch.max.bytes"), "67108864");
+        assert_eq!(six_gib.batch_budget_bytes(), (6 * 1024 - 128) * 1024 * 1024);
         let tiny = Config {
             max_buffered_bytes: 4 * 1024 * 1024,
             ..Config::default()
