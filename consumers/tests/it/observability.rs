@@ -75,7 +75,8 @@ async fn dashboard_and_alerts_use_only_exported_metrics() -> anyhow::Result<()> 
 
     // A running ingest with a little traffic, one re-sent event and one malformed record.
     let stack = TestStack::new("observability", 2).await?;
-    let ingest = stack.spawn_ingest("a", &[])?;
+    // An explicit budget: the default depends on the machine's memory.
+    let ingest = stack.spawn_ingest("a", &[("SLUICE_MAX_BUFFERED_BYTES", "536870912")])?;
     let traffic = stack.start_traffic(TrafficShape::seed(11).rate(5_000).events(300))?;
     let producer = stack.producer(sluice_schemas::Encoding::Json)?;
     producer
@@ -97,10 +98,24 @@ async fn dashboard_and_alerts_use_only_exported_metrics() -> anyhow::Result<()> 
             let series = Exposition::parse(m);
             metric_value(m, sluice_consumers::metrics::RECORDS_CONSUMED, &[]) >= published as f64
                 && metric_value(m, sluice_sinks::metrics::DEAD_LETTERS, &[]) >= 1.0
+                && metric_value(m, sluice_consumers::metrics::DEDUP_BYTES, &[]) > 0.0
                 && wanted.iter().all(|n| series.exports(n))
         })
         .await?;
     let series = Exposition::parse(&exposition);
+
+    // The dedup windows' bytes come out of the batches' share of the budget: 512 MiB less librdkafka's
+    // eighth is 448 MiB. Nothing is being read any more, so the windows (and the gauges) hold still.
+    let dedup = metric_value(&exposition, sluice_consumers::metrics::DEDUP_BYTES, &[]);
+    assert_eq!(
+        metric_value(
+            &exposition,
+            sluice_consumers::metrics::BATCH_BUDGET_BYTES,
+            &[]
+        ),
+        (448 * 1024 * 1024) as f64 - dedup,
+        "batch budget with {dedup} bytes in the dedup windows"
+    );
 
     let mut problems = Vec::new();
     // The dashboard shows every family the code defines.
