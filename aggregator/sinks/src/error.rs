@@ -126,10 +126,13 @@ pub const CLICKHOUSE_DATA_CODES: &[u32] = &[
 /// ClickHouse error codes worth retrying: TIMEOUT_EXCEEDED (159), TOO_MANY_SIMULTANEOUS_QUERIES (202),
 /// SOCKET_TIMEOUT (209), NETWORK_ERROR (210), MEMORY_LIMIT_EXCEEDED (241), TABLE_IS_READ_ONLY (242,
 /// during a restart, or a replica that lost ZooKeeper), TOO_MANY_PARTS (252), and those of a replicated
-/// table whose ZooKeeper is away: NO_ZOOKEEPER (225), UNKNOWN_STATUS_OF_INSERT (319: the insert may or
-/// may not have landed — the same blocks again are deduplicated), KEEPER_EXCEPTION (999: connection
-/// loss, session expired).
-pub const CLICKHOUSE_TRANSIENT_CODES: &[u32] = &[159, 202, 209, 210, 225, 241, 242, 252, 319, 999];
+/// table whose ZooKeeper is away: NO_ZOOKEEPER (225), UNEXPECTED_ZOOKEEPER_ERROR (244: 18.16's answer
+/// when the ZooKeeper session expires while a block is being committed — "Unrecoverable network error
+/// while adding block …: Session expired"; the server rolls the part back, so the same block again is
+/// a fresh insert), UNKNOWN_STATUS_OF_INSERT (319: the insert may or may not have landed — the same
+/// blocks again are deduplicated), KEEPER_EXCEPTION (999: connection loss, session expired).
+pub const CLICKHOUSE_TRANSIENT_CODES: &[u32] =
+    &[159, 202, 209, 210, 225, 241, 242, 244, 252, 319, 999];
 
 /// The class of a ClickHouse server error by its code.
 pub fn clickhouse_class(code: u32) -> ErrorClass {
@@ -232,7 +235,7 @@ mod tests {
             ),
             (
                 ErrorClass::Transient,
-                &[159, 202, 209, 210, 225, 241, 242, 252, 319, 999],
+                &[159, 202, 209, 210, 225, 241, 242, 244, 252, 319, 999],
             ),
             // Unknown table (60), unknown database (81), authentication (516), no such column (16),
             // type mismatch of the schema (53), syntax (62).
