@@ -613,3 +613,55 @@ async fn a_read_only_server_is_a_transient_failure() -> anyhow::Result<()> {
     ensure!(db.sink()?.commit(&first).await? == Commit::Committed { next_offset: end });
     db.drop_db().await
 }
+
+/// Two instances' exclusive start-up work (ClickHouse's migrations) does not overlap: the second waits
+/// on the advisory lock until the first is done, then runs.
+#[tokio::test]
+async fn exclusive_work_runs_one_instance_at_a_time() -> anyhow::Result<()> {
+    let db = TestDb::new("pgschema_exclusive").await?;
+    let (first, second) = (db.sink()?, db.sink()?);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<&str>::new()));
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let (entered, entered_rx) = tokio::sync::oneshot::channel::<()>();
+    let a = tokio::spawn({
+        let log = log.clone();
+        async move {
+            first
+                .exclusively(async {
+                    log.lock().unwrap().push("first starts");
+                    let _ = entered.send(());
+                    let _ = released.await;
+                    log.lock().unwrap().push("first ends");
+                    Ok(())
+                })
+                .await
+        }
+    });
+    entered_rx.await?;
+    let b = tokio::spawn({
+        let log = log.clone();
+        async move {
+            second
+                .exclusively(async {
+                    log.lock().unwrap().push("second runs");
+                    Ok(())
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    ensure!(
+        *log.lock().unwrap() == ["first starts"],
+        "{:?}",
+        log.lock().unwrap()
+    );
+    release.send(()).ok().context("first is gone")?;
+    a.await??;
+    b.await??;
+    ensure!(
+        *log.lock().unwrap() == ["first starts", "first ends", "second runs"],
+        "{:?}",
+        log.lock().unwrap()
+    );
+    db.drop_db().await
+}

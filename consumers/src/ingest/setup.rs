@@ -75,7 +75,8 @@ pub async fn migrate(sinks: &SinkSet, patience: Duration) -> anyhow::Result<()> 
                 .ensure_partitions(PARTITION_MONTHS_AHEAD)
                 .await?;
             if let Some(ch) = &sinks.clickhouse {
-                ch.migrate().await?;
+                // One instance at a time: ClickHouse's DDL has no lock of its own.
+                sinks.postgres.exclusively(ch.migrate()).await?;
             }
             Ok::<_, SinkError>(())
         }

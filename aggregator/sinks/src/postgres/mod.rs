@@ -40,6 +40,9 @@ const SINK: &str = "postgres";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The advisory lock key of [`PostgresSink::exclusively`] (start-up work done by one instance at a
+/// time): the bytes of "sluiceCH" as a big-endian integer.
+pub const EXCLUSIVE_LOCK_KEY: i64 = i64::from_be_bytes(*b"sluiceCH");
 /// What happened to a batch at the commit point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Commit {
@@ -144,6 +147,28 @@ impl PostgresSink {
             sqlx::migrate::MigrateError::Execute(e) => classify(e),
             other => SinkError::permanent(SINK, other.to_string()),
         })
+    }
+
+    /// Runs `work` while holding a transaction-level advisory lock in this database
+    /// ([`EXCLUSIVE_LOCK_KEY`]), so that instances starting together do it one at a time: ClickHouse has
+    /// no lock of its own for its migrations (two instances applying them at once on an empty database
+    /// interleaved one's `DROP TABLE` with the other's DDL on the same table). A transaction lock, not a
+    /// session lock, so that it holds through a transaction pooler too. `work`'s own result is returned
+    /// (the transaction only carries the lock and is rolled back).
+    pub async fn exclusively<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(EXCLUSIVE_LOCK_KEY)
+            .persistent(self.persistent())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let result = work.await;
+        tx.rollback().await.map_err(classify)?;
+        result
     }
 
     /// Versions of the embedded migrations the database has not applied, for a process that does not
