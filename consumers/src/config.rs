@@ -578,7 +578,7 @@ pub fn default_buffer_budget() -> usize {
 }
 
 /// A quarter of `memory` bytes, at least 512 MiB ([`default_buffer_budget`]).
-pub fn budget_for_memory(memory: Option<u64>) -> usize {
+fn budget_for_memory(memory: Option<u64>) -> usize {
     const FLOOR: usize = 512 * 1024 * 1024;
     memory
         .map(|m| usize::try_from(m / 4).unwrap_or(usize::MAX))

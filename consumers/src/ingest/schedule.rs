@@ -59,7 +59,7 @@ impl FlushSchedule {
 
     /// True when the dedup windows leave the batches only their floor: memory then exceeds the budget.
     pub fn squeezed(&self) -> bool {
-        self.dedup_bytes.saturating_add(self.batch_bytes / 8) > self.batch_bytes
+        self.batch_bytes.saturating_sub(self.dedup_bytes) < self.batch_bytes / 8
     }
 
     /// The interval the controller asks for now.

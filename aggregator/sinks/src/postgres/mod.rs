@@ -42,7 +42,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The advisory lock key of [`PostgresSink::exclusively`] (start-up work done by one instance at a
 /// time): the bytes of "sluiceCH" as a big-endian integer.
-pub const EXCLUSIVE_LOCK_KEY: i64 = i64::from_be_bytes(*b"sluiceCH");
+const EXCLUSIVE_LOCK_KEY: i64 = i64::from_be_bytes(*b"sluiceCH");
+
 /// What happened to a batch at the commit point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Commit {
@@ -150,7 +151,7 @@ impl PostgresSink {
     }
 
     /// Runs `work` while holding a transaction-level advisory lock in this database
-    /// ([`EXCLUSIVE_LOCK_KEY`]), so that instances starting together do it one at a time: ClickHouse has
+    /// (`EXCLUSIVE_LOCK_KEY`), so that instances starting together do it one at a time: ClickHouse has
     /// no lock of its own for its migrations (two instances applying them at once on an empty database
     /// interleaved one's `DROP TABLE` with the other's DDL on the same table). A transaction lock, not a
     /// session lock, so that it holds through a transaction pooler too. `work`'s own result is returned
