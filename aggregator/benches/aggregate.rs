@@ -31,7 +31,9 @@ fn bench_offer(c: &mut Criterion) {
             |events| {
                 let mut batch = PartitionBatch::new("click-events", 0, Some(0));
                 for (i, e) in events.into_iter().enumerate() {
-                    batch.offer(e, i as i64, ts0 + i as i64, None);
+                    batch
+                        .offer(e, i as i64, ts0 + i as i64, None)
+                        .expect("fits");
                 }
                 batch
             },
@@ -44,7 +46,9 @@ fn bench_offer(c: &mut Criterion) {
             |(events, mut window)| {
                 let mut batch = PartitionBatch::new("click-events", 0, Some(0));
                 for (i, e) in events.into_iter().enumerate() {
-                    batch.offer(e, i as i64, ts0 + i as i64, Some(&mut window));
+                    batch
+                        .offer(e, i as i64, ts0 + i as i64, Some(&mut window))
+                        .expect("fits");
                 }
                 (batch, window)
             },

@@ -1,5 +1,6 @@
 //! One Kafka partition's buffered work between two flushes. Decoded events come in with their offsets;
-//! each one updates the partial aggregate of its row and is kept whole for the raw-event tables. A batch
+//! each one updates the partial aggregate of its row and is kept, encoded, as its row of the raw-event
+//! tables ([`crate::raw`]). A batch
 //! also remembers the offset range it covers — from the stored offset it continues (`expected_offset`,
 //! checked by compare-and-swap at commit) to one past the last record it consumed (`end_offset`),
 //! rejected records included, so that a poison record is passed over exactly once.
@@ -13,7 +14,7 @@
 
 use hashbrown::hash_map::EntryRef;
 use hashbrown::HashMap;
-use sluice_schemas::{validate::crawl_domain, ClickEvent, CrawlEvent, Event, RankEvent};
+use sluice_schemas::{validate::crawl_domain, ClickEvent, CrawlEvent, Event, EventKind, RankEvent};
 
 use crate::dead_letter::DeadLetter;
 use crate::dedup::{event_key, DedupWindow, EventKey};
@@ -21,17 +22,10 @@ use crate::model::{
     day_of, hour_of, ClickDailyKey, ClickDailyKeyRef, CrawlHourly, CrawlHourlyKey,
     CrawlHourlyKeyRef, RankDaily, RankDailyKey, RankDailyKeyRef,
 };
-
-/// A crawl event with the domain derived once at ingest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CrawlRecord {
-    pub offset: i64,
-    pub event: CrawlEvent,
-    pub domain: String,
-}
+use crate::raw::{self, RawRows};
 
 /// Events and partial aggregates of one partition, with the offset range they cover.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PartitionBatch {
     pub topic: String,
     pub partition: i32,
@@ -45,9 +39,10 @@ pub struct PartitionBatch {
     pub clicks: HashMap<ClickDailyKey, i64>,
     pub ranks: HashMap<RankDailyKey, RankDaily>,
     pub crawls: HashMap<CrawlHourlyKey, CrawlHourly>,
-    pub rank_events: Vec<(i64, RankEvent)>,
-    pub crawl_events: Vec<CrawlRecord>,
-    pub click_events: Vec<(i64, ClickEvent)>,
+    /// The accepted events as rows of `rank_events`, `crawl_events` and `click_events`.
+    pub rank_events: RawRows,
+    pub crawl_events: RawRows,
+    pub click_events: RawRows,
     /// Keys this batch added to its partition's dedup window, with their expiry: persisted at commit.
     pub dedup_entries: Vec<(EventKey, i64)>,
     /// The partition's dedup watermark after this batch's last record (None: dedup off or untouched).
@@ -60,11 +55,49 @@ pub struct PartitionBatch {
     pub records: u64,
     /// Records read below the replay fence (a subset of `records`).
     pub replayed: u64,
-    /// Bytes held (event structs, their strings, aggregate rows, dedup entries), for the memory budget:
-    /// counted from the types' sizes and the strings' lengths; `tests/memory.rs` checks it against an
-    /// allocator's count.
+    /// Bytes held (raw rows' chunks and index, aggregate rows, dedup entries, dead letters), for the
+    /// memory budget: counted from the types' sizes, the strings' lengths and the chunks' capacities;
+    /// `tests/memory.rs` checks it against an allocator's count.
     pub approx_bytes: usize,
 }
+
+impl Default for PartitionBatch {
+    fn default() -> Self {
+        PartitionBatch {
+            topic: String::new(),
+            partition: 0,
+            expected_offset: None,
+            end_offset: None,
+            replay_until: None,
+            clicks: HashMap::new(),
+            ranks: HashMap::new(),
+            crawls: HashMap::new(),
+            rank_events: RawRows::new(EventKind::Rank),
+            crawl_events: RawRows::new(EventKind::Crawl),
+            click_events: RawRows::new(EventKind::Click),
+            dedup_entries: Vec::new(),
+            watermark_ms: None,
+            duplicates: 0,
+            dead_letters: Vec::new(),
+            records: 0,
+            replayed: 0,
+            approx_bytes: 0,
+        }
+    }
+}
+
+/// An accepted event that a raw table's column cannot hold (a gap in validation, which keeps every
+/// value in range): the record is refused like an invalid one, never stored clamped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfit(pub String);
+
+impl std::fmt::Display for Unfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unfit {}
 
 /// What the allocator spends on one heap block beyond its bytes, on average (size-class rounding and
 /// headers; 16 for mimalloc and glibc malloc with blocks of tens of bytes).
@@ -176,17 +209,28 @@ impl PartitionBatch {
     /// re-delivery of a key still in the window only moves the offset. Below the replay fence the event
     /// is kept for ClickHouse only, and the dedup window is neither consulted nor changed: from the fence
     /// on it decides exactly as it would have without the replay.
+    ///
+    /// The event's raw row is encoded first: an event a raw table cannot hold ([`Unfit`]) changes
+    /// nothing — not the offset, the window or the aggregates — and the caller refuses the record.
     pub fn offer(
         &mut self,
         event: Event,
         offset: i64,
         record_ts_ms: i64,
         dedup: Option<&mut DedupWindow>,
-    ) -> Offered {
+    ) -> Result<Offered, Unfit> {
+        // Validation guarantees a crawl's http(s) URL with a host; an empty domain cannot occur.
+        let domain = match &event {
+            Event::Crawl(e) => crawl_domain(&e.url).unwrap_or_default(),
+            _ => String::new(),
+        };
+        self.rows_mut(event.kind())
+            .encode(&event, &domain)
+            .map_err(|detail| Unfit(format!("event {:?}: {detail}", event.event_id())))?;
         if self.replaying(offset) {
             self.replayed += 1;
-            self.take(event, offset, false);
-            return Offered::Replayed;
+            self.keep(&event, &domain, offset, false);
+            return Ok(Offered::Replayed);
         }
         if let Some(window) = dedup {
             let key = event_key(event.tenant_id(), event.event_id());
@@ -200,65 +244,37 @@ impl PartitionBatch {
                 None => {
                     self.advance(offset);
                     self.duplicates += 1;
-                    return Offered::Duplicate;
+                    return Ok(Offered::Duplicate);
                 }
             }
         }
-        self.add(event, offset);
-        Offered::Added
+        self.keep(&event, &domain, offset, true);
+        Ok(Offered::Added)
     }
 
-    /// Adds one accepted event read at `offset`: aggregates and raw row.
-    pub fn add(&mut self, event: Event, offset: i64) {
-        self.take(event, offset, true);
+    /// Adds one accepted event read at `offset`: aggregates and raw row (no dedup window).
+    pub fn add(&mut self, event: Event, offset: i64) -> Result<(), Unfit> {
+        self.offer(event, offset, 0, None).map(|_| ())
     }
 
-    /// Keeps the event as a raw row for ClickHouse and, with `aggregate`, merges it into the partial
-    /// aggregates.
-    fn take(&mut self, event: Event, offset: i64, aggregate: bool) {
+    fn rows_mut(&mut self, kind: EventKind) -> &mut RawRows {
+        match kind {
+            EventKind::Rank => &mut self.rank_events,
+            EventKind::Crawl => &mut self.crawl_events,
+            EventKind::Click => &mut self.click_events,
+        }
+    }
+
+    /// Keeps the raw row just encoded for `event` and, with `aggregate`, merges the event into the
+    /// partial aggregates.
+    fn keep(&mut self, event: &Event, domain: &str, offset: i64, aggregate: bool) {
         self.advance(offset);
-        match event {
-            Event::Click(e) => {
-                self.approx_bytes += size_of::<(i64, ClickEvent)>()
-                    + heap(&e.event_id)
-                    + heap(&e.tenant_id)
-                    + heap(&e.short_code)
-                    + [&e.referrer, &e.country, &e.user_agent, &e.visitor_id]
-                        .iter()
-                        .map(|s| s.as_deref().map_or(0, heap))
-                        .sum::<usize>();
-                if aggregate {
-                    self.aggregate_click(&e);
-                }
-                self.click_events.push((offset, e));
-            }
-            Event::Rank(e) => {
-                self.approx_bytes += size_of::<(i64, RankEvent)>()
-                    + rank_strings_heap(&e)
-                    + e.url.as_deref().map_or(0, heap);
-                if aggregate {
-                    self.aggregate_rank(&e);
-                }
-                self.rank_events.push((offset, e));
-            }
-            Event::Crawl(e) => {
-                // Validation guarantees an http(s) URL with a host; an empty domain cannot occur.
-                let domain = crawl_domain(&e.url).unwrap_or_default();
-                self.approx_bytes += size_of::<CrawlRecord>()
-                    + heap(&e.event_id)
-                    + heap(&e.tenant_id)
-                    + heap(&e.campaign_id)
-                    + heap(&e.url)
-                    + heap(&domain)
-                    + e.content_hash.as_deref().map_or(0, heap);
-                if aggregate {
-                    self.aggregate_crawl(&e, &domain);
-                }
-                self.crawl_events.push(CrawlRecord {
-                    offset,
-                    event: e,
-                    domain,
-                });
+        self.approx_bytes += self.rows_mut(event.kind()).keep(offset);
+        if aggregate {
+            match event {
+                Event::Click(e) => self.aggregate_click(e),
+                Event::Rank(e) => self.aggregate_rank(e),
+                Event::Crawl(e) => self.aggregate_crawl(e, domain),
             }
         }
     }
@@ -340,14 +356,17 @@ impl PartitionBatch {
     /// Offsets of every raw event (ClickHouse rows), ascending.
     pub fn event_offsets(&self) -> Vec<i64> {
         let mut offsets: Vec<i64> = self
-            .click_events
-            .iter()
-            .map(|(o, _)| *o)
-            .chain(self.rank_events.iter().map(|(o, _)| *o))
-            .chain(self.crawl_events.iter().map(|r| r.offset))
+            .raw_tables()
+            .into_iter()
+            .flat_map(|rows| rows.iter().map(|(o, _)| o))
             .collect();
         offsets.sort_unstable();
         offsets
+    }
+
+    /// The three raw tables' rows: rank, crawl, click.
+    pub fn raw_tables(&self) -> [&RawRows; 3] {
+        [&self.rank_events, &self.crawl_events, &self.click_events]
     }
 
     /// The batch with only the events whose offset `keep` accepts: raw rows filtered, aggregates
@@ -359,51 +378,45 @@ impl PartitionBatch {
             topic: self.topic.clone(),
             partition: self.partition,
             expected_offset: self.expected_offset,
-            end_offset: self.end_offset,
             replay_until: self.replay_until,
-            dedup_entries: self.dedup_entries.clone(),
-            watermark_ms: self.watermark_ms,
-            duplicates: self.duplicates,
-            dead_letters: self.dead_letters.clone(),
-            records: self.records,
-            replayed: self.replayed,
-            approx_bytes: self.approx_bytes,
             ..Default::default()
         };
-        for (offset, e) in self.click_events.iter().filter(|(o, _)| keep(*o)) {
-            if !self.replaying(*offset) {
-                out.aggregate_click(e);
-            }
-            out.click_events.push((*offset, e.clone()));
+        // In offset order across the three tables, as they were read.
+        let mut kept: Vec<(i64, EventKind, &[u8])> = self
+            .raw_tables()
+            .into_iter()
+            .flat_map(|rows| rows.iter().map(|(o, row)| (o, rows.kind(), row)))
+            .filter(|(o, _, _)| keep(*o))
+            .collect();
+        kept.sort_unstable_by_key(|(o, _, _)| *o);
+        for (offset, kind, row) in kept {
+            let (event, _) = raw::decode(kind, row).expect("a row this batch encoded");
+            // The row was encoded once already, so it fits again; below the fence it stays a raw row
+            // only, as it came.
+            out.offer(event, offset, 0, None)
+                .expect("a row this batch encoded fits again");
         }
-        for (offset, e) in self.rank_events.iter().filter(|(o, _)| keep(*o)) {
-            if !self.replaying(*offset) {
-                out.aggregate_rank(e);
-            }
-            out.rank_events.push((*offset, e.clone()));
-        }
-        for r in self.crawl_events.iter().filter(|r| keep(r.offset)) {
-            if !self.replaying(r.offset) {
-                out.aggregate_crawl(&r.event, &r.domain);
-            }
-            out.crawl_events.push(r.clone());
-        }
+        out.end_offset = self.end_offset;
+        out.dedup_entries = self.dedup_entries.clone();
+        out.watermark_ms = self.watermark_ms;
+        out.duplicates = self.duplicates;
+        out.dead_letters = self.dead_letters.clone();
+        out.records = self.records;
+        out.replayed = self.replayed;
         out.approx_bytes = self.approx_bytes;
         out
     }
 
     /// The event read at `offset`, if this batch holds it.
     pub fn event_at(&self, offset: i64) -> Option<Event> {
-        if let Some((_, e)) = self.click_events.iter().find(|(o, _)| *o == offset) {
-            return Some(Event::Click(e.clone()));
-        }
-        if let Some((_, e)) = self.rank_events.iter().find(|(o, _)| *o == offset) {
-            return Some(Event::Rank(e.clone()));
-        }
-        self.crawl_events
-            .iter()
-            .find(|r| r.offset == offset)
-            .map(|r| Event::Crawl(r.event.clone()))
+        self.raw_tables().into_iter().find_map(|rows| {
+            let row = rows.get(offset)?;
+            Some(
+                raw::decode(rows.kind(), row)
+                    .expect("a row this batch encoded")
+                    .0,
+            )
+        })
     }
 
     fn advance(&mut self, offset: i64) {
@@ -447,7 +460,9 @@ mod tests {
         let mut batch = PartitionBatch::new("c", 0, Some(10)).with_replay_until(Some(13));
         // The same key twice below the fence: only raw rows (the window is not consulted).
         for (offset, ts) in [(10, 600), (11, 700)] {
-            let offered = batch.offer(click("a", "x"), offset, ts, Some(&mut window));
+            let offered = batch
+                .offer(click("a", "x"), offset, ts, Some(&mut window))
+                .unwrap();
             assert_eq!(offered, Offered::Replayed, "offset {offset}");
         }
         batch.reject(12, Some(letter(12)));
@@ -464,7 +479,9 @@ mod tests {
 
         // From the fence on, everything as usual.
         for (offset, ts, expected) in [(13, 800, Offered::Added), (14, 900, Offered::Duplicate)] {
-            let offered = batch.offer(click("a", "x"), offset, ts, Some(&mut window));
+            let offered = batch
+                .offer(click("a", "x"), offset, ts, Some(&mut window))
+                .unwrap();
             assert_eq!(offered, expected, "offset {offset}");
         }
         batch.reject(15, Some(letter(15)));
@@ -485,9 +502,11 @@ mod tests {
     fn retaining_events_recomputes_the_aggregates() {
         // Fence at 11: offset 10 is a raw row only; 11..=14 aggregate.
         let mut batch = PartitionBatch::new("c", 0, Some(10)).with_replay_until(Some(11));
-        batch.offer(click("a", "x"), 10, 1, None);
+        batch.offer(click("a", "x"), 10, 1, None).unwrap();
         for (offset, code) in [(11, "x"), (12, "poison"), (13, "x"), (14, "y")] {
-            batch.offer(click(&format!("e{offset}"), code), offset, 1, None);
+            batch
+                .offer(click(&format!("e{offset}"), code), offset, 1, None)
+                .unwrap();
         }
         batch.reject(15, Some(letter(15)));
         assert_eq!(batch.aggregated_offsets(), vec![11, 12, 13, 14]);
@@ -519,21 +538,27 @@ mod tests {
     fn without_a_fence_nothing_is_replayed() {
         let mut batch = PartitionBatch::new("c", 0, Some(0));
         assert!(!batch.replaying(0));
-        assert_eq!(batch.offer(click("a", "x"), 0, 1, None), Offered::Added);
+        assert_eq!(batch.offer(click("a", "x"), 0, 1, None), Ok(Offered::Added));
         batch.reject(1, Some(letter(1)));
         assert_eq!((batch.replayed, batch.dead_letters.len()), (0, 1));
     }
-}
 
-#[cfg(test)]
-mod overflow_bound {
-    /// docs/events.md ("Bounds of the stored columns") relies on this: each buffered crawl event counts
-    /// at least `size_of::<CrawlRecord>()` bytes of the buffer budget, so 2^31 of them would take over
-    /// 2^31 × 192 bytes (412 GB); no batch's i64 sum of u32 values can overflow.
     #[test]
-    fn a_buffered_crawl_event_takes_at_least_192_bytes() {
-        let size = size_of::<super::CrawlRecord>();
-        println!("size_of::<CrawlRecord>() = {size}");
-        assert!(size >= 192, "{size}");
+    fn an_event_a_raw_table_cannot_hold_changes_nothing() {
+        let mut window = DedupWindow::new(1_000, 0);
+        let mut batch = PartitionBatch::new("c", 0, Some(0));
+        // Before 1970: ClickHouse's DateTime cannot hold it (validation refuses it first in ingest).
+        let early: DateTime<Utc> = "1969-12-31T23:59:59Z".parse().unwrap();
+        let unfit = Event::Click(ClickEvent::new("a", "t", early, "x"));
+        let err = batch.offer(unfit, 0, 5, Some(&mut window)).unwrap_err();
+        assert!(err.0.contains("\"a\": occurred_at (DateTime)=-1"), "{err}");
+        assert_eq!((batch.records, batch.end_offset), (0, None));
+        assert_eq!((window.len(), batch.dedup_entries.len()), (0, 0));
+        assert!(batch.clicks.is_empty() && batch.click_events.is_empty());
+        assert_eq!(batch.approx_bytes, 0);
+        // The same key, valid, is new: the window never saw the refused one.
+        let offered = batch.offer(click("a", "x"), 0, 6, Some(&mut window));
+        assert_eq!(offered, Ok(Offered::Added));
+        assert_eq!(batch.event_at(0), Some(click("a", "x")));
     }
 }

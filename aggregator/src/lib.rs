@@ -12,6 +12,7 @@
 //! # Layout
 //! - [`model`]: aggregate keys, values, merge rules and time bucketing.
 //! - [`batch`]: one partition's buffered events and partial aggregates, with its offset range.
+//! - [`raw`]: the raw-event tables' rows a batch keeps, encoded for ClickHouse as they arrive.
 //! - [`dedup`]: the per-partition idempotency window over `(tenant_id, event_id)`.
 //! - [`dead_letter`]: a refused record, kept whole until it is dead-lettered.
 //! - [`controller`]: the lag-adaptive flush interval.
@@ -21,6 +22,7 @@ pub mod controller;
 pub mod dead_letter;
 pub mod dedup;
 pub mod model;
+pub mod raw;
 
 pub use batch::{Offered, PartitionBatch};
 pub use dead_letter::DeadLetter;

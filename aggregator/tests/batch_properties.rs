@@ -181,7 +181,7 @@ proptest! {
             let batch = second.as_mut().unwrap_or(&mut first);
             let new = seen.insert(event.event_id().to_owned());
             let offered = batch.offer(event, offset as i64, 1_000 + offset as i64, Some(&mut window));
-            prop_assert_eq!(offered, if new { Offered::Added } else { Offered::Duplicate });
+            prop_assert_eq!(offered, Ok(if new { Offered::Added } else { Offered::Duplicate }));
         }
         let second = second.unwrap_or_else(|| first.successor());
         let expected = fold(&events);

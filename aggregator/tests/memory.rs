@@ -60,7 +60,7 @@ fn fill(batch: &mut PartitionBatch, payloads: &[(EventKind, Vec<u8>)], first: i6
     let limits = Limits::default();
     for (i, (kind, bytes)) in payloads.iter().enumerate() {
         let event = decode(*kind, Encoding::Json, bytes, &limits, now()).expect("valid event");
-        batch.add(event, first + i as i64);
+        batch.add(event, first + i as i64).expect("fits");
     }
 }
 

@@ -124,7 +124,9 @@ fn run(data: &[u8]) {
             .flatten()
         {
             let first = oracle.deliver(&delivery, offset);
-            let offered = batch.offer(delivery, offset, record_ts_ms, Some(&mut window));
+            let offered = batch
+                .offer(delivery, offset, record_ts_ms, Some(&mut window))
+                .expect("every accepted value fits its ClickHouse column");
             let expected = if first {
                 Offered::Added
             } else {

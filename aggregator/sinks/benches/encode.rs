@@ -22,7 +22,9 @@ use traffic::{traffic, EVENTS};
 fn flushed_batch() -> PartitionBatch {
     let mut batch = PartitionBatch::new("click-events", 0, Some(0));
     for (i, e) in traffic().into_iter().enumerate() {
-        batch.offer(e, i as i64, 1_780_000_000_000 + i as i64, None);
+        batch
+            .offer(e, i as i64, 1_780_000_000_000 + i as i64, None)
+            .expect("fits its ClickHouse columns");
     }
     batch
 }

@@ -234,7 +234,9 @@ fn batches() -> Vec<PartitionBatch> {
         .collect();
     let mut offsets = [0_i64; 3];
     let mut add = |p: usize, event: Event| {
-        batches[p].add(event, offsets[p]);
+        batches[p]
+            .add(event, offsets[p])
+            .expect("fits its ClickHouse columns");
         offsets[p] += 1;
     };
     for i in 0..CLICKS {

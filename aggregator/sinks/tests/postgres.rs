@@ -158,7 +158,9 @@ fn batch(
                 rank(tenant, "shoes", &id, *at, Some(i as i32 + 1)),
                 crawl(tenant, &id, *at, 200 + 100 * (i as i32 % 4)),
             ] {
-                batch.add(event, offset);
+                batch
+                    .add(event, offset)
+                    .expect("fits its ClickHouse columns");
                 offset += 1;
             }
         }

@@ -111,7 +111,9 @@ async fn run_partition(
             // The last record re-sends the batch's first event.
             let n = if i == CLICKS_PER_BATCH { 0 } else { i };
             let id = format!("{partition}-{b}-{n}");
-            batch.offer(click(&tenant, &id), offset, t0 + offset, Some(&mut window));
+            batch
+                .offer(click(&tenant, &id), offset, t0 + offset, Some(&mut window))
+                .expect("fits its ClickHouse columns");
             offset += 1;
         }
         ensure!(batch.duplicates == 1, "the re-delivery was not dropped");
@@ -127,7 +129,9 @@ async fn run_partition(
     }
     // A zombie replaying the first range is fenced and writes nothing.
     let mut zombie = PartitionBatch::new(topic.clone(), partition, Some(0));
-    zombie.add(click(&tenant, "zombie"), 0);
+    zombie
+        .add(click(&tenant, "zombie"), 0)
+        .expect("fits its ClickHouse columns");
     let fenced = sink.commit(&zombie).await?;
     ensure!(
         fenced
@@ -303,7 +307,9 @@ async fn a_server_connection_lost_mid_commit_is_retried_exactly() -> anyhow::Res
     let database = db.name.clone();
     let mut batch = PartitionBatch::new("lost-server", 0, None);
     for i in 0..10 {
-        batch.add(click("lost", &format!("e{i}")), i);
+        batch
+            .add(click("lost", &format!("e{i}")), i)
+            .expect("fits its ClickHouse columns");
     }
     // Kill every other backend of this database while the commit's transaction is open.
     let kill = async move {

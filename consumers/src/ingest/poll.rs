@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use sluice_aggregator::batch::Unfit;
 use sluice_aggregator::{DeadLetter, Offered};
-use sluice_schemas::{decode, Encoding, EventKind, Limits, RejectReason, ENCODING_HEADER};
+use sluice_schemas::{
+    decode, Encoding, EventKind, Limits, RejectReason, Rejection, ENCODING_HEADER,
+};
 
 use super::context::IngestContext;
 use super::partitions::Partitions;
@@ -269,7 +272,9 @@ impl PollLoop {
         let Some(batch) = state.batches.get_mut(&key) else {
             return;
         };
-        match decoded {
+        // A record is refused when it does not decode and validate, or — a gap in validation — when a
+        // raw table cannot hold one of its values (the batch then changed nothing).
+        let rejection = match decoded {
             Ok(event) => {
                 // The Kafka timestamp is part of the log, so replays decide duplicates identically.
                 let ts = message
@@ -301,17 +306,25 @@ impl PollLoop {
                     }
                 }
                 match batch.offer(event, offset, ts, state.dedup.get_mut(&key)) {
-                    Offered::Added => counts.aggregated[slot] += 1,
-                    Offered::Duplicate => counts.duplicates[slot] += 1,
-                    Offered::Replayed => counts.replayed[slot] += 1,
+                    Ok(offered) => {
+                        match offered {
+                            Offered::Added => counts.aggregated[slot] += 1,
+                            Offered::Duplicate => counts.duplicates[slot] += 1,
+                            Offered::Replayed => counts.replayed[slot] += 1,
+                        }
+                        return;
+                    }
+                    Err(Unfit(detail)) => Rejection::new(RejectReason::InvalidField, detail),
                 }
             }
-            // Below a replay fence: rejected, counted, logged and dead-lettered the first time.
-            Err(_) if batch.replaying(offset) => {
-                batch.reject(offset, None);
-                counts.replayed[kind_slot(kind)] += 1;
-            }
-            Err(rejection) => {
+            Err(rejection) => rejection,
+        };
+        // Below a replay fence: rejected, counted, logged and dead-lettered the first time.
+        if batch.replaying(offset) {
+            batch.reject(offset, None);
+            counts.replayed[kind_slot(kind)] += 1;
+        } else {
+            {
                 let letter = self.dead_letters.then(|| DeadLetter {
                     offset,
                     key: message.key().map(<[u8]>::to_vec),

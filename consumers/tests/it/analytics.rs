@@ -434,7 +434,9 @@ async fn load(sink: &ClickHouseSink, events: &[Event]) -> anyhow::Result<usize> 
         let mut batch = PartitionBatch::new("analytics", (b % 3) as i32, None);
         let mut offset = (b as i64) * 10_000;
         let mut deliver = |batch: &mut PartitionBatch, event: &Event| {
-            batch.add(event.clone(), offset);
+            batch
+                .add(event.clone(), offset)
+                .expect("fits its ClickHouse columns");
             offset += 1;
         };
         for (i, event) in chunk.iter().enumerate() {
@@ -1043,12 +1045,18 @@ async fn retention_drops_exactly_the_expired_months() -> anyhow::Result<()> {
     for (i, t) in times.iter().enumerate() {
         let t = at(t)?;
         let base = i64::try_from(i)? * 3;
-        batch.add(rank(&format!("r{i}"), t, "kw", Some(3)), base);
-        batch.add(
-            crawl(&format!("w{i}"), t, "https://a.example/", 200),
-            base + 1,
-        );
-        batch.add(click(&format!("c{i}"), t, Some("v")), base + 2);
+        batch
+            .add(rank(&format!("r{i}"), t, "kw", Some(3)), base)
+            .expect("fits its ClickHouse columns");
+        batch
+            .add(
+                crawl(&format!("w{i}"), t, "https://a.example/", 200),
+                base + 1,
+            )
+            .expect("fits its ClickHouse columns");
+        batch
+            .add(click(&format!("c{i}"), t, Some("v")), base + 2)
+            .expect("fits its ClickHouse columns");
     }
     db.sink.write(&batch).await?;
     let tables: Vec<String> = db
@@ -1157,7 +1165,9 @@ async fn an_older_click_day_table_becomes_the_view_and_answers_the_same() -> any
         ("b", "c6", "2026-11-23T10:00:30Z", Some("v4")),
     ];
     for (offset, (code, id, at, visitor)) in clicks.into_iter().enumerate() {
-        batch.add(click_on(code, id, at, visitor)?, i64::try_from(offset)?);
+        batch
+            .add(click_on(code, id, at, visitor)?, i64::try_from(offset)?)
+            .expect("fits its ClickHouse columns");
     }
     // Every click reaches the raw table, and so each view, twice.
     db.sink.write(&batch).await?;
@@ -1188,7 +1198,9 @@ async fn an_older_click_day_table_becomes_the_view_and_answers_the_same() -> any
 
     // New clicks reach the view through the raw table: v1 on the 24th is a new visitor of that day.
     let mut later = PartitionBatch::new("click_day_view", 0, None);
-    later.add(click_on("a", "c7", "2026-11-24T09:00:00Z", Some("v1"))?, 6);
+    later
+        .add(click_on("a", "c7", "2026-11-24T09:00:00Z", Some("v1"))?, 6)
+        .expect("fits its ClickHouse columns");
     db.sink.write(&later).await?;
     want[1] = row(["a", "2026-11-24", "2", "2"]);
     assert_eq!(db.rows(per_day).await?, want, "after new clicks");
@@ -1276,7 +1288,9 @@ async fn the_rollup_tables_become_views_over_the_raw_tables_and_answer_the_same(
         click("c3", at("2026-11-23T09:01:00Z")?, None),
     ];
     for (offset, event) in events.into_iter().enumerate() {
-        batch.add(event, i64::try_from(offset)?);
+        batch
+            .add(event, i64::try_from(offset)?)
+            .expect("fits its ClickHouse columns");
     }
     // Every event reaches the raw table, and so each rollup, twice.
     db.sink.write(&batch).await?;
@@ -1349,9 +1363,15 @@ async fn the_rollup_tables_become_views_over_the_raw_tables_and_answer_the_same(
     // New events reach the views through the raw tables: a later ranked check on the 24th, a 1xx page,
     // and a click by a new visitor in the minute 09:01.
     let mut later = PartitionBatch::new("rollups_as_views", 0, None);
-    later.add(rank("r7", at("2026-11-24T23:00:00Z")?, "k", Some(1)), 14);
-    later.add(page("p6", "2026-11-23T10:20:00Z", 101)?, 15);
-    later.add(click("c4", at("2026-11-23T09:01:30Z")?, Some("v2")), 16);
+    later
+        .add(rank("r7", at("2026-11-24T23:00:00Z")?, "k", Some(1)), 14)
+        .expect("fits its ClickHouse columns");
+    later
+        .add(page("p6", "2026-11-23T10:20:00Z", 101)?, 15)
+        .expect("fits its ClickHouse columns");
+    later
+        .add(click("c4", at("2026-11-23T09:01:30Z")?, Some("v2")), 16)
+        .expect("fits its ClickHouse columns");
     db.sink.write(&later).await?;
     want[0][1] = row(&["k", "2026-11-24", "1", "1", "9", "4"]);
     want[1][0] = row(&[

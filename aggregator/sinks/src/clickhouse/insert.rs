@@ -1,18 +1,18 @@
 //! Raw-event inserts: per flush, each table's rows go in one `INSERT` (or a few concurrent ones of
-//! whole batches when there are many: [`MIN_STREAM_ROWS`]), serialized as RowBinary by the `clickhouse`
-//! crate. Idempotent: the raw tables collapse a row written again onto the one already there.
+//! whole batches when there are many: [`MIN_STREAM_ROWS`]) in RowBinary — the bytes each batch stored
+//! at ingest (`sluice_aggregator::raw`) with the Kafka columns appended — through the `clickhouse`
+//! crate's formatted insert. Idempotent: the raw tables collapse a row written again onto the one
+//! already there.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clickhouse::Client;
-use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use sluice_aggregator::raw::{self, RawRows, TRAILING_COLUMNS};
 use sluice_aggregator::PartitionBatch;
+use sluice_schemas::EventKind;
 
-use super::rows::{
-    click_events, click_key, click_row, crawl_events, crawl_key, crawl_row, rank_events, rank_key,
-    rank_row, ClickRow, CrawlRow, RankRow, SortKey,
-};
+use super::rows::{kafka_partition, trailer};
 use super::{classify, ClickHouseSink, SINK};
 use crate::error::Result;
 
@@ -52,117 +52,114 @@ impl ClickHouseSink {
         batches: &[&PartitionBatch],
         ingested_at: u32,
     ) -> Result<u64> {
-        let rank: RawTable<_, RankRow<'static>> = RawTable {
-            name: "rank_events",
-            events: rank_events,
-            key: rank_key,
-            row: rank_row,
-        };
-        let crawl: RawTable<_, CrawlRow<'static>> = RawTable {
-            name: "crawl_events",
-            events: crawl_events,
-            key: crawl_key,
-            row: crawl_row,
-        };
-        let click: RawTable<_, ClickRow<'static>> = RawTable {
-            name: "click_events",
-            events: click_events,
-            key: click_key,
-            row: click_row,
-        };
-        let mut inserts = self.table_inserts(client, rank, batches, ingested_at);
-        inserts.extend(self.table_inserts(client, crawl, batches, ingested_at));
-        inserts.extend(self.table_inserts(client, click, batches, ingested_at));
+        let inserts = EventKind::ALL.into_iter().flat_map(|kind| {
+            streams(batches, self.insert_streams, |b| rows_of(b, kind).len())
+                .into_iter()
+                .map(move |group| insert_rows(client, kind, group, ingested_at).boxed())
+        });
         let written = futures_util::future::try_join_all(inserts).await?;
         Ok(written.into_iter().sum())
     }
+}
 
-    /// The inserts of one table: the batches with rows for it in [`streams`], one `INSERT` each.
-    fn table_inserts<'s, T, E: Sync + 's>(
-        &'s self,
-        client: &'s Client,
-        table: RawTable<E, T>,
-        batches: &[&'s PartitionBatch],
-        ingested_at: u32,
-    ) -> Vec<BoxFuture<'s, Result<u64>>>
-    where
-        T: clickhouse::RowWrite + Send + 's,
-        for<'a> T::Value<'a>: Send,
-    {
-        streams(batches, self.insert_streams, |b| (table.events)(b).len())
-            .into_iter()
-            .map(|group| insert_rows::<T, E>(client, table, group, ingested_at).boxed())
-            .collect()
+/// The raw table a kind's events go to.
+fn table(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Rank => "rank_events",
+        EventKind::Crawl => "crawl_events",
+        EventKind::Click => "click_events",
     }
 }
 
-/// One raw table: its name, the batch's events for it, an event's place in the table's sorting key
-/// (see `rows::SortKey`) and the row each event becomes.
-struct RawTable<E, T: clickhouse::RowWrite> {
-    name: &'static str,
-    events: fn(&PartitionBatch) -> &[E],
-    key: fn(&E) -> SortKey<'_>,
-    row: for<'a> fn(&'a PartitionBatch, &'a E, u32) -> Result<T::Value<'a>>,
-}
-
-impl<E, T: clickhouse::RowWrite> Clone for RawTable<E, T> {
-    fn clone(&self) -> Self {
-        *self
+fn rows_of(batch: &PartitionBatch, kind: EventKind) -> &RawRows {
+    match kind {
+        EventKind::Rank => &batch.rank_events,
+        EventKind::Crawl => &batch.crawl_events,
+        EventKind::Click => &batch.click_events,
     }
 }
 
-impl<E, T: clickhouse::RowWrite> Copy for RawTable<E, T> {}
+/// The statement of one raw table's inserts: every column by name, in the rows' order.
+fn insert_sql(kind: EventKind) -> String {
+    let columns: Vec<&str> = raw::leading_columns(kind)
+        .iter()
+        .chain(&TRAILING_COLUMNS)
+        .copied()
+        .collect();
+    format!(
+        "INSERT INTO {}({}) FORMAT RowBinary",
+        table(kind),
+        columns.join(",")
+    )
+}
 
-/// One `INSERT` into `table` of the rows it makes of each batch's events, in RowBinary, sorted by the
-/// table's sorting key so the server need not sort them; returns (and counts) the rows written. The
-/// same batches always give the same rows in the same order (a stable sort of the batches' events in
-/// their given order), which a retry on another replica relies on.
-async fn insert_rows<T, E: Sync>(
+/// What a buffered `INSERT` holds before it sends a chunk (the `clickhouse` crate's own `Insert` sends
+/// at the same size).
+const CHUNK_BYTES: usize = 256 * 1024 - 2048;
+
+/// One `INSERT` into the raw table of `kind` of the batches' rows, in RowBinary, sorted by the table's
+/// sorting key so the server need not sort them; returns (and counts) the rows written. Each row is its
+/// stored bytes ([`raw`]) followed by the four trailing columns. The same batches always give the same
+/// rows in the same order (a stable sort of the batches' rows in their given order), which a retry on
+/// another replica relies on.
+async fn insert_rows(
     client: &Client,
-    table: RawTable<E, T>,
+    kind: EventKind,
     batches: Vec<&PartitionBatch>,
     ingested_at: u32,
-) -> Result<u64>
-where
-    T: clickhouse::RowWrite + Send,
-{
-    let sorted = sorted_events(&batches, table.events, table.key);
-    let mut insert = client.insert::<T>(table.name).await.map_err(classify)?;
-    for (batch, event) in &sorted {
-        insert
-            .write(&(table.row)(batch, event, ingested_at)?)
-            .await
-            .map_err(classify)?;
+) -> Result<u64> {
+    // The partitions are checked before anything is sent: one that the UInt16 column cannot hold
+    // stops the insert rather than write a clamped value.
+    let partitions = batches
+        .iter()
+        .map(|b| kafka_partition(b))
+        .collect::<Result<Vec<u16>>>()?;
+    let sorted = sorted_rows(&batches, kind);
+    let mut insert = client
+        .insert_formatted_with(insert_sql(kind))
+        .buffered_with_capacity(CHUNK_BYTES + 2048);
+    let mut tail = Vec::with_capacity(64);
+    for &(b, offset, row) in &sorted {
+        tail.clear();
+        trailer(
+            &batches[b].topic,
+            partitions[b],
+            offset,
+            ingested_at,
+            &mut tail,
+        )?;
+        insert.write_buffered(row);
+        insert.write_buffered(&tail);
+        if insert.buf_len() >= CHUNK_BYTES {
+            insert.flush().await.map_err(classify)?;
+        }
     }
     insert.end().await.map_err(classify)?;
-    count_rows(table.name, sorted.len());
+    count_rows(table(kind), sorted.len());
     Ok(sorted.len() as u64)
 }
 
-/// Every event of `batches` with its batch, in the order of `key`; events with equal keys keep their
-/// batch, then event order, as a stable sort would leave them.
+/// Every row of `kind` in `batches` as (batch index, offset, bytes), in the table's sorting key order;
+/// rows with equal keys keep their batch, then arrival order, as a stable sort would leave them.
 ///
-/// A plain sort by the keys compares their strings at every step, chasing each event's pointers: in a
-/// profile of a mixed drain that was about a fifth of ingest's CPU. Here only the distinct string
-/// prefixes (tenant, link; or tenant, campaign, keyword or domain) are sorted as strings: a hash map
-/// gives each event its prefix's slot, and the events are sorted by (prefix rank, second) as integers.
-/// `event_id`s are compared only between events of the same prefix and second.
-fn sorted_events<'a, E>(
-    batches: &[&'a PartitionBatch],
-    events: fn(&PartitionBatch) -> &[E],
-    key: fn(&E) -> SortKey<'_>,
-) -> Vec<(&'a PartitionBatch, &'a E)> {
-    let all: Vec<(&PartitionBatch, &E)> = batches
+/// A plain sort by the keys compares their strings at every step: in a profile of a mixed drain that
+/// was about a fifth of ingest's CPU. Here only the distinct string prefixes (tenant, link; or tenant,
+/// campaign, keyword or domain) are sorted as strings: a hash map gives each row its prefix's slot, and
+/// the rows are sorted by (prefix rank, second) as integers. `event_id`s are compared only between rows
+/// of the same prefix and second. The keys are read from the stored rows in one pass in arrival order.
+fn sorted_rows<'a>(batches: &[&'a PartitionBatch], kind: EventKind) -> Vec<(usize, i64, &'a [u8])> {
+    let all: Vec<(usize, i64, &[u8])> = batches
         .iter()
-        .flat_map(|b| events(b).iter().map(move |e| (*b, e)))
+        .enumerate()
+        .flat_map(|(b, batch)| rows_of(batch, kind).iter().map(move |(o, row)| (b, o, row)))
         .collect();
-    // (prefix slot, then its rank; second; event id; position in `all`) per event: once the slots are
+    // (prefix slot, then its rank; second; event id; position in `all`) per row: once the slots are
     // ranks, the tuples' own order is the table's, with the position keeping equal keys as given.
-    let mut order: Vec<(u32, i64, &str, usize)> = Vec::with_capacity(all.len());
-    let mut prefixes: Vec<[&str; 3]> = Vec::new();
-    let mut slots: hashbrown::HashMap<[&str; 3], u32> = hashbrown::HashMap::new();
-    for (i, (_, e)) in all.iter().enumerate() {
-        let k = key(e);
+    let mut order: Vec<(u32, u32, &[u8], usize)> = Vec::with_capacity(all.len());
+    let mut prefixes: Vec<[&[u8]; 3]> = Vec::new();
+    let mut slots: hashbrown::HashMap<[&[u8]; 3], u32> = hashbrown::HashMap::new();
+    for (i, &(_, _, row)) in all.iter().enumerate() {
+        let k = raw::sort_key(kind, row);
         let slot = *slots.entry(k.prefix).or_insert_with(|| {
             prefixes.push(k.prefix);
             u32::try_from(prefixes.len() - 1).expect("fewer than 2^32 distinct prefixes")
@@ -227,13 +224,15 @@ fn count_rows(table: &'static str, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_schemas::ClickEvent;
+    use sluice_schemas::{ClickEvent, Event};
 
     /// A batch of `partition` holding `n` click events (their contents do not matter here).
     fn clicks(partition: i32, n: usize) -> PartitionBatch {
-        let event = ClickEvent::new("e", "t", chrono::DateTime::UNIX_EPOCH, "s");
         let mut batch = PartitionBatch::new("click-events", partition, None);
-        batch.click_events = vec![(0, event); n];
+        for offset in 0..n as i64 {
+            let event = ClickEvent::new("e", "t", chrono::DateTime::UNIX_EPOCH, "s");
+            batch.add(Event::Click(event), offset).unwrap();
+        }
         batch
     }
 
@@ -252,52 +251,67 @@ mod tests {
     }
 
     /// A click of `tenant`/`short_code` at `secs` + `micros` µs after 2026-01-01T00:00:00Z.
-    fn click(
-        id: &str,
-        tenant: &str,
-        short_code: &str,
-        secs: i64,
-        micros: i64,
-    ) -> (i64, ClickEvent) {
+    fn click(id: &str, tenant: &str, short_code: &str, secs: i64, micros: i64) -> ClickEvent {
         let at = chrono::DateTime::from_timestamp(1_767_225_600 + secs, 0).unwrap()
             + chrono::TimeDelta::microseconds(micros);
-        (0, ClickEvent::new(id, tenant, at, short_code))
+        ClickEvent::new(id, tenant, at, short_code)
+    }
+
+    /// A batch of `partition` holding `events` at offsets 0, 1, 2, …
+    fn batch_of(partition: i32, events: Vec<ClickEvent>) -> PartitionBatch {
+        let mut batch = PartitionBatch::new("click-events", partition, None);
+        for (offset, e) in (0..).zip(events) {
+            batch.add(Event::Click(e), offset).unwrap();
+        }
+        batch
+    }
+
+    /// (partition, event id) of each sorted row.
+    fn ids(batches: &[&PartitionBatch]) -> Vec<(i32, String)> {
+        sorted_rows(batches, EventKind::Click)
+            .into_iter()
+            .map(
+                |(b, _, row)| match raw::decode(EventKind::Click, row).unwrap().0 {
+                    Event::Click(e) => (batches[b].partition, e.event_id),
+                    other => panic!("{other:?}"),
+                },
+            )
+            .collect()
     }
 
     #[test]
     fn rows_go_out_in_the_tables_sorting_key_order() {
-        let mut first = PartitionBatch::new("click-events", 0, None);
-        first.click_events = vec![
-            click("e5", "t2", "a", 0, 0),
-            click("e4", "t1", "b", 0, 0),
-            // Same tenant, link and second: event_id decides, not the microseconds.
-            click("e3", "t1", "a", 7, 900_000),
-            click("e2", "t1", "a", 7, 100_000),
-            click("e1", "t1", "a", 3, 0),
-        ];
-        let mut second = PartitionBatch::new("click-events", 1, None);
-        second.click_events = vec![
-            // A re-send of e2 (same key): after the first batch's copy, as given.
-            click("e2", "t1", "a", 7, 100_000),
-            click("e0", "t10", "a", 0, 0),
-        ];
-        let sorted = sorted_events(&[&first, &second], click_events, click_key);
-        let got: Vec<(i32, &str)> = sorted
-            .iter()
-            .map(|(b, (_, e))| (b.partition, e.event_id.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                (0, "e1"),
-                (0, "e2"),
-                (1, "e2"),
-                (0, "e3"),
-                (0, "e4"),
-                (1, "e0"),
-                (0, "e5")
-            ]
+        let first = batch_of(
+            0,
+            vec![
+                click("e5", "t2", "a", 0, 0),
+                click("e4", "t1", "b", 0, 0),
+                // Same tenant, link and second: event_id decides, not the microseconds.
+                click("e3", "t1", "a", 7, 900_000),
+                click("e2", "t1", "a", 7, 100_000),
+                click("e1", "t1", "a", 3, 0),
+            ],
         );
+        let second = batch_of(
+            1,
+            vec![
+                // A re-send of e2 (same key): after the first batch's copy, as given.
+                click("e2", "t1", "a", 7, 100_000),
+                click("e0", "t10", "a", 0, 0),
+            ],
+        );
+        let got = ids(&[&first, &second]);
+        let want = [
+            (0, "e1"),
+            (0, "e2"),
+            (1, "e2"),
+            (0, "e3"),
+            (0, "e4"),
+            (1, "e0"),
+            (0, "e5"),
+        ];
+        let want: Vec<(i32, String)> = want.iter().map(|(p, e)| (*p, e.to_string())).collect();
+        assert_eq!(got, want);
     }
 
     /// The ranked sort against a plain stable sort by the whole key, on random clicks drawn from few
@@ -310,28 +324,25 @@ mod tests {
         let tenants = ["t1", "t10", "t2", ""];
         let links = ["a", "0a", "ab", "b", ""];
         for round in 0..20 {
-            let batches: Vec<PartitionBatch> = (0..3)
-                .map(|p| {
-                    let mut batch = PartitionBatch::new("click-events", p, None);
+            let generated: Vec<Vec<ClickEvent>> = (0..3)
+                .map(|_| {
                     let n = rng.random_range(0..(1 + round * 100));
-                    batch.click_events = (0..n)
-                        .map(|i| {
+                    (0..n)
+                        .map(|_| {
                             let id = format!("e{}", rng.random_range(0..30));
                             let tenant = tenants[rng.random_range(0..tenants.len())];
                             let link = links[rng.random_range(0..links.len())];
                             let secs = rng.random_range(-2..4);
                             let micros = rng.random_range(0..1_000_000);
-                            let (_, e) = click(&id, tenant, link, secs, micros);
-                            (i as i64, e)
+                            click(&id, tenant, link, secs, micros)
                         })
-                        .collect();
-                    batch
+                        .collect()
                 })
                 .collect();
-            let refs: Vec<&PartitionBatch> = batches.iter().collect();
-            let mut expected: Vec<(&PartitionBatch, &(i64, ClickEvent))> = refs
-                .iter()
-                .flat_map(|b| b.click_events.iter().map(move |e| (*b, e)))
+            // The expected order from the events themselves: a stable sort by the whole key.
+            let mut expected: Vec<(i32, i64, &ClickEvent)> = (0..)
+                .zip(&generated)
+                .flat_map(|(p, events)| (0..).zip(events).map(move |(o, e)| (p, o, e)))
                 .collect();
             expected.sort_by(|a, b| {
                 let key = |e: &ClickEvent| {
@@ -342,17 +353,30 @@ mod tests {
                         e.event_id.clone(),
                     )
                 };
-                key(&a.1 .1).cmp(&key(&b.1 .1))
+                key(a.2).cmp(&key(b.2))
             });
-            let place =
-                |(b, (offset, _)): &(&PartitionBatch, &(i64, ClickEvent))| (b.partition, *offset);
-            let got: Vec<(i32, i64)> = sorted_events(&refs, click_events, click_key)
-                .iter()
-                .map(place)
+            let want: Vec<(i32, i64)> = expected.iter().map(|(p, o, _)| (*p, *o)).collect();
+            let batches: Vec<PartitionBatch> = (0..)
+                .zip(generated.clone())
+                .map(|(p, events)| batch_of(p, events))
                 .collect();
-            let want: Vec<(i32, i64)> = expected.iter().map(place).collect();
+            let refs: Vec<&PartitionBatch> = batches.iter().collect();
+            let got: Vec<(i32, i64)> = sorted_rows(&refs, EventKind::Click)
+                .iter()
+                .map(|(b, offset, _)| (refs[*b].partition, *offset))
+                .collect();
             assert_eq!(got, want, "round {round}");
         }
+    }
+
+    #[test]
+    fn the_insert_names_every_column_in_the_rows_order() {
+        assert_eq!(
+            insert_sql(EventKind::Click),
+            "INSERT INTO click_events(event_id,tenant_id,occurred_at,occurred_at_micros,short_code,\
+             referrer,country,user_agent,visitor_id,kafka_topic,kafka_partition,kafka_offset,\
+             ingested_at) FORMAT RowBinary"
+        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub use migrations::{
 };
 pub use replicas::{parse_urls, tables_behind};
 pub use retention::{DroppedPartition, RetentionReport};
-pub use rows::{raw_rows, ClickRow, CrawlRow, RankRow, RawRows};
+pub use rows::{raw_rows, ClickRow, CrawlRow, DecodedRows, RankRow};
 
 const SINK: &str = "clickhouse";
 
