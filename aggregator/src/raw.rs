@@ -2,8 +2,8 @@
 //! An event becomes the bytes the table's `INSERT … FORMAT RowBinary` sends for it — its columns from
 //! `event_id` up to, not including, the four that every row ends with (`kafka_topic`,
 //! `kafka_partition`, `kafka_offset`, `ingested_at`; `clickhouse/migrations/0001_raw_events.sql`), which
-//! the sink appends at flush. Rows are written back to back into fixed-size chunks, with an index of
-//! (offset, place) beside them.
+//! the sink appends at flush. Rows are written back to back into chunks (4 KiB doubling to 256 KiB),
+//! with an index of (offset, place) beside them.
 //!
 //! Why not keep the decoded events: a flush reads every row again, in the table's sort order, and a
 //! decoded event is a struct with up to nine separately allocated strings. Under a backlog a batch holds
@@ -20,8 +20,13 @@
 use chrono::{DateTime, Utc};
 use sluice_schemas::{ClickEvent, CrawlEvent, Event, EventKind, RankEvent, SCHEMA_VERSION};
 
-/// Bytes of one chunk. Rows never straddle chunks; a row longer than this gets a chunk of its own size.
-/// The last chunk of each table of each batch is partly empty: at most this much per table and batch.
+/// Bytes of a table's first chunk in a batch; each next chunk doubles, up to [`CHUNK_BYTES`]. A batch
+/// of a few events (a quiet partition, a small memory budget) then holds a few KiB, not 3 × 256 KiB.
+pub const FIRST_CHUNK_BYTES: usize = 4 * 1024;
+
+/// Bytes of a full-grown chunk. Rows never straddle chunks; a row longer than the next chunk gets a
+/// chunk of its own size. The last chunk of each table of each batch is partly empty: at most this much
+/// per table and batch.
 pub const CHUNK_BYTES: usize = 256 * 1024;
 
 /// The raw-table columns a stored row holds, in order: each table's columns up to `kafka_topic`.
@@ -141,7 +146,11 @@ impl RawRows {
             .last()
             .is_some_and(|c| c.capacity() - c.len() >= len);
         if !fits {
-            let capacity = len.max(CHUNK_BYTES);
+            let next = self
+                .chunks
+                .last()
+                .map_or(FIRST_CHUNK_BYTES, |c| (2 * c.capacity()).min(CHUNK_BYTES));
+            let capacity = len.max(next);
             self.chunks.push(Vec::with_capacity(capacity));
             taken += capacity + size_of::<Vec<u8>>();
         }
@@ -562,30 +571,64 @@ mod tests {
     fn rows_are_kept_in_chunks_and_found_by_offset() {
         let mut rows = RawRows::new(EventKind::Click);
         let t = at("2026-01-01T00:00:00Z");
-        // Rows of ~100 KiB: two fit a chunk, the third opens a second; one of 300 KiB gets its own.
-        let big = |id: &str, n: usize| {
+        let click = |id: &str, n: usize| {
             let mut e = ClickEvent::new(id, "t", t, "x");
             e.user_agent = Some("u".repeat(n));
             Event::Click(e)
         };
-        let mut taken = Vec::new();
-        for (offset, n) in [(5, 100_000), (6, 100_000), (9, 100_000), (10, 300_000)] {
-            rows.encode(&big(&format!("e{offset}"), n), "").unwrap();
-            taken.push(rows.keep(offset));
-        }
         let entry = size_of::<Place>();
         let chunk = size_of::<Vec<u8>>();
+        // A small row opens a 4 KiB chunk; the next one fits beside it.
+        let mut taken = Vec::new();
+        for (offset, n) in [(5, 1_000), (6, 1_000)] {
+            rows.encode(&click(&format!("e{offset}"), n), "").unwrap();
+            taken.push(rows.keep(offset));
+        }
+        assert_eq!(taken, [entry + FIRST_CHUNK_BYTES + chunk, entry]);
+        // Rows of ~100 KiB (lengths from `encode`): the next chunk would be 8 KiB, so e9 gets one of its
+        // own size; the next doubles that (e10, and e11 beside it if it fits), then 256 KiB at most; a
+        // 300 KB row gets its own again.
+        taken.clear();
+        let events: Vec<(i64, Event)> = [(9, 100_000), (10, 100_000), (11, 100_000), (12, 300_000)]
+            .into_iter()
+            .map(|(o, n)| (o, click(&format!("e{o}"), n)))
+            .collect();
+        let len = |e: &Event| {
+            let mut out = Vec::new();
+            encode(e, "", &mut out).unwrap();
+            out.len()
+        };
+        let (l9, l10, l11, l12) = (
+            len(&events[0].1),
+            len(&events[1].1),
+            len(&events[2].1),
+            len(&events[3].1),
+        );
+        for (offset, e) in &events {
+            rows.encode(e, "").unwrap();
+            taken.push(rows.keep(*offset));
+        }
+        let second = 2 * l9;
+        let (third, e11) = if second - l10 >= l11 {
+            (None, entry)
+        } else {
+            (Some(CHUNK_BYTES), entry + CHUNK_BYTES + chunk)
+        };
         assert_eq!(
             taken,
             vec![
-                entry + CHUNK_BYTES + chunk,
-                entry,
-                entry + CHUNK_BYTES + chunk,
-                entry + rows.chunks[2].capacity() + chunk
+                entry + l9 + chunk,
+                entry + second + chunk,
+                e11,
+                entry + l12 + chunk
             ]
         );
-        assert_eq!(rows.chunks.len(), 3);
-        assert_eq!(rows.len(), 4);
+        let capacities: Vec<usize> = rows.chunks.iter().map(Vec::capacity).collect();
+        let mut want = vec![FIRST_CHUNK_BYTES, l9, second];
+        want.extend(third);
+        want.push(l12);
+        assert_eq!(capacities, want);
+        assert_eq!(rows.len(), 6);
         let ids: Vec<String> = rows
             .iter()
             .map(|(o, row)| match decode(EventKind::Click, row).unwrap().0 {
@@ -593,7 +636,7 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(ids, ["5:e5", "6:e6", "9:e9", "10:e10"]);
+        assert_eq!(ids, ["5:e5", "6:e6", "9:e9", "10:e10", "11:e11", "12:e12"]);
         assert!(rows.get(7).is_none());
         let row = rows.get(9).unwrap();
         assert_eq!(sort_key(EventKind::Click, row).event_id, b"e9");
