@@ -364,6 +364,15 @@ impl PartitionBatch {
         offsets
     }
 
+    /// The raw rows of one table: the events of `kind`.
+    pub fn rows_of(&self, kind: EventKind) -> &RawRows {
+        match kind {
+            EventKind::Rank => &self.rank_events,
+            EventKind::Crawl => &self.crawl_events,
+            EventKind::Click => &self.click_events,
+        }
+    }
+
     /// The three raw tables' rows: rank, crawl, click.
     pub fn raw_tables(&self) -> [&RawRows; 3] {
         [&self.rank_events, &self.crawl_events, &self.click_events]

@@ -22,12 +22,12 @@ use sluice_schemas::{ClickEvent, CrawlEvent, Event, EventKind, RankEvent, SCHEMA
 
 /// Bytes of a table's first chunk in a batch; each next chunk doubles, up to [`CHUNK_BYTES`]. A batch
 /// of a few events (a quiet partition, a small memory budget) then holds a few KiB, not 3 × 256 KiB.
-pub const FIRST_CHUNK_BYTES: usize = 4 * 1024;
+const FIRST_CHUNK_BYTES: usize = 4 * 1024;
 
 /// Bytes of a full-grown chunk. Rows never straddle chunks; a row longer than the next chunk gets a
 /// chunk of its own size. The last chunk of each table of each batch is partly empty: at most this much
 /// per table and batch.
-pub const CHUNK_BYTES: usize = 256 * 1024;
+const CHUNK_BYTES: usize = 256 * 1024;
 
 /// The raw-table columns a stored row holds, in order: each table's columns up to `kafka_topic`.
 pub fn leading_columns(kind: EventKind) -> &'static [&'static str] {
@@ -123,14 +123,14 @@ impl RawRows {
     }
 
     /// Room for `rows` more index entries (the chunks grow one at a time and need none).
-    pub fn reserve(&mut self, rows: usize) {
+    pub(crate) fn reserve(&mut self, rows: usize) {
         self.places.reserve(rows);
     }
 
     /// Encodes `event` (of this table's kind; `domain` for a crawl) into the scratch buffer, replacing
     /// what it held: [`keep`](Self::keep) then stores it. An error names the column that cannot hold
     /// its value.
-    pub fn encode(&mut self, event: &Event, domain: &str) -> Result<(), String> {
+    pub(crate) fn encode(&mut self, event: &Event, domain: &str) -> Result<(), String> {
         debug_assert_eq!(event.kind(), self.kind);
         self.scratch.clear();
         encode(event, domain, &mut self.scratch)
@@ -138,7 +138,7 @@ impl RawRows {
 
     /// Stores the row last encoded, read at `offset`. Returns the bytes this newly took from the
     /// allocator: an index entry, plus a whole chunk when the row opened one.
-    pub fn keep(&mut self, offset: i64) -> usize {
+    pub(crate) fn keep(&mut self, offset: i64) -> usize {
         let len = self.scratch.len();
         let mut taken = size_of::<Place>();
         let fits = self
@@ -222,7 +222,7 @@ pub fn sort_key(kind: EventKind, row: &[u8]) -> SortKey<'_> {
 }
 
 /// Appends the row of `event` to `out` (`domain`: a crawl's, derived at ingest; ignored otherwise).
-pub fn encode(event: &Event, domain: &str, out: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn encode(event: &Event, domain: &str, out: &mut Vec<u8>) -> Result<(), String> {
     match event {
         Event::Rank(e) => {
             head(&e.event_id, &e.tenant_id, e.occurred_at, out)?;

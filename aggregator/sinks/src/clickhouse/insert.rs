@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clickhouse::Client;
 use futures_util::FutureExt;
-use sluice_aggregator::raw::{self, RawRows, TRAILING_COLUMNS};
+use sluice_aggregator::raw::{self, TRAILING_COLUMNS};
 use sluice_aggregator::PartitionBatch;
 use sluice_schemas::EventKind;
 
@@ -53,7 +53,7 @@ impl ClickHouseSink {
         ingested_at: u32,
     ) -> Result<u64> {
         let inserts = EventKind::ALL.into_iter().flat_map(|kind| {
-            streams(batches, self.insert_streams, |b| rows_of(b, kind).len())
+            streams(batches, self.insert_streams, |b| b.rows_of(kind).len())
                 .into_iter()
                 .map(move |group| insert_rows(client, kind, group, ingested_at).boxed())
         });
@@ -68,14 +68,6 @@ fn table(kind: EventKind) -> &'static str {
         EventKind::Rank => "rank_events",
         EventKind::Crawl => "crawl_events",
         EventKind::Click => "click_events",
-    }
-}
-
-fn rows_of(batch: &PartitionBatch, kind: EventKind) -> &RawRows {
-    match kind {
-        EventKind::Rank => &batch.rank_events,
-        EventKind::Crawl => &batch.crawl_events,
-        EventKind::Click => &batch.click_events,
     }
 }
 
@@ -151,7 +143,7 @@ fn sorted_rows<'a>(batches: &[&'a PartitionBatch], kind: EventKind) -> Vec<(usiz
     let all: Vec<(usize, i64, &[u8])> = batches
         .iter()
         .enumerate()
-        .flat_map(|(b, batch)| rows_of(batch, kind).iter().map(move |(o, row)| (b, o, row)))
+        .flat_map(|(b, batch)| batch.rows_of(kind).iter().map(move |(o, row)| (b, o, row)))
         .collect();
     // (prefix slot, then its rank; second; event id; position in `all`) per row: once the slots are
     // ranks, the tuples' own order is the table's, with the position keeping equal keys as given.
