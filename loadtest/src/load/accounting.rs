@@ -111,6 +111,7 @@ pub async fn full(
     shape: &Shape,
     base_run_id: &str,
     generators: &[(GenSummary, Vec<(u64, i64)>)],
+    sample_every: u64,
     pg: &PgPool,
     ch: &clickhouse::Client,
 ) -> anyhow::Result<FullCheck> {
@@ -124,6 +125,7 @@ pub async fn full(
             summary.generator,
             clock,
             summary.sent,
+            sample_every,
             |e| events.push(e),
         )
         .with_context(|| format!("regenerating generator {}", summary.generator))?;

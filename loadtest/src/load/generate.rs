@@ -3,8 +3,9 @@
 //! [`Synth`] traffic (its own run id `{run}-g{k}` and seed `seed + k`) through
 //! [`EventProducer::enqueue`], and talks to whoever started it in JSON lines on stdout ([`GenMsg`]):
 //! a `tick` every second (sent, delivered, and the clock log below), a `sample` for every
-//! `sample_every`-th event (sent with [`EventProducer::send`] so its partition and offset come back,
-//! for the latency measurement), and a final `done` with its counts and own CPU and peak memory.
+//! `sample_every`-th event (a latency probe: sent under [`PROBE_TENANT`] with [`EventProducer::send`]
+//! so its partition and offset come back), and a final `done` with its counts and own CPU and peak
+//! memory.
 //!
 //! **Exact regeneration.** `Synth` is deterministic given seed, run id and the `now` passed to each
 //! `next`. The generator takes `now` once per pacing tick and logs `(seq, now_us)` whenever it does;
@@ -20,7 +21,6 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sluice_producers::{EventProducer, Mix, ProducerConfig, Synth, SynthConfig};
-use sluice_schemas::validate::crawl_domain;
 use sluice_schemas::{Encoding, Event, EventKind};
 
 use super::procstat;
@@ -213,18 +213,38 @@ pub fn share_of(total: u64, share: Share) -> u64 {
     total / n + u64::from(u64::from(share.k - 1) < total % n)
 }
 
-/// One latency sample: an event whose partition and offset came back in its delivery report.
+/// The tenant of the latency probes. Every `sample_every`-th event of a generator is sent under this
+/// tenant, its other fields as generated, so that all probes lie in one short range of each raw table's
+/// primary key (`tenant_id` leads every sort key): the ClickHouse poller then finds every visible probe
+/// with one small read per table, however long the backlog (docs/BENCHMARKS.md, session 17). It is a
+/// tenant like any other to Sluice; [`regenerate`] makes the same substitution, so the verifier expects
+/// exactly what was sent.
+pub const PROBE_TENANT: &str = "latency-probe";
+
+/// Whether event `seq` (0-based) of a generator is a latency probe.
+pub fn is_probe(seq: u64, sample_every: u64) -> bool {
+    sample_every > 0 && seq % sample_every == 0
+}
+
+/// Event `seq` of a generator as it is sent: a probe moves to [`PROBE_TENANT`].
+pub fn as_sent(mut event: Event, seq: u64, sample_every: u64) -> Event {
+    if is_probe(seq, sample_every) {
+        let tenant = match &mut event {
+            Event::Rank(e) => &mut e.tenant_id,
+            Event::Crawl(e) => &mut e.tenant_id,
+            Event::Click(e) => &mut e.tenant_id,
+        };
+        PROBE_TENANT.clone_into(tenant);
+    }
+    event
+}
+
+/// One latency sample: a probe whose partition and offset came back in its delivery report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub generator: u32,
     pub event_id: String,
     pub kind: EventKind,
-    pub tenant_id: String,
-    /// The raw table's sort-key columns between `tenant_id` and `occurred_at` (rank: campaign,
-    /// keyword; crawl: campaign, domain; click: short code), so a lookup uses the primary index.
-    pub key: Vec<String>,
-    /// `occurred_at` in whole seconds (the raw tables' `occurred_at` column).
-    pub occurred_at_s: i64,
     pub partition: i32,
     pub offset: i64,
     /// Wall-clock time just before the event was handed to the producer (Unix µs).
@@ -306,18 +326,6 @@ fn kind_slot(kind: EventKind) -> usize {
     }
 }
 
-/// The sort-key columns of an event's raw table (see [`Sample::key`]).
-pub fn sample_key(event: &Event) -> Vec<String> {
-    match event {
-        Event::Rank(e) => vec![e.campaign_id.clone(), e.keyword.clone()],
-        Event::Crawl(e) => vec![
-            e.campaign_id.clone(),
-            crawl_domain(&e.url).unwrap_or_default(),
-        ],
-        Event::Click(e) => vec![e.short_code.clone()],
-    }
-}
-
 /// Runs one generator to the end; everything it has to say goes to stdout.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let k = args.share.k;
@@ -395,9 +403,9 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
             let now = DateTime::from_timestamp_micros(now_micros).context("clock out of range")?;
             clock.push((sent, now_micros));
             while sent < due {
-                let event = synth.next(now);
+                let event = as_sent(synth.next(now), sent, args.sample_every);
                 summary.per_kind[kind_slot(event.kind())] += 1;
-                if args.sample_every > 0 && sent % args.sample_every == 0 {
+                if is_probe(sent, args.sample_every) {
                     let producer = Arc::clone(&producer);
                     let emitter = emitter.clone();
                     let produced_us = now_us();
@@ -407,9 +415,6 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
                             generator: k,
                             event_id: event.event_id().to_owned(),
                             kind: event.kind(),
-                            tenant_id: event.tenant_id().to_owned(),
-                            key: sample_key(&event),
-                            occurred_at_s: event.occurred_at().timestamp(),
                             partition,
                             offset,
                             produced_us,
@@ -469,13 +474,15 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Replays a generator's clock log into exactly the events it produced, handing each to `visit`.
+/// Replays a generator's clock log into exactly the events it produced (its probes, every
+/// `sample_every`-th, under [`PROBE_TENANT`]), handing each to `visit`.
 pub fn regenerate(
     shape: &Shape,
     base_run_id: &str,
     k: u32,
     clock: &[(u64, i64)],
     sent: u64,
+    sample_every: u64,
     mut visit: impl FnMut(Event),
 ) -> anyhow::Result<()> {
     let run_id = generator_run_id(base_run_id, k);
@@ -489,8 +496,8 @@ pub fn regenerate(
             );
         }
         let now = DateTime::from_timestamp_micros(now_micros).context("clock out of range")?;
-        for _ in from..to {
-            visit(synth.next(now));
+        for seq in from..to {
+            visit(as_sent(synth.next(now), seq, sample_every));
         }
     }
     if synth.generated() != sent {
@@ -534,20 +541,40 @@ mod tests {
         let mut synth = Synth::new(shape.synth_config(2).unwrap(), "run-g2").unwrap();
         let mut clock = Vec::new();
         let mut produced = Vec::new();
+        let mut generated = Vec::new();
         for tick in 0..5i64 {
             let now_micros = 1_780_000_000_000_000 + tick * 10_000 + 7;
             clock.push((produced.len() as u64, now_micros));
             let now = DateTime::from_timestamp_micros(now_micros).unwrap();
             for _ in 0..(tick + 3) {
-                produced.push(synth.next(now));
+                let event = synth.next(now);
+                generated.push(event.clone());
+                produced.push(as_sent(event, produced.len() as u64, 4));
+            }
+        }
+        // 25 events: the probes are events 0, 4, …, 24, moved to the probe tenant and otherwise as
+        // generated; the rest are untouched.
+        assert_eq!(produced.len(), 25);
+        for (seq, (sent, generated)) in produced.iter().zip(&generated).enumerate() {
+            if seq % 4 == 0 {
+                assert_eq!(sent.tenant_id(), PROBE_TENANT, "event {seq}");
+                assert_ne!(generated.tenant_id(), PROBE_TENANT);
+                assert_eq!(sent.event_id(), generated.event_id());
+                assert_eq!(sent.entity(), generated.entity());
+            } else {
+                assert_eq!(sent, generated, "event {seq}");
             }
         }
         let mut again = Vec::new();
-        regenerate(&shape, "run", 2, &clock, produced.len() as u64, |e| {
+        regenerate(&shape, "run", 2, &clock, produced.len() as u64, 4, |e| {
             again.push(e)
         })
         .unwrap();
         assert_eq!(again, produced);
-        assert!(regenerate(&shape, "run", 2, &clock, 3, |_| {}).is_err());
+        // Without the probes' substitution the replay is the generated stream.
+        let mut plain = Vec::new();
+        regenerate(&shape, "run", 2, &clock, 25, 0, |e| plain.push(e)).unwrap();
+        assert_eq!(plain, generated);
+        assert!(regenerate(&shape, "run", 2, &clock, 3, 4, |_| {}).is_err());
     }
 }

@@ -1,23 +1,24 @@
-//! Event → queryable latency. Generators send every K-th event with a delivery report and report it
-//! as a [`Sample`]: its produce time (wall clock just before it was handed to the producer), its
-//! partition and offset, and its raw table's sort key. Two pollers then watch for it:
+//! Event → queryable latency. Generators send every K-th event as a latency probe (under
+//! [`PROBE_TENANT`], with a delivery report) and report it as a [`Sample`]: its produce time (wall clock
+//! just before it was handed to the producer), its partition and offset. Two pollers then watch for it:
 //!
 //! - **PostgreSQL**: an event's aggregates become visible in the transaction that moves its partition's
 //!   `sluice_offsets.next_offset` past its offset (durable = queryable). The poller reads the group's
 //!   stored offsets every `pg_every` and stamps each sample whose offset is below its partition's.
-//! - **ClickHouse**: the raw row with that `event_id`, looked up by the raw table's full sort key
-//!   (`(tenant_id, …, occurred_at, event_id) IN (…)`, so the primary index is used). Every `ch_every`
-//!   the poller looks up the oldest pending sample of each partition; a partition's rows arrive in
-//!   offset order, so when that one is visible a galloping/binary [`Search`] over the partition's
-//!   pending samples (a few more rounds, every partition in the same statements) finds how far
-//!   visibility reaches. An idle poll costs one small lookup per kind; the first version, which looked
-//!   up every pending sample each time, cost ClickHouse about half a core at 100k events/s.
+//! - **ClickHouse**: the raw row with that `event_id`. Every `ch_every` one statement reads, per raw
+//!   table, the probe tenant's rows at or after each partition's oldest pending probe; every pending
+//!   probe among them is stamped. The probes share one short range of the primary index (`tenant_id`
+//!   leads every sort key), so a poll reads a few granules per part whatever the backlog. The versions
+//!   before looked the samples up by their full sort keys, one granule per part per sample: the first
+//!   looked up every pending sample (about half a core of ClickHouse at 100k events/s), the second
+//!   searched each partition's pending samples in rounds, so a poll under load took seconds and stamps
+//!   came tens of seconds late (docs/BENCHMARKS.md, session 17).
 //!
 //! A stamp is the wall-clock time the lookup that first saw the event *returned*: an upper bound, at
 //! most one poll period plus the lookups' duration late. The report gives the poll periods and what
 //! the polls cost.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -27,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use sluice_schemas::EventKind;
 use sqlx::PgPool;
 
-use super::generate::{now_us, Sample};
+use super::generate::{now_us, Sample, PROBE_TENANT};
 
 /// A sample and when it became visible (Unix µs).
 #[derive(Debug, Clone)]
@@ -171,30 +172,25 @@ pub async fn poll_postgres(
     }
 }
 
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-/// `SELECT event_id FROM <table> WHERE (<sort key>) IN (…)` for a batch of samples of one kind.
-pub fn lookup_sql(kind: EventKind, samples: &[&Sample]) -> String {
-    let (table, columns) = match kind {
-        EventKind::Rank => ("rank_events", "tenant_id, campaign_id, keyword"),
-        EventKind::Crawl => ("crawl_events", "tenant_id, campaign_id, domain"),
-        EventKind::Click => ("click_events", "tenant_id, short_code"),
+/// `SELECT event_id FROM <table> WHERE tenant_id = '<probe tenant>' AND (…)`: the visible probes of
+/// one kind at or after each partition's oldest pending probe (`oldest`: partition → offset).
+/// `tenant_id` leads every raw table's sort key, so the primary index narrows the read to the probes'
+/// few granules in each part, however many rows the table holds.
+pub fn lookup_sql(kind: EventKind, oldest: &BTreeMap<i32, i64>) -> String {
+    let table = match kind {
+        EventKind::Rank => "rank_events",
+        EventKind::Crawl => "crawl_events",
+        EventKind::Click => "click_events",
     };
-    let tuples: Vec<String> = samples
+    let from: Vec<String> = oldest
         .iter()
-        .map(|s| {
-            let mut fields = vec![quote(&s.tenant_id)];
-            fields.extend(s.key.iter().map(|k| quote(k)));
-            fields.push(s.occurred_at_s.to_string());
-            fields.push(quote(&s.event_id));
-            format!("({})", fields.join(", "))
+        .map(|(partition, offset)| {
+            format!("(kafka_partition = {partition} AND kafka_offset >= {offset})")
         })
         .collect();
     format!(
-        "SELECT event_id FROM {table} WHERE ({columns}, occurred_at, event_id) IN ({})",
-        tuples.join(", ")
+        "SELECT event_id FROM {table} WHERE tenant_id = '{PROBE_TENANT}' AND ({})",
+        from.join(" OR ")
     )
 }
 
@@ -203,72 +199,37 @@ struct Found {
     event_id: String,
 }
 
-/// One partition's pending samples (sorted by offset) and what the current poll knows about them:
-/// indices `..=lo` are visible, `hi..` are not (yet). Visibility is monotonic in the offset: a
-/// partition's rows reach ClickHouse in offset order (one flush at a time; a batch is a contiguous
-/// offset range inserted in order).
-#[derive(Debug)]
-pub struct Search {
-    pub samples: Vec<Sample>,
-    /// Highest index known visible (-1: none).
-    lo: isize,
-    /// Lowest index known invisible (`samples.len()`: none).
-    hi: usize,
-    /// Galloping step while no invisible sample has been found.
-    step: usize,
-    galloping: bool,
+/// The oldest pending (not yet seen in ClickHouse) probe's offset, per kind and partition.
+fn oldest_pending(samples: &[Tracked]) -> BTreeMap<EventKind, BTreeMap<i32, i64>> {
+    let mut oldest: BTreeMap<EventKind, BTreeMap<i32, i64>> = BTreeMap::new();
+    for t in samples.iter().filter(|t| t.ch_us.is_none()) {
+        let offset = oldest
+            .entry(t.sample.kind)
+            .or_default()
+            .entry(t.sample.partition)
+            .or_insert(t.sample.offset);
+        *offset = (*offset).min(t.sample.offset);
+    }
+    oldest
 }
 
-impl Search {
-    pub fn new(mut samples: Vec<Sample>) -> Search {
-        samples.sort_by_key(|s| s.offset);
-        let hi = samples.len();
-        Search {
-            samples,
-            lo: -1,
-            hi,
-            step: 1,
-            galloping: true,
+/// Stamps `at` on every sample not yet seen in ClickHouse whose event id is in `found`; returns how
+/// many it stamped.
+fn stamp_found(samples: &mut [Tracked], found: &HashSet<String>, at: i64) -> usize {
+    let mut stamped = 0;
+    for t in samples.iter_mut().filter(|t| t.ch_us.is_none()) {
+        if found.contains(&t.sample.event_id) {
+            t.ch_us = Some(at);
+            stamped += 1;
         }
     }
-
-    /// The index to probe next, or `None` when the boundary is found.
-    pub fn next_probe(&self) -> Option<usize> {
-        let first_unknown = usize::try_from(self.lo + 1).unwrap_or(0);
-        if first_unknown >= self.hi {
-            return None;
-        }
-        Some(if self.galloping {
-            (first_unknown + self.step - 1).min(self.hi - 1)
-        } else {
-            first_unknown + (self.hi - first_unknown) / 2
-        })
-    }
-
-    /// Records a probe's outcome; returns how many samples are now known visible.
-    pub fn record(&mut self, index: usize, visible: bool) -> usize {
-        if visible {
-            self.lo = self.lo.max(index as isize);
-            if self.galloping {
-                self.step *= 2;
-            }
-        } else {
-            self.hi = self.hi.min(index);
-            self.galloping = false;
-        }
-        usize::try_from(self.lo + 1).unwrap_or(0)
-    }
+    stamped
 }
 
-/// Most lookup rounds per poll (each one statement per kind); a search needs about 2·log2(pending).
-const MAX_ROUNDS: usize = 32;
-
-/// Stamps samples whose raw row has appeared in ClickHouse, every `every` (or, when lookups get slow,
-/// every 10 × their duration, so that they take at most 10 % of the time; from `hurry` on, once nothing
-/// is being written any more, every `every` again), until `stop`. Per
-/// partition, one lookup of the oldest pending sample answers "did anything new arrive?"; when it
-/// did, a galloping then binary search over the partition's pending samples (a few more rounds, all
-/// partitions in the same statements) finds how far, and every sample up to there is stamped.
+/// Stamps probes whose raw row has appeared in ClickHouse, every `every` (or, when a lookup gets slow,
+/// every 10 × its duration, so that lookups take at most 10 % of the time; from `hurry` on, once
+/// nothing is being written any more, every `every` again), until `stop`. Each poll is one statement:
+/// per kind, the probes at or after each partition's oldest pending one ([`lookup_sql`]).
 pub async fn poll_clickhouse(
     tracker: Tracker,
     ch: clickhouse::Client,
@@ -279,71 +240,30 @@ pub async fn poll_clickhouse(
     let mut pause = every;
     while !stop.load(Ordering::Relaxed) {
         pause_unless_hurried(pause, every, &stop, &hurry).await;
-        let poll_started = std::time::Instant::now();
-        let mut lookup_time = Duration::ZERO;
-        let mut by_partition: BTreeMap<(EventKind, i32), Vec<Sample>> = BTreeMap::new();
-        for t in tracker.lock().iter().filter(|t| t.ch_us.is_none()) {
-            by_partition
-                .entry((t.sample.kind, t.sample.partition))
-                .or_default()
-                .push(t.sample.clone());
+        let oldest = oldest_pending(&tracker.lock());
+        if oldest.is_empty() {
+            pause = every;
+            continue;
         }
-        let mut searches: Vec<Search> = by_partition.into_values().map(Search::new).collect();
-        for _ in 0..MAX_ROUNDS {
-            let probes: Vec<(usize, usize)> = searches
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.next_probe().map(|p| (i, p)))
-                .collect();
-            if probes.is_empty() {
-                break;
+        let statement: Vec<String> = oldest
+            .iter()
+            .map(|(&kind, from)| lookup_sql(kind, from))
+            .collect();
+        let started = std::time::Instant::now();
+        let result = ch.query(&statement.join(" UNION ALL ")).fetch_all().await;
+        let took = started.elapsed();
+        tracker.add_cost(false, took.as_secs_f64());
+        match result {
+            Ok(rows) => {
+                let found: HashSet<String> = rows.into_iter().map(|f: Found| f.event_id).collect();
+                stamp_found(&mut tracker.lock(), &found, now_us());
             }
-            // One statement per round: the kinds' lookups joined with UNION ALL.
-            let statements: Vec<String> = EventKind::ALL
-                .iter()
-                .filter_map(|&kind| {
-                    let of_kind: Vec<&Sample> = probes
-                        .iter()
-                        .map(|&(i, p)| &searches[i].samples[p])
-                        .filter(|s| s.kind == kind)
-                        .collect();
-                    (!of_kind.is_empty()).then(|| lookup_sql(kind, &of_kind))
-                })
-                .collect();
-            let started = std::time::Instant::now();
-            let result = ch.query(&statements.join(" UNION ALL ")).fetch_all().await;
-            lookup_time += started.elapsed();
-            tracker.add_cost(false, started.elapsed().as_secs_f64());
-            let found: std::collections::HashSet<String> = match result {
-                Ok(rows) => rows.into_iter().map(|f: Found| f.event_id).collect(),
-                Err(e) => {
-                    tracing::debug!(error = %e, "latency poll of clickhouse failed");
-                    break;
-                }
-            };
-            let at = now_us();
-            let mut known = vec![0usize; searches.len()];
-            for &(i, p) in &probes {
-                let visible = found.contains(&searches[i].samples[p].event_id);
-                known[i] = searches[i].record(p, visible);
-            }
-            let newly: std::collections::HashSet<&str> = searches
-                .iter()
-                .zip(&known)
-                .flat_map(|(search, &n)| search.samples[..n].iter().map(|s| s.event_id.as_str()))
-                .collect();
-            if !newly.is_empty() {
-                for t in tracker.lock().iter_mut().filter(|t| t.ch_us.is_none()) {
-                    if newly.contains(t.sample.event_id.as_str()) {
-                        t.ch_us = Some(at);
-                    }
-                }
-            }
+            Err(e) => tracing::debug!(error = %e, "latency poll of clickhouse failed"),
         }
         // The lookups run on the database being measured: keep them under 1/DUTY of the time.
         pause = every
-            .max(lookup_time * DUTY)
-            .saturating_sub(poll_started.elapsed())
+            .max(took * DUTY)
+            .saturating_sub(took)
             .max(Duration::from_millis(10));
     }
 }
@@ -420,53 +340,62 @@ mod tests {
         assert_eq!(Percentiles::of(vec![3.0]).p99_ms, 3.0);
     }
 
-    fn sample(partition: i32, offset: i64) -> Sample {
-        Sample {
-            generator: 1,
-            event_id: format!("e-{partition}-{offset}"),
-            kind: EventKind::Rank,
-            tenant_id: "t".into(),
-            key: vec!["c".into(), "k".into()],
-            occurred_at_s: 0,
-            partition,
-            offset,
-            produced_us: 0,
+    fn tracked(kind: EventKind, partition: i32, offset: i64, ch_us: Option<i64>) -> Tracked {
+        Tracked {
+            sample: Sample {
+                generator: 1,
+                event_id: format!("{kind}-{partition}-{offset}"),
+                kind,
+                partition,
+                offset,
+                produced_us: 0,
+            },
+            pg_us: None,
+            ch_us,
         }
     }
 
     #[test]
-    fn search_finds_the_visibility_boundary() {
-        for visible in 0..=40usize {
-            let mut search = Search::new((0..40).rev().map(|o| sample(0, o * 10)).collect());
-            let mut rounds = 0;
-            let mut known = 0;
-            while let Some(p) = search.next_probe() {
-                known = search.record(p, p < visible);
-                rounds += 1;
-            }
-            assert_eq!(known, visible, "boundary at {visible}");
-            assert!(rounds <= 12, "{rounds} rounds for boundary {visible}");
-        }
-        assert_eq!(Search::new(Vec::new()).next_probe(), None);
-    }
-
-    #[test]
-    fn lookup_uses_the_sort_key_and_quotes() {
-        let s = Sample {
-            generator: 1,
-            event_id: "r-g1-0".into(),
-            kind: EventKind::Click,
-            tenant_id: "tenant-001".into(),
-            key: vec!["it's".into()],
-            occurred_at_s: 1_780_000_000,
-            partition: 0,
-            offset: 5,
-            produced_us: 0,
-        };
+    fn a_poll_reads_each_partition_from_its_oldest_pending_probe() {
+        let samples = vec![
+            tracked(EventKind::Click, 0, 40, None),
+            tracked(EventKind::Click, 0, 10, Some(5)),
+            tracked(EventKind::Click, 0, 20, None),
+            tracked(EventKind::Click, 3, 7, None),
+            tracked(EventKind::Rank, 1, 900, None),
+            tracked(EventKind::Crawl, 2, 4, Some(9)),
+        ];
+        let oldest = oldest_pending(&samples);
+        let expected: BTreeMap<EventKind, BTreeMap<i32, i64>> = BTreeMap::from([
+            (EventKind::Rank, BTreeMap::from([(1, 900)])),
+            (EventKind::Click, BTreeMap::from([(0, 20), (3, 7)])),
+        ]);
+        assert_eq!(oldest, expected);
         assert_eq!(
-            lookup_sql(EventKind::Click, &[&s]),
-            "SELECT event_id FROM click_events WHERE (tenant_id, short_code, occurred_at, event_id) \
-             IN (('tenant-001', 'it\\'s', 1780000000, 'r-g1-0'))"
+            lookup_sql(EventKind::Click, &oldest[&EventKind::Click]),
+            "SELECT event_id FROM click_events WHERE tenant_id = 'latency-probe' AND \
+             ((kafka_partition = 0 AND kafka_offset >= 20) OR (kafka_partition = 3 AND kafka_offset >= 7))"
         );
+        assert_eq!(
+            lookup_sql(EventKind::Rank, &oldest[&EventKind::Rank]),
+            "SELECT event_id FROM rank_events WHERE tenant_id = 'latency-probe' AND \
+             ((kafka_partition = 1 AND kafka_offset >= 900))"
+        );
+    }
+
+    #[test]
+    fn found_probes_are_stamped_once() {
+        let mut samples = vec![
+            tracked(EventKind::Click, 0, 20, None),
+            tracked(EventKind::Click, 0, 40, None),
+            tracked(EventKind::Click, 0, 10, Some(5)),
+        ];
+        let found: HashSet<String> = ["click-0-20", "click-0-10", "click-9-9"]
+            .map(String::from)
+            .into();
+        assert_eq!(stamp_found(&mut samples, &found, 77), 1);
+        let stamps: Vec<Option<i64>> = samples.iter().map(|t| t.ch_us).collect();
+        assert_eq!(stamps, vec![Some(77), None, Some(5)]);
+        assert_eq!(stamp_found(&mut samples, &found, 99), 0);
     }
 }

@@ -530,15 +530,15 @@ impl Report {
         }
         let _ = writeln!(
             md,
-            "\nMethod: every {}-th event of each generator is sent with a delivery report, which returns its partition \
-             and offset; its produce time is the generator's wall clock just before the hand-over to the producer. \
+            "\nMethod: every {}-th event of each generator is a latency probe: it is sent under the tenant `latency-probe` \
+             (its other fields as generated; the accounting expects it there) with a delivery report, which returns its \
+             partition and offset; its produce time is the generator's wall clock just before the hand-over to the producer. \
              **PostgreSQL**: an event's aggregates become visible in the transaction that moves its partition's \
              `sluice_offsets.next_offset` past its offset, so a poller reads the group's stored offsets every {} ms and \
              stamps every sample its partition has passed. **ClickHouse**: every \
-             {} ms (or 10 × the last poll's lookup time, if longer: at most 10 % busy) a poller looks up the oldest pending sample of each partition by the raw table's full sort key \
-             (`(tenant_id, …, occurred_at, event_id) IN (…)`, so the primary index is used); a partition's rows reach \
-             ClickHouse in offset order, so when it is visible a galloping then binary search over that partition's \
-             pending samples (a few more lookups) finds how far visibility reaches, and stamps all of them. \
+             {} ms (or 10 × the last poll's lookup time, if longer: at most 10 % busy) one statement reads, per raw table, \
+             the probe tenant's rows at or after each partition's oldest pending probe (`tenant_id` leads the sort key, so \
+             the primary index narrows the read to the probes' granules) and stamps every pending probe it finds. \
              A stamp is when the poll that first saw the event returned: an \
              upper bound, late by at most one poll period plus the query time. Generators and pollers share this \
              machine's clock. The pollers' own load: {} PostgreSQL reads ({:.1} s of wall time in total) and {} \

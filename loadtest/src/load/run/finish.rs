@@ -135,6 +135,7 @@ impl Run<'_> {
                 &args.shape,
                 &self.names.run_id,
                 &summaries,
+                self.sample_every,
                 &self.dbs.pg,
                 &self.dbs.ch,
             )
