@@ -6,12 +6,18 @@
 //! - `sink_encode/clickhouse`: [`ClickHouseSink::write_all`] of that batch to the `clickhouse` crate's
 //!   in-process mock server: row structs, RowBinary serialization and the HTTP requests on loopback,
 //!   with a server that only reads the bodies (what a flush costs ingest, not ClickHouse).
+//! - `raw_sort/<kind>`: [`sorted_rows`] of one raw table's rows in six partitions' batches of 40,000
+//!   synthetic events each (the load driver's catalogue: 1,000 tenants, 10 campaigns of 100 keywords
+//!   each, 500 links per tenant, Zipf 1.1; mix rank 2 : crawl 1 : click 7) — the sort a flush under a
+//!   sustained backlog does before its insert, with as many distinct keys.
 //!
 //! Run with `cargo bench -p sluice-sinks`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice_aggregator::PartitionBatch;
-use sluice_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
+use sluice_producers::{Synth, SynthConfig};
+use sluice_schemas::EventKind;
+use sluice_sinks::clickhouse::{sorted_rows, ClickHouseConfig, ClickHouseSink};
 use sluice_sinks::postgres::{click_daily_arguments, crawl_hourly_arguments, rank_daily_arguments};
 
 #[path = "../../benches/support/traffic.rs"]
@@ -80,9 +86,54 @@ fn bench_sink_encode(c: &mut Criterion) {
     group.finish();
 }
 
+/// Six partitions' batches of synthetic traffic (see the module documentation).
+fn backlog_batches() -> Vec<PartitionBatch> {
+    const PARTITIONS: usize = 6;
+    const PER_PARTITION: usize = 40_000;
+    let cfg = SynthConfig {
+        seed: 42,
+        tenants: 1000,
+        campaigns_per_tenant: 10,
+        keywords_per_campaign: 100,
+        links_per_tenant: 500,
+        domains_per_campaign: 8,
+        visitors_per_tenant: 2000,
+        days_back: 3,
+        zipf_exponent: 1.1,
+        mix: "rank=2,crawl=1,click=7".parse().expect("a valid mix"),
+    };
+    let mut synth = Synth::new(cfg, "bench").expect("valid settings");
+    let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).expect("in range");
+    let mut batches: Vec<PartitionBatch> = (0..PARTITIONS)
+        .map(|p| PartitionBatch::new("events", p as i32, Some(0)))
+        .collect();
+    for i in 0..PARTITIONS * PER_PARTITION {
+        let batch = &mut batches[i % PARTITIONS];
+        let offset = (i / PARTITIONS) as i64;
+        batch
+            .offer(synth.next(now), offset, 1_780_000_000_000 + offset, None)
+            .expect("fits its ClickHouse columns");
+    }
+    batches
+}
+
+fn bench_raw_sort(c: &mut Criterion) {
+    let batches = backlog_batches();
+    let refs: Vec<&PartitionBatch> = batches.iter().collect();
+    let mut group = c.benchmark_group("raw_sort");
+    for kind in EventKind::ALL {
+        let rows: usize = refs.iter().map(|b| b.rows_of(kind).len()).sum();
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_function(kind.as_str(), |b| {
+            b.iter(|| sorted_rows(std::hint::black_box(&refs), kind).len())
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = traffic::quick();
-    targets = bench_sink_encode
+    targets = bench_sink_encode, bench_raw_sort
 }
 criterion_main!(benches);

@@ -134,43 +134,117 @@ async fn insert_rows(
 /// Every row of `kind` in `batches` as (batch index, offset, bytes), in the table's sorting key order;
 /// rows with equal keys keep their batch, then arrival order, as a stable sort would leave them.
 ///
-/// A plain sort by the keys compares their strings at every step: in a profile of a mixed drain that
-/// was about a fifth of ingest's CPU. Here only the distinct string prefixes (tenant, link; or tenant,
-/// campaign, keyword or domain) are sorted as strings: a hash map gives each row its prefix's slot, and
-/// the rows are sorted by (prefix rank, second) as integers. `event_id`s are compared only between rows
-/// of the same prefix and second. The keys are read from the stored rows in one pass in arrival order.
-fn sorted_rows<'a>(batches: &[&'a PartitionBatch], kind: EventKind) -> Vec<(usize, i64, &'a [u8])> {
+/// The rows are first bucketed by tenant (a counting sort over the few distinct tenants, ranked as
+/// strings), then each tenant's rows are sorted by the rest of the key. A sort of all rows by the whole
+/// key compares tenant strings at every step; ranking every distinct (tenant, link) or (tenant, campaign,
+/// keyword) prefix in a hash map, as before session 17, spent most of its time in that map (hundreds of
+/// thousands of prefixes in a sustained run's flush, `raw_sort` in `benches/encode.rs`). Within a
+/// tenant the comparisons are short and the buckets small. The keys are read from the stored rows in one
+/// pass in arrival order. Public for the sort benchmark.
+pub fn sorted_rows<'a>(
+    batches: &[&'a PartitionBatch],
+    kind: EventKind,
+) -> Vec<(usize, i64, &'a [u8])> {
     let all: Vec<(usize, i64, &[u8])> = batches
         .iter()
         .enumerate()
         .flat_map(|(b, batch)| batch.rows_of(kind).iter().map(move |(o, row)| (b, o, row)))
         .collect();
-    // (prefix slot, then its rank; second; event id; position in `all`) per row: once the slots are
-    // ranks, the tuples' own order is the table's, with the position keeping equal keys as given.
-    let mut order: Vec<(u32, u32, &[u8], usize)> = Vec::with_capacity(all.len());
-    let mut prefixes: Vec<[&[u8]; 3]> = Vec::new();
-    let mut slots: hashbrown::HashMap<[&[u8]; 3], u32> = hashbrown::HashMap::new();
-    for (i, &(_, _, row)) in all.iter().enumerate() {
-        let k = raw::sort_key(kind, row);
-        let slot = *slots.entry(k.prefix).or_insert_with(|| {
-            prefixes.push(k.prefix);
-            u32::try_from(prefixes.len() - 1).expect("fewer than 2^32 distinct prefixes")
-        });
-        order.push((slot, k.secs, k.event_id, i));
-    }
-    drop(slots);
-    let mut by_prefix: Vec<u32> = (0..).take(prefixes.len()).collect();
-    by_prefix.sort_unstable_by_key(|&slot| prefixes[slot as usize]);
-    let mut rank = vec![0u32; prefixes.len()];
-    for (r, &slot) in (0..).zip(&by_prefix) {
+    let keys: Vec<raw::SortKey<'_>> = all
+        .iter()
+        .map(|&(.., row)| raw::sort_key(kind, row))
+        .collect();
+    // Each row's tenant slot, then the slots ranked as strings.
+    let mut tenants: Vec<&[u8]> = Vec::new();
+    let mut slot_of: hashbrown::HashMap<&[u8], u32> = hashbrown::HashMap::new();
+    let slots: Vec<u32> = keys
+        .iter()
+        .map(|k| {
+            *slot_of.entry(k.prefix[0]).or_insert_with(|| {
+                tenants.push(k.prefix[0]);
+                u32::try_from(tenants.len() - 1).expect("fewer than 2^32 distinct tenants")
+            })
+        })
+        .collect();
+    drop(slot_of);
+    let mut by_name: Vec<u32> = (0..).take(tenants.len()).collect();
+    by_name.sort_unstable_by_key(|&slot| tenants[slot as usize]);
+    let mut rank = vec![0u32; tenants.len()];
+    for (r, &slot) in (0..).zip(&by_name) {
         rank[slot as usize] = r;
     }
-    for entry in &mut order {
-        entry.0 = rank[entry.0 as usize];
+    // Counting sort by tenant rank: `start[r]..start[r + 1]` is tenant r's bucket, in arrival order.
+    let mut start = vec![0usize; tenants.len() + 1];
+    for &slot in &slots {
+        start[rank[slot as usize] as usize + 1] += 1;
     }
-    // Positions are distinct, so no two tuples are equal and an unstable sort is exact.
-    order.sort_unstable();
-    order.into_iter().map(|(.., i)| all[i]).collect()
+    for r in 0..tenants.len() {
+        start[r + 1] += start[r];
+    }
+    let mut next = start.clone();
+    let mut order = vec![Entry::default(); all.len()];
+    for (i, (&slot, key)) in slots.iter().zip(&keys).enumerate() {
+        let r = rank[slot as usize] as usize;
+        order[next[r]] = Entry::of(key, u32::try_from(i).expect("fewer than 2^32 rows"));
+        next[r] += 1;
+    }
+    // Within a tenant: the other prefix columns, the second, the event id; then the position, so no
+    // two rows compare equal and an unstable sort is exact.
+    for bucket in start.windows(2) {
+        order[bucket[0]..bucket[1]].sort_unstable_by(|a, b| a.cmp(b, &keys));
+    }
+    order.into_iter().map(|e| all[e.pos as usize]).collect()
+}
+
+/// A row's place within its tenant's bucket: the first 8 bytes of the second and third prefix columns
+/// (zero-padded, big-endian: where they differ they order as the whole strings do) and their lengths,
+/// so that most comparisons read no row bytes; the stored key decides only where those are equal.
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    head: [u64; 2],
+    len: [u32; 2],
+    secs: u32,
+    pos: u32,
+}
+
+impl Entry {
+    fn of(key: &raw::SortKey<'_>, pos: u32) -> Entry {
+        let head = |s: &[u8]| {
+            let mut bytes = [0u8; 8];
+            let n = s.len().min(8);
+            bytes[..n].copy_from_slice(&s[..n]);
+            u64::from_be_bytes(bytes)
+        };
+        let len = |s: &[u8]| u32::try_from(s.len()).unwrap_or(u32::MAX);
+        Entry {
+            head: [head(key.prefix[1]), head(key.prefix[2])],
+            len: [len(key.prefix[1]), len(key.prefix[2])],
+            secs: key.secs,
+            pos,
+        }
+    }
+
+    fn cmp(&self, other: &Entry, keys: &[raw::SortKey<'_>]) -> std::cmp::Ordering {
+        let column = |c: usize| {
+            self.head[c].cmp(&other.head[c]).then_with(|| {
+                if self.len[c] == other.len[c] && self.len[c] <= 8 {
+                    std::cmp::Ordering::Equal
+                } else {
+                    keys[self.pos as usize].prefix[c + 1]
+                        .cmp(keys[other.pos as usize].prefix[c + 1])
+                }
+            })
+        };
+        column(0)
+            .then_with(|| column(1))
+            .then(self.secs.cmp(&other.secs))
+            .then_with(|| {
+                keys[self.pos as usize]
+                    .event_id
+                    .cmp(keys[other.pos as usize].event_id)
+            })
+            .then(self.pos.cmp(&other.pos))
+    }
 }
 
 /// A table's rows below this many are not split into another concurrent `INSERT`: each one is a part
@@ -358,6 +432,133 @@ mod tests {
                 .map(|(b, offset, _)| (refs[*b].partition, *offset))
                 .collect();
             assert_eq!(got, want, "round {round}");
+        }
+    }
+
+    /// The bucketed sort of every kind against a plain stable sort by the whole key, on random events
+    /// whose key strings share their first 8 bytes and differ after them or in length only, so that
+    /// the 8-byte heads tie and the stored keys must decide ("best sho" < "best shoe" < "best shoes"),
+    /// and tenants, seconds and event ids tie often.
+    #[test]
+    fn the_bucketed_sort_orders_every_kind_as_a_stable_sort_by_the_key() {
+        use rand::{rngs::SmallRng, Rng, SeedableRng};
+        use sluice_schemas::{CrawlEvent, RankEvent, SCHEMA_VERSION};
+        let mut rng = SmallRng::seed_from_u64(17);
+        let tenants = ["t1", "t10", "tenant-00", "tenant-001", ""];
+        let firsts = [
+            "campaign",
+            "campaign1",
+            "campaign10",
+            "campaigo",
+            "campaig",
+            "c",
+            "",
+        ];
+        let seconds = [
+            "best shoes",
+            "best shoe",
+            "best shoesz",
+            "best sho",
+            "best sh",
+            "a",
+            "",
+        ];
+        let hosts = [
+            "example.com",
+            "example.co",
+            "examples.com",
+            "example.org",
+            "a.io",
+        ];
+        // (tenant, second and third key columns, second, event id): the table's sorting key.
+        type Key = (String, String, String, i64, String);
+        let pick = |rng: &mut SmallRng, values: &[&str]| {
+            values[rng.random_range(0..values.len())].to_owned()
+        };
+        for kind in EventKind::ALL {
+            for round in 0..10 {
+                // (event, its key) per batch.
+                let generated: Vec<Vec<(Event, Key)>> = (0..3)
+                    .map(|_| {
+                        (0..rng.random_range(0..(1 + round * 150)))
+                            .map(|_| {
+                                let id = format!("e{}", rng.random_range(0..20));
+                                let tenant = pick(&mut rng, &tenants);
+                                let secs = rng.random_range(-2..3);
+                                let at = chrono::DateTime::from_timestamp(1_767_225_600 + secs, 0)
+                                    .unwrap()
+                                    + chrono::TimeDelta::microseconds(
+                                        rng.random_range(0..1_000_000),
+                                    );
+                                let first = pick(&mut rng, &firsts);
+                                let (event, a, b) = match kind {
+                                    EventKind::Click => {
+                                        let code = pick(&mut rng, &seconds);
+                                        let e = ClickEvent::new(&id, &tenant, at, &code);
+                                        (Event::Click(e), code, String::new())
+                                    }
+                                    EventKind::Rank => {
+                                        let keyword = pick(&mut rng, &seconds);
+                                        let e = RankEvent {
+                                            schema_version: SCHEMA_VERSION,
+                                            event_id: id.clone(),
+                                            tenant_id: tenant.clone(),
+                                            occurred_at: at,
+                                            campaign_id: first.clone(),
+                                            keyword: keyword.clone(),
+                                            geo: "us".into(),
+                                            engine: "google".into(),
+                                            device: "desktop".into(),
+                                            url: None,
+                                            position: Some(3),
+                                        };
+                                        (Event::Rank(e), first, keyword)
+                                    }
+                                    EventKind::Crawl => {
+                                        let host = pick(&mut rng, &hosts);
+                                        let e = CrawlEvent {
+                                            schema_version: SCHEMA_VERSION,
+                                            event_id: id.clone(),
+                                            tenant_id: tenant.clone(),
+                                            occurred_at: at,
+                                            campaign_id: first.clone(),
+                                            url: format!("https://{host}/page"),
+                                            status_code: 200,
+                                            fetch_ms: 5,
+                                            bytes: 100,
+                                            content_hash: None,
+                                        };
+                                        (Event::Crawl(e), first, host)
+                                    }
+                                };
+                                (event, (tenant, a, b, secs, id))
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let mut expected: Vec<(i32, i64, &Key)> = (0..)
+                    .zip(&generated)
+                    .flat_map(|(p, events)| (0..).zip(events).map(move |(o, (_, key))| (p, o, key)))
+                    .collect();
+                expected.sort_by(|x, y| x.2.cmp(y.2));
+                let want: Vec<(i32, i64)> = expected.iter().map(|(p, o, _)| (*p, *o)).collect();
+                let batches: Vec<PartitionBatch> = (0..)
+                    .zip(&generated)
+                    .map(|(p, events)| {
+                        let mut batch = PartitionBatch::new("events", p, None);
+                        for (offset, (e, _)) in (0..).zip(events) {
+                            batch.add(e.clone(), offset).unwrap();
+                        }
+                        batch
+                    })
+                    .collect();
+                let refs: Vec<&PartitionBatch> = batches.iter().collect();
+                let got: Vec<(i32, i64)> = sorted_rows(&refs, kind)
+                    .iter()
+                    .map(|(b, offset, _)| (refs[*b].partition, *offset))
+                    .collect();
+                assert_eq!(got, want, "{kind}, round {round}");
+            }
         }
     }
 

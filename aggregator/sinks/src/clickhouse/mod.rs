@@ -34,7 +34,7 @@ use clickhouse::Client;
 use crate::error::{clickhouse_class, clickhouse_code, ErrorClass, Result, SinkError};
 
 pub use cluster::{create_database, on_cluster};
-pub use insert::MIN_STREAM_ROWS;
+pub use insert::{sorted_rows, MIN_STREAM_ROWS};
 pub use migrations::{
     statements, AppliedMigration, Migration, ServerVersion, MIGRATIONS, MODERN_SINCE,
 };
