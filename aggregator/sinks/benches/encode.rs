@@ -123,6 +123,7 @@ fn bench_raw_sort(c: &mut Criterion) {
     let mut group = c.benchmark_group("raw_sort");
     for kind in EventKind::ALL {
         let rows: usize = refs.iter().map(|b| b.rows_of(kind).len()).sum();
+        eprintln!("raw_sort/{kind}: {rows} rows");
         group.throughput(Throughput::Elements(rows as u64));
         group.bench_function(kind.as_str(), |b| {
             b.iter(|| sorted_rows(std::hint::black_box(&refs), kind).len())

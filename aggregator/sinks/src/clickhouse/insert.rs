@@ -380,11 +380,11 @@ mod tests {
         assert_eq!(got, want);
     }
 
-    /// The ranked sort against a plain stable sort by the whole key, on random clicks drawn from few
+    /// The sort against a plain stable sort by the whole key, on random clicks drawn from few
     /// values so that prefixes, seconds and whole keys tie often, within and across batches. Tenants
     /// "t1"/"t10" with links "0a"/"a" would collide if the prefix were compared as one joined string.
     #[test]
-    fn the_ranked_sort_orders_exactly_as_a_stable_sort_by_the_key() {
+    fn clicks_sort_exactly_as_a_stable_sort_by_the_key() {
         use rand::{rngs::SmallRng, Rng, SeedableRng};
         let mut rng = SmallRng::seed_from_u64(16);
         let tenants = ["t1", "t10", "t2", ""];
