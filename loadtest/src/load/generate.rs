@@ -181,7 +181,8 @@ pub struct GenerateArgs {
     /// Start producing at this Unix time (ms), so that every generator starts together.
     #[arg(long)]
     pub start_at_ms: Option<i64>,
-    /// Send every this-many-th event with a delivery report and report it as a latency sample (0: none).
+    /// Send every this-many-th event as a latency probe (under the tenant `latency-probe`, with a delivery
+    /// report) and report it as a latency sample (0: none).
     #[arg(long, default_value_t = 0)]
     pub sample_every: u64,
     #[command(flatten)]

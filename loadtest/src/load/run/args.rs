@@ -70,7 +70,8 @@ pub struct RunArgs {
         requires = "baseline_mode"
     )]
     pub baseline: Vec<BaselineRun>,
-    /// Latency sample: every this-many-th event of each generator (0: about 50 samples/s overall).
+    /// Latency probes: every this-many-th event of each generator, sent under the tenant
+    /// `latency-probe` (0: about 50 probes/s overall).
     #[arg(long, default_value_t = 0)]
     pub sample_every: u64,
     /// ClickHouse latency poll period in ms; 0 turns the ClickHouse latency measurement off (to
