@@ -375,7 +375,7 @@ impl PartitionBatch {
 
     /// The three raw tables' rows: rank, crawl, click.
     pub fn raw_tables(&self) -> [&RawRows; 3] {
-        [&self.rank_events, &self.crawl_events, &self.click_events]
+        EventKind::ALL.map(|kind| self.rows_of(kind))
     }
 
     /// The batch with only the events whose offset `keep` accepts: raw rows filtered, aggregates

@@ -7,15 +7,16 @@
 //!   in-process mock server: row structs, RowBinary serialization and the HTTP requests on loopback,
 //!   with a server that only reads the bodies (what a flush costs ingest, not ClickHouse).
 //! - `raw_sort/<kind>`: [`sorted_rows`] of one raw table's rows in six partitions' batches of 40,000
-//!   synthetic events each (the load driver's catalogue: 1,000 tenants, 10 campaigns of 100 keywords
-//!   each, 500 links per tenant, Zipf 1.1; mix rank 2 : crawl 1 : click 7) — the sort a flush under a
-//!   sustained backlog does before its insert, with as many distinct keys.
+//!   synthetic events each (the load driver's default catalogue, `Shape::default()`: 1,000 tenants,
+//!   mix rank 2 : crawl 1 : click 7) — the sort a flush under a sustained backlog does before its
+//!   insert, with as many distinct keys.
 //!
 //! Run with `cargo bench -p sluice-sinks`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice_aggregator::PartitionBatch;
-use sluice_producers::{Synth, SynthConfig};
+use sluice_loadtest::load::generate::Shape;
+use sluice_producers::Synth;
 use sluice_schemas::EventKind;
 use sluice_sinks::clickhouse::{sorted_rows, ClickHouseConfig, ClickHouseSink};
 use sluice_sinks::postgres::{click_daily_arguments, crawl_hourly_arguments, rank_daily_arguments};
@@ -90,18 +91,10 @@ fn bench_sink_encode(c: &mut Criterion) {
 fn backlog_batches() -> Vec<PartitionBatch> {
     const PARTITIONS: usize = 6;
     const PER_PARTITION: usize = 40_000;
-    let cfg = SynthConfig {
-        seed: 42,
-        tenants: 1000,
-        campaigns_per_tenant: 10,
-        keywords_per_campaign: 100,
-        links_per_tenant: 500,
-        domains_per_campaign: 8,
-        visitors_per_tenant: 2000,
-        days_back: 3,
-        zipf_exponent: 1.1,
-        mix: "rank=2,crawl=1,click=7".parse().expect("a valid mix"),
-    };
+    // Generator 0 of the load driver's default catalogue (seed 42).
+    let cfg = Shape::default()
+        .synth_config(0)
+        .expect("the defaults are valid");
     let mut synth = Synth::new(cfg, "bench").expect("valid settings");
     let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).expect("in range");
     let mut batches: Vec<PartitionBatch> = (0..PARTITIONS)

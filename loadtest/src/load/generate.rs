@@ -87,6 +87,15 @@ pub struct Shape {
     pub zipf_exponent: f64,
 }
 
+impl Default for Shape {
+    /// The load driver's catalogue: every setting at its command-line default above.
+    fn default() -> Self {
+        use clap::{Args, FromArgMatches};
+        let matches = Shape::augment_args(clap::Command::new("shape")).get_matches_from(["shape"]);
+        Shape::from_arg_matches(&matches).expect("the command-line defaults parse")
+    }
+}
+
 impl Shape {
     /// The `Synth` settings of generator `k`.
     pub fn synth_config(&self, k: u32) -> anyhow::Result<SynthConfig> {
@@ -222,14 +231,11 @@ pub fn share_of(total: u64, share: Share) -> u64 {
 /// exactly what was sent.
 pub const PROBE_TENANT: &str = "latency-probe";
 
-/// Whether event `seq` (0-based) of a generator is a latency probe.
-pub fn is_probe(seq: u64, sample_every: u64) -> bool {
-    sample_every > 0 && seq % sample_every == 0
-}
-
-/// Event `seq` of a generator as it is sent: a probe moves to [`PROBE_TENANT`].
-pub fn as_sent(mut event: Event, seq: u64, sample_every: u64) -> Event {
-    if is_probe(seq, sample_every) {
+/// Event `seq` of a generator as it is sent, and whether it is a latency probe (every
+/// `sample_every`-th, moved to [`PROBE_TENANT`]).
+pub fn as_sent(mut event: Event, seq: u64, sample_every: u64) -> (Event, bool) {
+    let probe = sample_every > 0 && seq % sample_every == 0;
+    if probe {
         let tenant = match &mut event {
             Event::Rank(e) => &mut e.tenant_id,
             Event::Crawl(e) => &mut e.tenant_id,
@@ -237,7 +243,7 @@ pub fn as_sent(mut event: Event, seq: u64, sample_every: u64) -> Event {
         };
         PROBE_TENANT.clone_into(tenant);
     }
-    event
+    (event, probe)
 }
 
 /// One latency sample: a probe whose partition and offset came back in its delivery report.
@@ -404,9 +410,9 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
             let now = DateTime::from_timestamp_micros(now_micros).context("clock out of range")?;
             clock.push((sent, now_micros));
             while sent < due {
-                let event = as_sent(synth.next(now), sent, args.sample_every);
+                let (event, probe) = as_sent(synth.next(now), sent, args.sample_every);
                 summary.per_kind[kind_slot(event.kind())] += 1;
-                if is_probe(sent, args.sample_every) {
+                if probe {
                     let producer = Arc::clone(&producer);
                     let emitter = emitter.clone();
                     let produced_us = now_us();
@@ -498,7 +504,7 @@ pub fn regenerate(
         }
         let now = DateTime::from_timestamp_micros(now_micros).context("clock out of range")?;
         for seq in from..to {
-            visit(as_sent(synth.next(now), seq, sample_every));
+            visit(as_sent(synth.next(now), seq, sample_every).0);
         }
     }
     if synth.generated() != sent {
@@ -522,6 +528,22 @@ mod tests {
         assert!("0/3".parse::<Share>().is_err());
         assert!("4/3".parse::<Share>().is_err());
         assert!("x".parse::<Share>().is_err());
+    }
+
+    #[test]
+    fn the_default_shape_is_the_command_lines() {
+        let shape = Shape::default();
+        assert_eq!(shape.mix, "rank=2,crawl=1,click=7");
+        assert_eq!(
+            (
+                shape.seed,
+                shape.tenants,
+                shape.links_per_tenant,
+                shape.days_back
+            ),
+            (42, 1000, 500, 3)
+        );
+        assert_eq!(shape.zipf_exponent, 1.1);
     }
 
     #[test]
@@ -550,7 +572,7 @@ mod tests {
             for _ in 0..(tick + 3) {
                 let event = synth.next(now);
                 generated.push(event.clone());
-                produced.push(as_sent(event, produced.len() as u64, 4));
+                produced.push(as_sent(event, produced.len() as u64, 4).0);
             }
         }
         // 25 events: the probes are events 0, 4, …, 24, moved to the probe tenant and otherwise as
