@@ -17,7 +17,9 @@
 //! [`MAX_UNCONFIRMED_RESENDS`] times): Sluice events carry idempotent keys, so a copy that did land
 //! after all is dropped by ingest's dedup window, while a lost record would be lost for good.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,7 +28,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message};
-use sluice_schemas::{encode, Encoding, Event, EventKind, ENCODING_HEADER};
+use sluice_schemas::{encode, encode_into, Encoding, Event, EventKind, ENCODING_HEADER};
 use tokio::sync::oneshot;
 
 use crate::config::ProducerConfig;
@@ -110,13 +112,42 @@ enum Report {
     Unconfirmed,
 }
 
-/// Where and whether a [`EventProducer::send`] caller waits for its record's report.
-type Waiter = Option<oneshot::Sender<Result<Report, KafkaError>>>;
+/// Where an [`EventProducer::send`] caller waits for its record's report.
+type Waiter = oneshot::Sender<Result<Report, KafkaError>>;
 
-/// Each record's opaque: its waiter (the `send` path) and how many times it was produced again.
-#[derive(Debug, Default)]
+/// A record's delivery opaque: how many times it was produced again and, for a `send`, the id of its
+/// waiter in [`DeliveryContext::waiters`] (0: nobody waits, the `enqueue` path). Packed into the
+/// pointer-sized value librdkafka hands back with the report ([`Opaque::pack`]), so a record carries no
+/// allocation of its own: a boxed opaque was one allocation per record, freed on librdkafka's polling
+/// thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Opaque {
+    waiter: u64,
+    resends: u32,
+}
+
+// The resend count must fit the opaque's low 8 bits.
+const _: () = assert!(MAX_UNCONFIRMED_RESENDS < 256);
+
+impl Opaque {
+    /// The resend count in the low 8 bits (it never exceeds [`MAX_UNCONFIRMED_RESENDS`]), the waiter id
+    /// above them.
+    fn pack(self) -> usize {
+        ((self.waiter as usize) << 8) | (self.resends as usize & 0xFF)
+    }
+
+    fn unpack(packed: usize) -> Self {
+        Opaque {
+            waiter: (packed >> 8) as u64,
+            resends: (packed & 0xFF) as u32,
+        }
+    }
+}
+
+/// A reported record's waiter (taken from the table) and how many times it was produced again.
+#[derive(Debug)]
 struct Pending {
-    waiter: Waiter,
+    waiter: Option<Waiter>,
     resends: u32,
 }
 
@@ -142,6 +173,12 @@ struct DeliveryContext {
     handed: AtomicU64,
     last_error: Mutex<Option<String>>,
     resend: Mutex<Vec<Resend>>,
+    /// How many records wait in `resend` (read without the lock by every `enqueue`).
+    resend_queued: AtomicUsize,
+    /// The waiting `send` callers, by the id their record's opaque carries.
+    waiters: Mutex<HashMap<u64, Waiter>>,
+    /// The last waiter id handed out (ids start at 1: 0 means "nobody waits").
+    last_waiter: AtomicU64,
 }
 
 impl ClientContext for DeliveryContext {
@@ -171,6 +208,25 @@ impl ClientContext for DeliveryContext {
 }
 
 impl DeliveryContext {
+    /// Registers a `send` caller's waiter; returns the id its record's opaque carries.
+    fn add_waiter(&self, waiter: Waiter) -> u64 {
+        // Ids fit the opaque's upper bits: 56 of them on 64-bit targets (never wrapping in practice).
+        let limit = (usize::MAX >> 8) as u64;
+        let id = self.last_waiter.fetch_add(1, Ordering::Relaxed) % limit + 1;
+        if let Ok(mut waiters) = self.waiters.lock() {
+            waiters.insert(id, waiter);
+        }
+        id
+    }
+
+    /// Takes the waiter of id `id` out of the table (once: its record's report, or its refusal).
+    fn take_waiter(&self, id: u64) -> Option<Waiter> {
+        if id == 0 {
+            return None;
+        }
+        self.waiters.lock().ok()?.remove(&id)
+    }
+
     /// Counts a failure for good (warning on the first, then the counter tells the story).
     fn fail(&self, topic: &str, error: &dyn std::fmt::Display) {
         let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
@@ -227,6 +283,7 @@ impl DeliveryContext {
                 };
                 if let Ok(mut queue) = self.resend.lock() {
                     queue.push(record);
+                    self.resend_queued.store(queue.len(), Ordering::Relaxed);
                 }
             }
         }
@@ -234,10 +291,14 @@ impl DeliveryContext {
 }
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Box<Pending>;
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
-        let pending = *pending;
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let Opaque { waiter, resends } = Opaque::unpack(opaque);
+        let pending = Pending {
+            waiter: self.take_waiter(waiter),
+            resends,
+        };
         let outcome = match result {
             // librdkafka reports an implicitly acked record with an invalid offset.
             Ok(msg) if !is_confirmed(msg.offset()) => return self.unconfirmed(msg, pending),
@@ -342,17 +403,23 @@ impl EventProducer {
         value: &[u8],
         headers: OwnedHeaders,
     ) -> Result<(i32, i64), ProduceError> {
+        let ctx = self.producer.context();
         let mut resends = 0;
         loop {
             let (tx, rx) = oneshot::channel();
-            let pending = Pending {
-                waiter: Some(tx),
+            let opaque = Opaque {
+                waiter: ctx.add_waiter(tx),
                 resends,
             };
-            let mut record = record(topic, key, value, Some(headers.clone()), pending);
+            // Until librdkafka has the record, a refusal or a cancelled `send` takes the waiter back.
+            let unsent = Unsent(ctx, opaque.waiter);
+            let mut record = record(topic, key, value, Some(headers.clone()), opaque);
             loop {
                 match self.producer.send(record) {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        std::mem::forget(unsent);
+                        break;
+                    }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                         record = returned;
                         tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
@@ -366,10 +433,7 @@ impl EventProducer {
                 }
             }
             if resends == 0 {
-                self.producer
-                    .context()
-                    .handed
-                    .fetch_add(1, Ordering::Relaxed);
+                ctx.handed.fetch_add(1, Ordering::Relaxed);
             }
             match rx.await {
                 Ok(Ok(Report::Written(partition, offset))) => return Ok((partition, offset)),
@@ -402,16 +466,19 @@ impl EventProducer {
     /// was unconfirmed are produced again first (see the module docs).
     pub fn enqueue(&self, event: &Event) -> Result<(), ProduceError> {
         self.produce_resends();
-        let key = event.partition_key();
-        let value = encode(event, self.config.encoding);
         let topic = self.config.topic(event.kind());
-        self.produce_queued(
-            topic,
-            Some(key.as_bytes()),
-            &value,
-            Some(self.encoding_headers()),
-            Pending::default(),
-        )?;
+        // librdkafka copies key and value, so one pair of buffers per thread serves every record.
+        SCRATCH.with_borrow_mut(|(key, value)| {
+            event.partition_key_into(key);
+            encode_into(event, self.config.encoding, value);
+            self.produce_queued(
+                topic,
+                Some(key.as_bytes()),
+                value,
+                Some(self.encoding_headers()),
+                Opaque::default(),
+            )
+        })?;
         self.producer
             .context()
             .handed
@@ -490,9 +557,9 @@ impl EventProducer {
         key: Option<&[u8]>,
         payload: &[u8],
         headers: Option<OwnedHeaders>,
-        pending: Pending,
+        opaque: Opaque,
     ) -> Result<(), ProduceError> {
-        let mut record = record(topic, key, payload, headers, pending);
+        let mut record = record(topic, key, payload, headers, opaque);
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -514,15 +581,21 @@ impl EventProducer {
     /// One that librdkafka now refuses outright counts as failed.
     fn produce_resends(&self) -> usize {
         let ctx = self.producer.context();
+        if ctx.resend_queued.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
         let queued = ctx
             .resend
             .lock()
-            .map(|mut queue| std::mem::take(&mut *queue))
+            .map(|mut queue| {
+                ctx.resend_queued.store(0, Ordering::Relaxed);
+                std::mem::take(&mut *queue)
+            })
             .unwrap_or_default();
         let n = queued.len();
         for record in queued {
-            let pending = Pending {
-                waiter: None,
+            let opaque = Opaque {
+                waiter: 0,
                 resends: record.resends,
             };
             if let Err(err) = self.produce_queued(
@@ -530,7 +603,7 @@ impl EventProducer {
                 record.key.as_deref(),
                 &record.payload,
                 record.headers,
-                pending,
+                opaque,
             ) {
                 ctx.fail(&record.topic, &err);
             }
@@ -546,15 +619,31 @@ impl EventProducer {
     }
 }
 
-/// One record for librdkafka, its [`Pending`] as the opaque of its delivery report.
+/// A registered waiter whose record librdkafka does not have (yet): dropping it takes the waiter out
+/// of the table, so neither a refused record nor a `send` cancelled while the queue was full leaves one
+/// behind.
+struct Unsent<'a>(&'a DeliveryContext, u64);
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        self.0.take_waiter(self.1);
+    }
+}
+
+thread_local! {
+    /// The key and value buffers [`EventProducer::enqueue`] encodes each record into.
+    static SCRATCH: RefCell<(String, Vec<u8>)> = const { RefCell::new((String::new(), Vec::new())) };
+}
+
+/// One record for librdkafka, its [`Opaque`] (packed) as the opaque of its delivery report.
 fn record<'a>(
     topic: &'a str,
     key: Option<&'a [u8]>,
     payload: &'a [u8],
     headers: Option<OwnedHeaders>,
-    pending: Pending,
-) -> BaseRecord<'a, [u8], [u8], Box<Pending>> {
-    let mut record = BaseRecord::with_opaque_to(topic, Box::new(pending)).payload(payload);
+    opaque: Opaque,
+) -> BaseRecord<'a, [u8], [u8], usize> {
+    let mut record = BaseRecord::with_opaque_to(topic, opaque.pack()).payload(payload);
     if let Some(key) = key {
         record = record.key(key);
     }
@@ -562,4 +651,69 @@ fn record<'a>(
         record = record.headers(headers);
     }
     record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_opaque_packs_into_one_word_and_back() {
+        // Low 8 bits: resends; above: the waiter id (written out by hand).
+        assert_eq!(Opaque::default().pack(), 0);
+        assert_eq!(
+            Opaque {
+                waiter: 3,
+                resends: 5
+            }
+            .pack(),
+            3 * 256 + 5
+        );
+        for opaque in [
+            Opaque::default(),
+            Opaque {
+                waiter: 0,
+                resends: MAX_UNCONFIRMED_RESENDS,
+            },
+            Opaque {
+                waiter: 1,
+                resends: 0,
+            },
+            Opaque {
+                waiter: (usize::MAX >> 8) as u64,
+                resends: MAX_UNCONFIRMED_RESENDS,
+            },
+        ] {
+            assert_eq!(Opaque::unpack(opaque.pack()), opaque);
+        }
+    }
+
+    #[test]
+    fn waiters_are_taken_once_and_an_unsent_record_leaves_none_behind() {
+        let ctx = DeliveryContext::default();
+        let (tx1, mut rx1) = oneshot::channel();
+        let (tx2, _rx2) = oneshot::channel();
+        let (tx3, _rx3) = oneshot::channel();
+        let (a, b, c) = (
+            ctx.add_waiter(tx1),
+            ctx.add_waiter(tx2),
+            ctx.add_waiter(tx3),
+        );
+        assert_eq!((a, b, c), (1, 2, 3));
+        // 0 means "nobody waits": never a registered id.
+        assert!(ctx.take_waiter(0).is_none());
+
+        let waiter = ctx.take_waiter(a).expect("a's waiter");
+        waiter.send(Ok(Report::Written(4, 7))).unwrap();
+        assert!(matches!(rx1.try_recv(), Ok(Ok(Report::Written(4, 7)))));
+        assert!(ctx.take_waiter(a).is_none(), "taken twice");
+
+        // A record librdkafka never got (refused, or its `send` cancelled while the queue was full).
+        drop(Unsent(&ctx, b));
+        assert!(ctx.take_waiter(b).is_none());
+        // One it got: the guard is forgotten and the waiter stays for the report.
+        std::mem::forget(Unsent(&ctx, c));
+        assert!(ctx.take_waiter(c).is_some());
+        assert!(ctx.waiters.lock().unwrap().is_empty());
+    }
 }

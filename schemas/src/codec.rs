@@ -135,17 +135,29 @@ impl Rejection {
 
 /// Encodes an event's value (the bare object; the topic names the kind).
 pub fn encode(event: &Event, encoding: Encoding) -> Vec<u8> {
-    fn enc<T: Serialize>(v: &T, encoding: Encoding) -> Vec<u8> {
-        match encoding {
-            // Serializing these plain structs to memory cannot fail.
-            Encoding::Json => serde_json::to_vec(v).unwrap_or_default(),
-            Encoding::Bincode => bincode::serde::encode_to_vec(v, BINCODE).unwrap_or_default(),
+    let mut out = Vec::new();
+    encode_into(event, encoding, &mut out);
+    out
+}
+
+/// [`encode`] into `out` (cleared first): the same bytes, for a producer that reuses one buffer for
+/// every record instead of allocating (and growing) a value per event.
+pub fn encode_into(event: &Event, encoding: Encoding, out: &mut Vec<u8>) {
+    fn enc<T: Serialize>(v: &T, encoding: Encoding, out: &mut Vec<u8>) {
+        let written = match encoding {
+            Encoding::Json => serde_json::to_writer(&mut *out, v).is_ok(),
+            Encoding::Bincode => bincode::serde::encode_into_std_write(v, out, BINCODE).is_ok(),
+        };
+        // Serializing these plain structs to memory cannot fail; if it ever did, no half value.
+        if !written {
+            out.clear();
         }
     }
+    out.clear();
     match event {
-        Event::Rank(e) => enc(e, encoding),
-        Event::Crawl(e) => enc(e, encoding),
-        Event::Click(e) => enc(e, encoding),
+        Event::Rank(e) => enc(e, encoding, out),
+        Event::Crawl(e) => enc(e, encoding, out),
+        Event::Click(e) => enc(e, encoding, out),
     }
 }
 

@@ -235,15 +235,26 @@ impl Event {
     pub fn partition_key(&self) -> String {
         partition_key(self.tenant_id(), self.entity())
     }
+
+    /// [`Event::partition_key`] written into `out` (cleared first), for a producer that reuses one
+    /// buffer for every record instead of allocating a key per event.
+    pub fn partition_key_into(&self, out: &mut String) {
+        out.clear();
+        push_partition_key(out, self.tenant_id(), self.entity());
+    }
 }
 
 /// The record key for a tenant's entity; see [`Event::partition_key`].
 pub fn partition_key(tenant_id: &str, entity: &str) -> String {
     let mut key = String::with_capacity(tenant_id.len() + 1 + entity.len());
-    key.push_str(tenant_id);
-    key.push('/');
-    key.push_str(entity);
+    push_partition_key(&mut key, tenant_id, entity);
     key
+}
+
+fn push_partition_key(out: &mut String, tenant_id: &str, entity: &str) {
+    out.push_str(tenant_id);
+    out.push('/');
+    out.push_str(entity);
 }
 
 /// Whether `key` is exactly [`partition_key`]`(tenant_id, entity)`, compared in place (ingest checks

@@ -20,6 +20,6 @@ pub mod event;
 pub mod time;
 pub mod validate;
 
-pub use codec::{decode, encode, Encoding, RejectReason, Rejection, ENCODING_HEADER};
+pub use codec::{decode, encode, encode_into, Encoding, RejectReason, Rejection, ENCODING_HEADER};
 pub use event::{ClickEvent, CrawlEvent, Event, EventKind, RankEvent, SCHEMA_VERSION};
 pub use validate::Limits;

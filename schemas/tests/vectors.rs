@@ -9,7 +9,7 @@ mod support;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sluice_schemas::{encode, Encoding, EventKind};
+use sluice_schemas::{decode, encode, encode_into, Encoding, EventKind, Limits};
 use support::{decode_json, schema};
 
 fn vectors() -> Value {
@@ -77,6 +77,48 @@ fn valid_vectors_decode_reencode_key_and_partition_as_the_vectors_say() {
         assert!(
             errors.is_empty(),
             "{name}: JSON Schema refuses it: {errors:?}"
+        );
+    }
+}
+
+/// The buffer-reusing forms a producer calls per record: each vector's key and value written over the
+/// previous vector's (and, first, over longer leftovers) come out exactly as the vectors say, and the
+/// bincode value decodes back to the same event.
+#[test]
+fn reused_buffers_give_each_vector_its_own_key_and_value() {
+    let v = vectors();
+    let mut key = "a key left over from a much longer record than any vector".to_owned();
+    let mut json =
+        br#"{"left_over":"from a much longer record than any of the vectors","n":1234567890}"#
+            .repeat(8);
+    let mut bin = vec![0xAB; 4096];
+    for vector in v["valid"].as_array().unwrap() {
+        let name = vector["name"].as_str().unwrap();
+        let bytes = serde_json::to_vec(&vector["event"]).unwrap();
+        let event = decode_json(kind(vector), &bytes, now()).unwrap();
+
+        event.partition_key_into(&mut key);
+        assert_eq!(key, vector["key"].as_str().unwrap(), "{name}: key");
+
+        encode_into(&event, Encoding::Json, &mut json);
+        let written: Value = serde_json::from_slice(&json)
+            .unwrap_or_else(|e| panic!("{name}: not one JSON value ({e})"));
+        assert_eq!(written, vector["event"], "{name}: JSON value");
+
+        encode_into(&event, Encoding::Bincode, &mut bin);
+        let back = decode(
+            kind(vector),
+            Encoding::Bincode,
+            &bin,
+            &Limits::default(),
+            now(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: bincode value refused: {e}"));
+        assert_eq!(back, event, "{name}: bincode value");
+        assert_eq!(
+            bin,
+            encode(&event, Encoding::Bincode),
+            "{name}: bincode bytes"
         );
     }
 }
