@@ -8,8 +8,10 @@
 # A scratch database gets a table shaped like one click_daily partition (same columns, key, COLLATE "C",
 # fillfactor 80) holding 1,000,000 rows. Updates: 60 batches of 10,000 existing keys, sorted like the sink
 # sorts them, applied in turn as ON CONFLICT DO UPDATE, MERGE and UPDATE … FROM, twice. Inserts: 60
-# batches of 10,000 new keys, in turn as ON CONFLICT DO UPDATE, MERGE and a plain INSERT. Prints each
-# form's summed statement time (psql \timing). The database is dropped at the end.
+# batches of 10,000 new keys, in turn as ON CONFLICT DO UPDATE, MERGE, a plain INSERT, and one statement
+# that updates the keys that exist and plainly inserts the rest (UPDATE … RETURNING in a CTE, then INSERT
+# … WHERE NOT EXISTS). Prints each form's summed statement time (psql \timing). The database is dropped
+# at the end.
 #
 #   bash aggregator/sinks/bench/upsert_merge.sh
 set -euo pipefail
@@ -64,14 +66,24 @@ plain_insert() {
   echo "INSERT INTO c (tenant_id, short_code, day, clicks)
           SELECT unnest(a1), unnest(a2), unnest(a3), unnest(a4) FROM $1 WHERE b = $2;"
 }
-# $1: the batches' table; $2 $3 $4: the three forms, batch b in form (b mod 3).
+update_then_insert() {
+  echo "WITH u AS (SELECT unnest(a1) t, unnest(a2) s, unnest(a3) d, unnest(a4) n FROM $1 WHERE b = $2),
+        upd AS (UPDATE c SET clicks = c.clicks + u.n FROM u
+                WHERE c.tenant_id = u.t AND c.short_code = u.s AND c.day = u.d
+                RETURNING c.tenant_id, c.short_code, c.day)
+        INSERT INTO c (tenant_id, short_code, day, clicks) SELECT u.t, u.s, u.d, u.n FROM u
+        WHERE NOT EXISTS (SELECT 1 FROM upd WHERE upd.tenant_id = u.t AND upd.short_code = u.s AND upd.day = u.d);"
+}
+# $1: the batches' table; then the forms, batch b in form (b mod the number of forms).
 script() {
   echo '\timing on'
-  local forms=("$2" "$3" "$4")
+  local table=$1
+  shift
+  local forms=("$@")
   for b in $(seq 0 59); do
-    local form=${forms[$((b % 3))]}
+    local form=${forms[$((b % ${#forms[@]}))]}
     echo "\\echo $form"
-    "$form" "$1" "$b"
+    "$form" "$table" "$b"
   done
 }
 summed() {
@@ -83,4 +95,4 @@ for round in 1 2; do
   script updates on_conflict merge update_from | summed
 done
 echo "== inserts (new keys), load $(cut -d' ' -f1-3 /proc/loadavg)"
-script inserts on_conflict merge plain_insert | summed
+script inserts on_conflict merge plain_insert update_then_insert | summed
