@@ -16,12 +16,9 @@
 #   bash aggregator/sinks/bench/upsert_merge.sh
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-eval "$(bash infra/stack.sh env)"
-db="bench_upsert_merge_$$"
-admin="${SLUICE_POSTGRES_URL%/*}/postgres"
-url="${SLUICE_POSTGRES_URL%/*}/$db"
-psql -q "$admin" -c "CREATE DATABASE $db"
-trap 'psql -q "$admin" -c "DROP DATABASE IF EXISTS $db"' EXIT
+# shellcheck source=aggregator/sinks/bench/scratch_db.bash
+source aggregator/sinks/bench/scratch_db.bash
+scratch_db bench_upsert_merge
 
 psql -q -v ON_ERROR_STOP=1 "$url" <<'SQL'
 CREATE TABLE c (tenant_id text COLLATE "C", short_code text COLLATE "C", day date, clicks bigint NOT NULL,

@@ -11,12 +11,9 @@
 #   bash aggregator/sinks/bench/upsert_unnest.sh
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-eval "$(bash infra/stack.sh env)"
-db="bench_upsert_unnest_$$"
-admin="${SLUICE_POSTGRES_URL%/*}/postgres"
-url="${SLUICE_POSTGRES_URL%/*}/$db"
-psql -q "$admin" -c "CREATE DATABASE $db"
-trap 'psql -q "$admin" -c "DROP DATABASE IF EXISTS $db"' EXIT
+# shellcheck source=aggregator/sinks/bench/scratch_db.bash
+source aggregator/sinks/bench/scratch_db.bash
+scratch_db bench_upsert_unnest
 
 psql -q -v ON_ERROR_STOP=1 "$url" <<'SQL'
 CREATE TABLE r (tenant_id text COLLATE "C", campaign_id text COLLATE "C", keyword text COLLATE "C",
