@@ -19,20 +19,27 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::{FromClientConfigAndContext, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::{ClientContext, Message};
 use sluice_schemas::{encode, encode_into, Encoding, Event, EventKind, ENCODING_HEADER};
 use tokio::sync::oneshot;
 
 use crate::config::ProducerConfig;
 use crate::metrics::{DELIVERY_ERRORS, UNCONFIRMED_DELIVERIES};
+
+/// How long the polling thread waits for delivery reports in one call. A report ends the wait at once,
+/// so this is no delay; it is how often an idle producer wakes. rdkafka's `poll` spins through the last
+/// millisecond of every call (it hands librdkafka the time left rounded down to whole milliseconds, and
+/// 0 returns at once): rdkafka's `ThreadedProducer`, which polls for 100 ms at a time, kept a tenth of
+/// its time spinning — about 0.8 % of a core per idle producer (docs/BENCHMARKS.md, session 18).
+const POLL_PERIOD: Duration = Duration::from_secs(1);
 
 /// How long to wait for librdkafka's local queue to drain a little when it is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
@@ -53,6 +60,9 @@ pub enum ProduceError {
     /// librdkafka refused the configuration (unknown property, bad value).
     #[error("cannot create kafka producer: {0}")]
     Create(#[source] KafkaError),
+    /// The thread that serves delivery reports could not be started.
+    #[error("cannot start the kafka producer's polling thread: {0}")]
+    PollThread(#[source] std::io::Error),
     /// The SASL password file (`sasl_password_file`, `--kafka-sasl-password-file`) cannot be read.
     #[error("cannot read the kafka SASL password file (--kafka-sasl-password-file, env SLUICE_KAFKA_SASL_PASSWORD_FILE) {}: {source}", path.display())]
     PasswordFile {
@@ -322,8 +332,14 @@ impl ProducerContext for DeliveryContext {
 ///
 /// Cheap to share behind an `Arc`; all methods take `&self`. Dropping it purges whatever is still
 /// queued (counted as failed): call [`flush`](Self::flush) first.
+///
+/// Delivery reports are served by a polling thread of its own (as rdkafka's `ThreadedProducer` does,
+/// but waiting [`POLL_PERIOD`] at a time). Dropping the producer does not wait for that thread: it stops
+/// after its current wait, and the client closes when it does.
 pub struct EventProducer {
-    producer: ThreadedProducer<DeliveryContext>,
+    producer: Arc<BaseProducer<DeliveryContext>>,
+    /// Tells the polling thread to stop (set on drop).
+    stop: Arc<AtomicBool>,
     config: ProducerConfig,
 }
 
@@ -340,13 +356,31 @@ impl EventProducer {
     /// Creates the producer. Connecting happens in the background: an unreachable broker shows up
     /// as delivery failures after `message.timeout.ms`, not here.
     pub fn new(config: ProducerConfig) -> Result<Self, ProduceError> {
-        let producer = ThreadedProducer::from_config_and_context(
-            &config.client_config()?,
-            DeliveryContext::default(),
-        )
-        .map_err(ProduceError::Create)?;
+        let producer: Arc<BaseProducer<DeliveryContext>> = Arc::new(
+            BaseProducer::from_config_and_context(
+                &config.client_config()?,
+                DeliveryContext::default(),
+            )
+            .map_err(ProduceError::Create)?,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        std::thread::Builder::new()
+            .name("sluice-produce-poll".to_owned())
+            .spawn({
+                let (producer, stop) = (Arc::clone(&producer), Arc::clone(&stop));
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        producer.poll(POLL_PERIOD);
+                    }
+                }
+            })
+            .map_err(ProduceError::PollThread)?;
         tracing::debug!(brokers = %config.brokers, encoding = config.encoding.as_str(), "kafka producer created");
-        Ok(EventProducer { producer, config })
+        Ok(EventProducer {
+            producer,
+            stop,
+            config,
+        })
     }
 
     /// The settings this producer was built with.
@@ -616,6 +650,20 @@ impl EventProducer {
             key: ENCODING_HEADER,
             value: Some(self.config.encoding.as_str()),
         })
+    }
+}
+
+impl Drop for EventProducer {
+    /// Purges what is still queued or in flight (each counted as failed, as its report is served
+    /// here) and tells the polling thread to stop; the client closes when that thread ends its wait.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        // Serves the purge's reports (returns at once when nothing was left).
+        if let Err(error) = self.producer.flush(Duration::from_millis(500)) {
+            tracing::debug!(%error, "serving the purged records' reports at drop");
+        }
     }
 }
 
