@@ -37,8 +37,9 @@ use crate::metrics::{DELIVERY_ERRORS, UNCONFIRMED_DELIVERIES};
 /// How long the polling thread waits for delivery reports in one call. A report ends the wait at once,
 /// so this is no delay; it is how often an idle producer wakes. rdkafka's `poll` spins through the last
 /// millisecond of every call (it hands librdkafka the time left rounded down to whole milliseconds, and
-/// 0 returns at once): rdkafka's `ThreadedProducer`, which polls for 100 ms at a time, kept a tenth of
-/// its time spinning — about 0.8 % of a core per idle producer (docs/BENCHMARKS.md, session 18).
+/// 0 returns at once): rdkafka's `ThreadedProducer`, which polls for 100 ms at a time, spun for up to a
+/// millisecond of every hundred — about 1 % of a core per producer, idle or not (docs/BENCHMARKS.md,
+/// session 18).
 const POLL_PERIOD: Duration = Duration::from_secs(1);
 
 /// How long to wait for librdkafka's local queue to drain a little when it is full.
