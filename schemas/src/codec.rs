@@ -135,7 +135,8 @@ impl Rejection {
 
 /// Encodes an event's value (the bare object; the topic names the kind).
 pub fn encode(event: &Event, encoding: Encoding) -> Vec<u8> {
-    let mut out = Vec::new();
+    // serde_json::to_vec's starting capacity, which this used before it called `encode_into`.
+    let mut out = Vec::with_capacity(128);
     encode_into(event, encoding, &mut out);
     out
 }
