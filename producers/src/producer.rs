@@ -657,6 +657,8 @@ impl EventProducer {
 impl Drop for EventProducer {
     /// Purges what is still queued or in flight (each counted as failed, as its report is served
     /// here) and tells the polling thread to stop; the client closes when that thread ends its wait.
+    /// This is what rdkafka's `BaseProducer` does when dropped, done now rather than up to
+    /// [`POLL_PERIOD`] later when the polling thread lets go of it (by then there is nothing left).
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.producer
