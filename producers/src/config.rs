@@ -29,7 +29,8 @@ pub struct ProducerConfig {
     pub crawl_topic: String,
     /// Topic of click events (default `click-events`).
     pub click_topic: String,
-    /// Encoding of record values; named in every record's `sluice-encoding` header.
+    /// Encoding of record values; bincode records name it in a `sluice-encoding` header, JSON records
+    /// (the default a consumer assumes) carry none.
     pub encoding: Encoding,
     /// `linger.ms`: how long librdkafka waits to fill a batch.
     pub linger_ms: u32,

@@ -1,6 +1,8 @@
 //! Events out to Kafka. An [`Event`] becomes one record on its kind's topic: key
-//! [`Event::partition_key`], value [`encode`]d in the configured [`Encoding`], and the
-//! [`ENCODING_HEADER`] header naming that encoding. One idempotent librdkafka producer carries two
+//! [`Event::partition_key`], value [`encode`]d in the configured [`Encoding`]; a bincode record also
+//! carries the [`ENCODING_HEADER`] header naming its encoding, a JSON record no header (absent means
+//! JSON: docs/events.md), which spares librdkafka a header list per record here and in every
+//! consumer that reads one. One idempotent librdkafka producer carries two
 //! paths: [`EventProducer::send`] awaits each record's delivery report, and [`EventProducer::enqueue`]
 //! hands records to librdkafka's queue without waiting (for high rates); delivery reports of both
 //! land in one callback that counts successes and failures ([`EventProducer::stats`]; failures also
@@ -405,7 +407,7 @@ impl EventProducer {
         let key = event.partition_key();
         let value = encode(event, self.config.encoding);
         let topic = self.config.topic(event.kind());
-        self.send_record(topic, Some(key.as_bytes()), &value, self.encoding_headers())
+        self.send_with(topic, Some(key.as_bytes()), &value, self.encoding_headers())
             .await
     }
 
@@ -438,6 +440,16 @@ impl EventProducer {
         value: &[u8],
         headers: OwnedHeaders,
     ) -> Result<(i32, i64), ProduceError> {
+        self.send_with(topic, key, value, Some(headers)).await
+    }
+
+    async fn send_with(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(i32, i64), ProduceError> {
         let ctx = self.producer.context();
         let mut resends = 0;
         loop {
@@ -448,7 +460,7 @@ impl EventProducer {
             };
             // Until librdkafka has the record, a refusal or a cancelled `send` takes the waiter back.
             let unsent = Unsent(ctx, opaque.waiter);
-            let mut record = record(topic, key, value, Some(headers.clone()), opaque);
+            let mut record = record(topic, key, value, headers.clone(), opaque);
             loop {
                 match self.producer.send(record) {
                     Ok(()) => {
@@ -510,7 +522,7 @@ impl EventProducer {
                 topic,
                 Some(key.as_bytes()),
                 value,
-                Some(self.encoding_headers()),
+                self.encoding_headers(),
                 Opaque::default(),
             )
         })?;
@@ -646,11 +658,16 @@ impl EventProducer {
         n
     }
 
-    fn encoding_headers(&self) -> OwnedHeaders {
-        OwnedHeaders::new_with_capacity(1).insert(Header {
-            key: ENCODING_HEADER,
-            value: Some(self.config.encoding.as_str()),
-        })
+    /// The headers of an event's record: none for JSON, the default a consumer assumes when the header
+    /// is absent; `sluice-encoding: bincode` for bincode.
+    fn encoding_headers(&self) -> Option<OwnedHeaders> {
+        match self.config.encoding {
+            Encoding::Json => None,
+            encoding => Some(OwnedHeaders::new_with_capacity(1).insert(Header {
+                key: ENCODING_HEADER,
+                value: Some(encoding.as_str()),
+            })),
+        }
     }
 }
 
