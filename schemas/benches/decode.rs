@@ -1,14 +1,17 @@
-//! Decode micro-benchmarks: one record value of each kind, JSON and bincode, through
+//! Codec micro-benchmarks: one record value of each kind, JSON and bincode, through
 //! [`sluice_schemas::decode`] — parsing plus validation, the per-record work of ingest's poll thread
-//! before aggregation. Run with `cargo bench -p sluice-schemas`; `cargo test --all-targets` runs each
-//! once as a smoke test. Sample counts are kept small so the suite stays quick.
+//! before aggregation — and (group `encode`) back through [`sluice_schemas::encode_into`], a
+//! producer's per-record work before librdkafka. Run with `cargo bench -p sluice-schemas`;
+//! `cargo test --all-targets` runs each once as a smoke test. Sample counts are kept small so the
+//! suite stays quick.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice_schemas::{
-    decode, encode, ClickEvent, CrawlEvent, Encoding, Event, Limits, RankEvent, SCHEMA_VERSION,
+    decode, encode, encode_into, ClickEvent, CrawlEvent, Encoding, Event, Limits, RankEvent,
+    SCHEMA_VERSION,
 };
 
 fn at(now: DateTime<Utc>) -> DateTime<Utc> {
@@ -85,12 +88,27 @@ fn bench_decode(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode");
+    group.throughput(Throughput::Elements(1));
+    let mut buf = Vec::new();
+    for event in events(Utc::now()) {
+        for encoding in [Encoding::Json, Encoding::Bincode] {
+            let name = format!("{}/{}", event.kind().as_str(), encoding.as_str());
+            group.bench_function(name, |b| {
+                b.iter(|| encode_into(std::hint::black_box(&event), encoding, &mut buf))
+            });
+        }
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench_decode
+    targets = bench_decode, bench_encode
 }
 criterion_main!(benches);

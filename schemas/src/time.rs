@@ -9,16 +9,80 @@
 //! stays in its UTC day and hour; `:60` at any other minute is refused. A space instead of `T`, a
 //! missing offset and out-of-range fields are refused.
 
-use chrono::{DateTime, SecondsFormat, Timelike, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
 
-/// Serializes a UTC timestamp: RFC 3339 with microseconds for JSON, `i64` microseconds for bincode.
+/// Serializes a UTC timestamp: RFC 3339 for JSON, `i64` microseconds for bincode. The JSON text is
+/// what chrono's `to_rfc3339_opts(SecondsFormat::AutoSi, true)` writes (as many fraction digits as the
+/// instant needs: none, 3, 6 or 9; then `Z`), built on the stack for the years 0–9999 instead of in a
+/// new `String` per event; other years go through chrono.
 pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     if s.is_human_readable() {
-        s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        let mut buf = [0u8; RFC3339_MAX_LEN];
+        match write_rfc3339(ts, &mut buf) {
+            Some(len) => s.serialize_str(
+                std::str::from_utf8(&buf[..len]).expect("write_rfc3339 writes ASCII only"),
+            ),
+            None => s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+        }
     } else {
         s.serialize_i64(ts.timestamp_micros())
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.fffffffffZ`, the longest text [`write_rfc3339`] writes.
+const RFC3339_MAX_LEN: usize = 30;
+
+/// Writes `ts` as chrono's `to_rfc3339_opts(SecondsFormat::AutoSi, true)` would into `buf` and returns
+/// its length, or `None` for a year outside 0–9999 (chrono then writes a sign and more digits). A leap
+/// second (chrono's nanosecond ≥ 10⁹) is written as second 60, as chrono does.
+fn write_rfc3339(ts: &DateTime<Utc>, buf: &mut [u8; RFC3339_MAX_LEN]) -> Option<usize> {
+    fn two(out: &mut [u8], value: u32) {
+        out[0] = b'0' + (value / 10) as u8;
+        out[1] = b'0' + (value % 10) as u8;
+    }
+    let at = ts.naive_utc();
+    let year = at.year();
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let (mut second, mut nano) = (at.second(), at.nanosecond());
+    if nano >= 1_000_000_000 {
+        second += 1;
+        nano -= 1_000_000_000;
+    }
+    two(&mut buf[0..], year as u32 / 100);
+    two(&mut buf[2..], year as u32 % 100);
+    buf[4] = b'-';
+    two(&mut buf[5..], at.month());
+    buf[7] = b'-';
+    two(&mut buf[8..], at.day());
+    buf[10] = b'T';
+    two(&mut buf[11..], at.hour());
+    buf[13] = b':';
+    two(&mut buf[14..], at.minute());
+    buf[16] = b':';
+    two(&mut buf[17..], second);
+    let (digits, mut fraction) = if nano == 0 {
+        (0, 0)
+    } else if nano % 1_000_000 == 0 {
+        (3, nano / 1_000_000)
+    } else if nano % 1_000 == 0 {
+        (6, nano / 1_000)
+    } else {
+        (9, nano)
+    };
+    let mut len = 19;
+    if digits > 0 {
+        buf[len] = b'.';
+        for i in (0..digits).rev() {
+            buf[len + 1 + i] = b'0' + (fraction % 10) as u8;
+            fraction /= 10;
+        }
+        len += 1 + digits;
+    }
+    buf[len] = b'Z';
+    Some(len + 1)
 }
 
 /// Deserializes what [`serialize`] writes; JSON accepts any RFC 3339 offset and converts it to UTC.
@@ -68,4 +132,85 @@ pub fn parse_rfc3339(text: &str) -> Result<DateTime<Utc>, String> {
 /// Drops sub-microsecond digits so that JSON and bincode carry the same instant.
 pub fn truncate_to_micros(ts: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(ts.timestamp_micros()).unwrap_or(ts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{NaiveDate, TimeDelta};
+
+    fn ours(ts: &DateTime<Utc>) -> Option<String> {
+        let mut buf = [0u8; RFC3339_MAX_LEN];
+        write_rfc3339(ts, &mut buf).map(|len| String::from_utf8(buf[..len].to_vec()).unwrap())
+    }
+
+    fn chrono_text(ts: &DateTime<Utc>) -> String {
+        ts.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    }
+
+    #[test]
+    fn the_stack_text_is_chronos_text() {
+        let at = |y, mo, d, h, mi, s, nano| {
+            NaiveDate::from_ymd_opt(y, mo, d)
+                .unwrap()
+                .and_hms_nano_opt(h, mi, s, nano)
+                .unwrap()
+                .and_utc()
+        };
+        let mut cases = vec![
+            at(2026, 12, 5, 10, 30, 0, 0),
+            at(2026, 12, 5, 10, 30, 0, 120_000_000),
+            at(2026, 12, 5, 10, 30, 0, 123_456_000),
+            at(2026, 12, 5, 10, 30, 0, 123_456_789),
+            at(2026, 12, 5, 10, 30, 0, 1_000),
+            at(2026, 12, 5, 10, 30, 0, 1),
+            at(2016, 12, 31, 23, 59, 59, 1_500_000_000), // a leap second
+            at(2016, 12, 31, 23, 59, 59, 1_000_000_000),
+            at(0, 1, 1, 0, 0, 0, 0),
+            at(9999, 12, 31, 23, 59, 59, 999_999_999),
+            at(1970, 1, 1, 0, 0, 0, 0),
+        ];
+        // A spread of instants with every fraction shape: a fixed linear congruential walk over
+        // 1900–2100, so the run is the same each time.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let base = at(1900, 1, 1, 0, 0, 0, 0);
+        for i in 0..20_000u64 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let secs = (x >> 11) % (200 * 366 * 86_400);
+            let nano = match i % 4 {
+                0 => 0,
+                1 => (x % 1_000) as u32 * 1_000_000,
+                2 => (x % 1_000_000) as u32 * 1_000,
+                _ => (x % 1_000_000_000) as u32,
+            };
+            cases
+                .push(base + TimeDelta::seconds(secs as i64) + TimeDelta::nanoseconds(nano as i64));
+        }
+        for ts in &cases {
+            assert_eq!(
+                ours(ts).as_deref(),
+                Some(chrono_text(ts).as_str()),
+                "{ts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn years_beyond_four_digits_are_left_to_chrono() {
+        for y in [-1, 10_000] {
+            let ts = NaiveDate::from_ymd_opt(y, 6, 1)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc();
+            assert_eq!(ours(&ts), None);
+            let json = serde_json::to_string(&Wrapped(ts)).unwrap();
+            assert_eq!(json, format!("\"{}\"", chrono_text(&ts)));
+        }
+    }
+
+    #[derive(serde::Serialize)]
+    struct Wrapped(#[serde(with = "crate::time")] DateTime<Utc>);
 }
