@@ -2,10 +2,10 @@
 //!
 //! How events get into Sluice's Kafka topics. [`EventProducer`] takes typed [`sluice_schemas::Event`]s
 //! and writes each as one record on its kind's topic (key `"{tenant_id}/{entity}"`, value in the
-//! configured encoding; bincode records also carry the `sluice-encoding` header, JSON ones none), with an idempotent librdkafka producer, either
-//! awaiting each delivery or queueing at high rate. [`synth`] makes deterministic, realistic synthetic
-//! traffic for load and end-to-end tests, and [`ndjson`] is the line format the `sluice-produce` CLI
-//! reads from stdin and records for verifiers.
+//! configured encoding; bincode records also carry the `sluice-encoding` header, JSON ones none),
+//! with an idempotent librdkafka producer, either awaiting each delivery or queueing at high rate.
+//! [`synth`] makes deterministic, realistic synthetic traffic for load and end-to-end tests, and
+//! [`ndjson`] is the line format the `sluice-produce` CLI reads from stdin and records for verifiers.
 //!
 //! # Layout
 //! - [`config`]: [`ProducerConfig`] (brokers, topics, encoding, librdkafka tuning; secrets redacted),

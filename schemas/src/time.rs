@@ -37,9 +37,12 @@ const RFC3339_MAX_LEN: usize = 30;
 /// its length, or `None` for a year outside 0–9999 (chrono then writes a sign and more digits). A leap
 /// second (chrono's nanosecond ≥ 10⁹) is written as second 60, as chrono does.
 fn write_rfc3339(ts: &DateTime<Utc>, buf: &mut [u8; RFC3339_MAX_LEN]) -> Option<usize> {
-    fn two(out: &mut [u8], value: u32) {
-        out[0] = b'0' + (value / 10) as u8;
-        out[1] = b'0' + (value % 10) as u8;
+    /// Writes `value` as `out.len()` decimal digits, zero-padded.
+    fn digits(out: &mut [u8], mut value: u32) {
+        for d in out.iter_mut().rev() {
+            *d = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
     }
     let at = ts.naive_utc();
     let year = at.year();
@@ -51,19 +54,14 @@ fn write_rfc3339(ts: &DateTime<Utc>, buf: &mut [u8; RFC3339_MAX_LEN]) -> Option<
         second += 1;
         nano -= 1_000_000_000;
     }
-    two(&mut buf[0..], year as u32 / 100);
-    two(&mut buf[2..], year as u32 % 100);
-    buf[4] = b'-';
-    two(&mut buf[5..], at.month());
-    buf[7] = b'-';
-    two(&mut buf[8..], at.day());
-    buf[10] = b'T';
-    two(&mut buf[11..], at.hour());
-    buf[13] = b':';
-    two(&mut buf[14..], at.minute());
-    buf[16] = b':';
-    two(&mut buf[17..], second);
-    let (digits, mut fraction) = if nano == 0 {
+    buf[..20].copy_from_slice(b"0000-00-00T00:00:00.");
+    digits(&mut buf[0..4], year as u32);
+    digits(&mut buf[5..7], at.month());
+    digits(&mut buf[8..10], at.day());
+    digits(&mut buf[11..13], at.hour());
+    digits(&mut buf[14..16], at.minute());
+    digits(&mut buf[17..19], second);
+    let (width, fraction) = if nano == 0 {
         (0, 0)
     } else if nano % 1_000_000 == 0 {
         (3, nano / 1_000_000)
@@ -72,15 +70,9 @@ fn write_rfc3339(ts: &DateTime<Utc>, buf: &mut [u8; RFC3339_MAX_LEN]) -> Option<
     } else {
         (9, nano)
     };
-    let mut len = 19;
-    if digits > 0 {
-        buf[len] = b'.';
-        for i in (0..digits).rev() {
-            buf[len + 1 + i] = b'0' + (fraction % 10) as u8;
-            fraction /= 10;
-        }
-        len += 1 + digits;
-    }
+    // Past the seconds: `.` and the fraction when there is one, then `Z`.
+    let len = if width == 0 { 19 } else { 20 + width };
+    digits(&mut buf[20..20 + width], fraction);
     buf[len] = b'Z';
     Some(len + 1)
 }
