@@ -15,7 +15,13 @@
 //! offset. Transient errors are the caller's to retry, within a bound (`flush`). So is a letter that
 //! librdkafka reports as delivered without an offset (its "implicit ack" of a refused batch that a later
 //! one overtook: the letter may never have been written, docs/events.md "Unconfirmed deliveries").
+//!
+//! The sink's two librdkafka producers are created when the first letter comes, not at start: rdkafka's
+//! `FutureProducer` polls on a thread of its own that spins through the last millisecond of every
+//! 100 ms poll (docs/BENCHMARKS.md, session 18), about 2 % of a busy ingest's CPU for two producers that
+//! most deployments never use. The settings are still checked at start ([`DeadLetterSink::new`]).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -116,12 +122,34 @@ pub fn classify_publish(e: &KafkaError) -> PublishError {
 /// Publishes dead letters to one topic.
 #[derive(Clone)]
 pub struct DeadLetterSink {
-    producer: FutureProducer,
+    config: ClientConfig,
+    /// Created with the first letter (see the module doc); shared by the clones.
+    producers: Arc<OnceLock<Producers>>,
+    topic: String,
+    max_record_bytes: usize,
+}
+
+struct Producers {
+    batched: FutureProducer,
     /// Sends each record in a batch of its own (`batch.num.messages=1`): for the retries of a record
     /// refused as too large.
     single: FutureProducer,
-    topic: String,
-    max_record_bytes: usize,
+}
+
+impl Producers {
+    fn create(config: &ClientConfig) -> Result<Producers> {
+        let batched = config
+            .create()
+            .map_err(|e| SinkError::permanent(SINK, e.to_string()))?;
+        let single = config
+            .clone()
+            .set("client.id", "sluice-dead-letters-single")
+            .set("batch.num.messages", "1")
+            .set("linger.ms", "0")
+            .create()
+            .map_err(|e| SinkError::permanent(SINK, e.to_string()))?;
+        Ok(Producers { batched, single })
+    }
 }
 
 impl std::fmt::Debug for DeadLetterSink {
@@ -162,22 +190,32 @@ impl DeadLetterSink {
             }
         }
         // Idempotent, and keyed letters on murmur2's partition like every Sluice producer.
-        let mut cc = sluice_producers::require_contract(cc);
-        let producer = cc
-            .create()
-            .map_err(|e| SinkError::permanent(SINK, e.to_string()))?;
-        let single = cc
-            .set("client.id", "sluice-dead-letters-single")
-            .set("batch.num.messages", "1")
-            .set("linger.ms", "0")
-            .create()
-            .map_err(|e| SinkError::permanent(SINK, e.to_string()))?;
+        let config = sluice_producers::require_contract(cc);
+        // A setting librdkafka refuses fails here, at start, not with the first letter: the producers
+        // are created once to check them, and dropped.
+        drop(Producers::create(&config)?);
         Ok(DeadLetterSink {
-            producer,
-            single,
+            config,
+            producers: Arc::new(OnceLock::new()),
             topic: topic.to_owned(),
             max_record_bytes,
         })
+    }
+
+    /// The producers, created on first use. `Err` only if librdkafka refuses settings it took at
+    /// start (then nothing is published and the letters are retried as a transient failure).
+    fn producers(&self) -> std::result::Result<&Producers, String> {
+        if let Some(producers) = self.producers.get() {
+            return Ok(producers);
+        }
+        let created = Producers::create(&self.config).map_err(|e| e.to_string())?;
+        // Another letter may have created them meanwhile: its pair is kept, this one dropped.
+        Ok(self.producers.get_or_init(|| created))
+    }
+
+    /// Whether the producers exist yet (they are created with the first letter).
+    pub fn started(&self) -> bool {
+        self.producers.get().is_some()
     }
 
     pub fn topic(&self) -> &str {
@@ -235,12 +273,16 @@ impl DeadLetterSink {
     async fn publish_one(&self, source_topic: &str, partition: i32, letter: &DeadLetter) -> Sent {
         let partition = partition.to_string();
         let offset = letter.offset.to_string();
+        let producers = match self.producers() {
+            Ok(producers) => producers,
+            Err(e) => return Sent::Transient(format!("creating the dead-letter producers: {e}")),
+        };
         let mut last = String::new();
         for (attempt, form) in FORMS.into_iter().enumerate() {
             let producer = if attempt == 0 {
-                &self.producer
+                &producers.batched
             } else {
-                &self.single
+                &producers.single
             };
             let copy = match form {
                 None if full_size(letter) <= self.max_record_bytes => Copy::whole(letter),
@@ -319,8 +361,10 @@ impl DeadLetterSink {
 
     /// Waits for queued records (used at shutdown).
     pub fn flush(&self, timeout: Duration) {
-        let _ = rdkafka::producer::Producer::flush(&self.producer, Timeout::After(timeout));
-        let _ = rdkafka::producer::Producer::flush(&self.single, Timeout::After(timeout));
+        if let Some(p) = self.producers.get() {
+            let _ = rdkafka::producer::Producer::flush(&p.batched, Timeout::After(timeout));
+            let _ = rdkafka::producer::Producer::flush(&p.single, Timeout::After(timeout));
+        }
     }
 }
 
@@ -450,6 +494,37 @@ mod tests {
             small.headers.is_empty(),
             "10 KB of original headers dropped"
         );
+    }
+
+    /// The producers are created with the first letter, not at start (an idle `FutureProducer`'s
+    /// polling thread costs CPU); a setting librdkafka refuses still fails at start, naming the key.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_sink_creates_its_producers_with_the_first_letter() {
+        use rdkafka::mocking::MockCluster;
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("dead-letters", 1, 1).expect("topic");
+        let sink =
+            DeadLetterSink::new(&cluster.bootstrap_servers(), "dead-letters", &[]).expect("sink");
+        assert!(!sink.started());
+        sink.flush(Duration::from_millis(10));
+        assert!(!sink.started(), "flushing creates nothing");
+        let letter = DeadLetter {
+            offset: 7,
+            key: None,
+            value: b"not json".to_vec(),
+            headers: Vec::new(),
+            timestamp_ms: None,
+            reason: "invalid_encoding",
+            detail: String::new(),
+        };
+        let parked = sink.clone().publish("clicks", 0, &[letter]).await;
+        assert!(matches!(parked, Ok(ref p) if p.is_empty()), "{parked:?}");
+        assert!(sink.started(), "the clones share the producers");
+
+        let bad = [("linger.ms".to_owned(), "forever".to_owned())];
+        let err = DeadLetterSink::new(&cluster.bootstrap_servers(), "dead-letters", &bad)
+            .expect_err("an invalid linger.ms");
+        assert!(err.to_string().contains("linger.ms"), "{err}");
     }
 
     /// librdkafka's mock cluster refuses a batch of letters and its retry ("not leader") while a later
