@@ -480,12 +480,25 @@ impl Config {
         (self.max_buffered_bytes / 8).clamp(2 * 1024 * 1024, 128 * 1024 * 1024)
     }
 
+    /// The share of `max_buffered_bytes` for the PostgreSQL sink's fingerprints of the aggregate keys
+    /// it has written (`sluice_sinks::postgres::KnownKeys`, fixed at start): a sixty-fourth, at least
+    /// 1 MiB and at most 64 MiB (two generations of ~16 M keys); none when the group merges no
+    /// aggregates.
+    pub fn known_keys_bytes(&self) -> usize {
+        if !self.postgres_aggregates_enabled {
+            return 0;
+        }
+        (self.max_buffered_bytes / 64).clamp(1024 * 1024, 64 * 1024 * 1024)
+    }
+
     /// What the batches and the dedup windows may hold together: `max_buffered_bytes` less the
-    /// pre-fetch share ([`Config::kafka_queue_bytes`]), at least half of it. The poll loop takes the
-    /// windows' bytes out of it as they grow (`ingest::schedule`).
+    /// pre-fetch share ([`Config::kafka_queue_bytes`]) and the known keys' share
+    /// ([`Config::known_keys_bytes`]), at least half of it. The poll loop takes the windows' bytes out
+    /// of it as they grow (`ingest::schedule`).
     pub fn batch_budget_bytes(&self) -> usize {
         self.max_buffered_bytes
             .saturating_sub(self.kafka_queue_bytes())
+            .saturating_sub(self.known_keys_bytes())
             .max(self.max_buffered_bytes / 2)
     }
 

@@ -231,6 +231,11 @@ pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
         "Rows written, by sink and table."
     );
     describe_counter!(
+        sink::SINK_INSERT_FALLBACKS,
+        Unit::Count,
+        "Plain inserts of aggregate rows believed new that met an existing key (the table's rows then merged by ON CONFLICT), by sink and table."
+    );
+    describe_counter!(
         sink::SINK_ERRORS,
         Unit::Count,
         "Failed sink attempts, by sink and error_type (transient, permanent, data, fenced)."
@@ -280,6 +285,8 @@ pub fn register(kinds: &[EventKind], clickhouse: bool, dead_letters: bool) {
             EventKind::Click => ("click_daily", "click_events"),
         };
         metrics::counter!(sink::SINK_ROWS, "sink" => "postgres", "table" => pg_table).increment(0);
+        metrics::counter!(sink::SINK_INSERT_FALLBACKS, "sink" => "postgres", "table" => pg_table)
+            .increment(0);
         if clickhouse {
             metrics::counter!(sink::SINK_ROWS, "sink" => "clickhouse", "table" => ch_table)
                 .increment(0);
@@ -352,6 +359,7 @@ mod tests {
             READY,
             sink::SINK_WRITE_SECONDS,
             sink::SINK_ROWS,
+            sink::SINK_INSERT_FALLBACKS,
             sink::SINK_ERRORS,
             sink::SINK_RETRIES,
             sink::DEAD_LETTERS,

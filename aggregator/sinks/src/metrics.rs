@@ -5,6 +5,9 @@
 pub const SINK_WRITE_SECONDS: &str = "sluice_sink_write_duration_seconds";
 /// Counter: rows written. Labels: `sink`, `table`.
 pub const SINK_ROWS: &str = "sluice_sink_rows_total";
+/// Counter: plain inserts of aggregate rows believed new that met an existing key, so the table's rows
+/// were merged by `ON CONFLICT` instead (`postgres/known.rs`). Labels: `sink`, `table`.
+pub const SINK_INSERT_FALLBACKS: &str = "sluice_sink_insert_fallbacks_total";
 /// Counter: failed sink attempts. Labels: `sink`, `error_type` (`transient` | `permanent` | `data` | `fenced`).
 pub const SINK_ERRORS: &str = "sluice_sink_errors_total";
 /// Counter: retries of transient sink errors. Labels: `sink`.

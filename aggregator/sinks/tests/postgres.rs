@@ -245,15 +245,20 @@ async fn partitioning_migration_keeps_existing_rows() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upserts_unnest_their_arrays_in_the_select_list() -> anyhow::Result<()> {
     use sluice_sinks::postgres::{
-        click_daily_arguments, crawl_hourly_arguments, rank_daily_arguments, CLICK_DAILY_UPSERT,
-        CRAWL_HOURLY_UPSERT, RANK_DAILY_UPSERT,
+        click_daily_arguments, crawl_hourly_arguments, rank_daily_arguments, CLICK_DAILY_INSERT,
+        CLICK_DAILY_UPSERT, CRAWL_HOURLY_INSERT, CRAWL_HOURLY_UPSERT, RANK_DAILY_INSERT,
+        RANK_DAILY_UPSERT,
     };
     let (db, _sink) = TestDb::migrated("pgschema_plans").await?;
     let batch = batch(0, None, 0, &["t1", "t2"], &instants(Utc::now()));
+    // The upserts, and the plain inserts of new rows (`postgres::known`).
     let statements = [
         (CLICK_DAILY_UPSERT, click_daily_arguments(&batch)?),
         (RANK_DAILY_UPSERT, rank_daily_arguments(&batch)?),
         (CRAWL_HOURLY_UPSERT, crawl_hourly_arguments(&batch)?),
+        (CLICK_DAILY_INSERT, click_daily_arguments(&batch)?),
+        (RANK_DAILY_INSERT, rank_daily_arguments(&batch)?),
+        (CRAWL_HOURLY_INSERT, crawl_hourly_arguments(&batch)?),
     ];
     for (sql, args) in statements {
         // The statement is one of the crate's constants.
@@ -381,6 +386,92 @@ async fn upserts_and_offset_swap_work_on_partitioned_tables() -> anyhow::Result<
     ));
     ensure!(count(&db.pool, "SELECT sum(clicks)::bigint FROM click_daily").await? == 3 * keys);
     ensure!(count(&db.pool, "SELECT count(*) FROM click_daily_default").await? == 0);
+    db.drop_db().await
+}
+
+/// Per tenant, the sums of `clicks`, `checks` and `pages` over its rows (tenant, clicks, checks, pages).
+async fn sums_by_tenant(pool: &PgPool) -> anyhow::Result<Vec<(String, i64, i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT c.tenant_id, c.n, r.n, w.n FROM
+           (SELECT tenant_id, sum(clicks)::bigint n FROM click_daily GROUP BY 1) c
+           JOIN (SELECT tenant_id, sum(checks)::bigint n FROM rank_daily GROUP BY 1) r USING (tenant_id)
+           JOIN (SELECT tenant_id, sum(pages)::bigint n FROM crawl_hourly GROUP BY 1) w USING (tenant_id)
+         ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A sink that remembers the keys it wrote puts new rows in by plain INSERT; a key another process
+/// wrote (here a second sink, on another partition) makes that insert fail, and the rows are merged by
+/// ON CONFLICT instead, in the same transaction: every sum stays exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_rows_go_in_by_plain_insert_and_an_unknown_existing_key_falls_back(
+) -> anyhow::Result<()> {
+    let (db, _migrating) = TestDb::migrated("pgschema_known").await?;
+    let remembering = db.sink()?.remembering_keys(1 << 20);
+    let other = db.sink()?;
+    let times = instants(Utc::now());
+    // Partition 0 through the remembering sink, partition 1 through the other, in this order.
+    let plan: [(i32, &[&str]); 7] = [
+        (0, &["acme", "globex"]),
+        (1, &["globex", "initech"]),
+        // acme known; initech exists but is not known to this sink: a fall-back per table.
+        (0, &["acme", "initech", "hooli"]),
+        // Two flushes of ON CONFLICT alone after a first fall-back, then plain inserts again.
+        (0, &["umbrella"]),
+        (0, &["umbrella"]),
+        (0, &["initech", "vandelay"]),
+        (1, &["wayne"]),
+    ];
+    let mut next: [Option<i64>; 2] = [None, None];
+    let mut fallbacks = Vec::new();
+    for (partition, tenants) in plan {
+        let slot = &mut next[partition as usize];
+        let first = slot.unwrap_or(0);
+        let b = batch(partition, *slot, first, tenants, &times);
+        let sink = if partition == 0 { &remembering } else { &other };
+        let end = b.end_offset.context("empty batch")?;
+        ensure!(sink.commit(&b).await? == Commit::Committed { next_offset: end });
+        *slot = Some(end);
+        fallbacks.push(remembering.insert_fallbacks().context("remembering")?);
+    }
+    // wayne exists now, written by the other sink; the remembering one tries a plain insert again.
+    let b = batch(0, next[0], next[0].unwrap_or(0), &["wayne"], &times);
+    ensure!(matches!(
+        remembering.commit(&b).await?,
+        Commit::Committed { .. }
+    ));
+    fallbacks.push(remembering.insert_fallbacks().context("remembering")?);
+    ensure!(
+        fallbacks == [0, 0, 3, 3, 3, 3, 3, 6],
+        "fall-backs after each batch: {fallbacks:?}"
+    );
+    ensure!(other.insert_fallbacks().is_none());
+
+    // Each batch adds one click, one check and one page per instant to each of its tenants.
+    let per_batch = times.len() as i64;
+    let batches_of = |tenant: &str| {
+        let n = plan.iter().filter(|(_, t)| t.contains(&tenant)).count() as i64;
+        n + i64::from(tenant == "wayne")
+    };
+    let mut expected: Vec<(String, i64, i64, i64)> = [
+        "acme", "globex", "hooli", "initech", "umbrella", "vandelay", "wayne",
+    ]
+    .iter()
+    .map(|t| {
+        let n = batches_of(t) * per_batch;
+        (t.to_string(), n, n, n)
+    })
+    .collect();
+    expected.sort();
+    let got = sums_by_tenant(&db.pool).await?;
+    ensure!(got == expected, "{got:?}\n!= {expected:?}");
+    // One row per tenant, instant and table: nothing inserted twice.
+    for table in TABLES {
+        let rows = count(&db.pool, &format!("SELECT count(*) FROM {table}")).await?;
+        ensure!(rows == 7 * per_batch, "{table}: {rows} rows");
+    }
     db.drop_db().await
 }
 

@@ -160,19 +160,30 @@ async fn sink_works_through_pgbouncer_in_transaction_mode() -> anyhow::Result<()
     ensure!(sink.missing_migrations().await?.is_empty());
     sink.ensure_partitions(PARTITION_MONTHS_AHEAD).await?;
 
-    let tasks: Vec<_> = (0..PARTITIONS)
-        .map(|p| {
-            tokio::spawn(run_partition(
-                sink.clone(),
-                topic.clone(),
-                tenant.clone(),
-                p,
-            ))
-        })
-        .collect();
+    // Each partition through a sink of its own that remembers the keys it wrote, as an ingest
+    // process does: all partitions write the same click key, so every sink but the first to commit
+    // finds it written by another on its first batch, and falls back from the plain insert to
+    // ON CONFLICT through a savepoint — which must work through the pooler too.
+    let mut sinks = Vec::new();
+    let mut tasks = Vec::new();
+    for p in 0..PARTITIONS {
+        let own = self::sink(&url, &password, &group)?.remembering_keys(1 << 20);
+        sinks.push(own.clone());
+        tasks.push(tokio::spawn(run_partition(
+            own,
+            topic.clone(),
+            tenant.clone(),
+            p,
+        )));
+    }
     for task in tasks {
         ensure!(task.await?? == BATCHES * (CLICKS_PER_BATCH + 1));
     }
+    let fallbacks: u64 = sinks.iter().filter_map(|s| s.insert_fallbacks()).sum();
+    ensure!(
+        fallbacks == u64::from(PARTITIONS.unsigned_abs()) - 1,
+        "{fallbacks} fall-backs"
+    );
 
     let offsets = sink.topic_offsets(&topic).await?;
     let expected: Vec<(i32, i64)> = (0..PARTITIONS)

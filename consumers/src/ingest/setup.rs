@@ -28,7 +28,9 @@ pub fn sinks(config: &Config) -> anyhow::Result<SinkSet> {
         config.postgres_max_connections,
         config.postgres_pool_mode,
     )?;
-    if !config.postgres_aggregates_enabled {
+    if config.postgres_aggregates_enabled {
+        postgres = postgres.remembering_keys(config.known_keys_bytes());
+    } else {
         postgres = postgres.without_aggregates();
     }
     let clickhouse = config
@@ -183,7 +185,8 @@ mod tests {
 
     /// librdkafka's pre-fetch is part of the memory budget: its queue and one fetch get a sixteenth of
     /// `max_buffered_bytes` each (at least 1 MiB, at most 64 MiB), librdkafka accepts the values even
-    /// for a tiny budget, and `kafka_properties` still override them.
+    /// for a tiny budget, and `kafka_properties` still override them. The PostgreSQL sink's known keys
+    /// take a sixty-fourth (1–64 MiB) when the group merges aggregates.
     #[test]
     fn the_prefetch_queue_is_a_share_of_the_memory_budget() {
         let get = |config: &Config, key: &str| {
@@ -199,7 +202,9 @@ mod tests {
         };
         assert_eq!(get(&half_gib, "queued.max.messages.kbytes"), "32768");
         assert_eq!(get(&half_gib, "fetch.max.bytes"), "33554432");
-        assert_eq!(half_gib.batch_budget_bytes(), 448 * 1024 * 1024);
+        // 512 MiB less librdkafka's 64 MiB and the known keys' 8 MiB (a sixty-fourth).
+        assert_eq!(half_gib.known_keys_bytes(), 8 * 1024 * 1024);
+        assert_eq!(half_gib.batch_budget_bytes(), 440 * 1024 * 1024);
         // A large budget goes to the batches and the dedup windows, not to librdkafka.
         let six_gib = Config {
             max_buffered_bytes: 6 * 1024 * 1024 * 1024,
@@ -207,13 +212,27 @@ mod tests {
         };
         assert_eq!(get(&six_gib, "queued.max.messages.kbytes"), "65536");
         assert_eq!(get(&six_gib, "fetch.max.bytes"), "67108864");
-        assert_eq!(six_gib.batch_budget_bytes(), (6 * 1024 - 128) * 1024 * 1024);
+        assert_eq!(six_gib.known_keys_bytes(), 64 * 1024 * 1024);
+        assert_eq!(
+            six_gib.batch_budget_bytes(),
+            (6 * 1024 - 128 - 64) * 1024 * 1024
+        );
+        let olap_only = Config {
+            postgres_aggregates_enabled: false,
+            ..six_gib.clone()
+        };
+        assert_eq!(olap_only.known_keys_bytes(), 0);
+        assert_eq!(
+            olap_only.batch_budget_bytes(),
+            (6 * 1024 - 128) * 1024 * 1024
+        );
         let tiny = Config {
             max_buffered_bytes: 4 * 1024 * 1024,
             ..Config::default()
         };
         assert_eq!(get(&tiny, "queued.max.messages.kbytes"), "1024");
         assert_eq!(get(&tiny, "fetch.max.bytes"), "1048576");
+        assert_eq!(tiny.known_keys_bytes(), 1024 * 1024);
         assert_eq!(tiny.batch_budget_bytes(), 2 * 1024 * 1024);
         let consumer: Result<rdkafka::consumer::BaseConsumer, _> =
             consumer_config(&tiny).unwrap().create();

@@ -12,8 +12,9 @@
 //! their own (`pooled`).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool, Postgres, Transaction};
 
 use crate::dead_letter::Parked;
@@ -22,18 +23,21 @@ use sluice_aggregator::dedup::EventKey;
 use sluice_aggregator::PartitionBatch;
 
 mod dedup;
+mod known;
 mod monthly;
 mod pooled;
 mod rewind;
 mod upsert;
-use upsert::upsert;
+
+pub use known::KnownKeys;
 
 pub use monthly::{PartitionMaintenance, PARTITION_MONTHS_AHEAD};
 pub use pooled::Pooling;
 pub use rewind::{Rewind, RewindError};
 pub use upsert::{
-    click_daily_arguments, crawl_hourly_arguments, rank_daily_arguments, CLICK_DAILY_UPSERT,
-    CRAWL_HOURLY_UPSERT, RANK_DAILY_UPSERT,
+    click_daily_arguments, crawl_hourly_arguments, rank_daily_arguments, CLICK_DAILY_INSERT,
+    CLICK_DAILY_UPSERT, CRAWL_HOURLY_INSERT, CRAWL_HOURLY_UPSERT, RANK_DAILY_INSERT,
+    RANK_DAILY_UPSERT,
 };
 
 const SINK: &str = "postgres";
@@ -71,6 +75,9 @@ pub struct PostgresSink {
     /// and dedup window here (tiered ingestion: docs/operations.md).
     aggregates: bool,
     pooling: Pooling,
+    /// The aggregate keys this process has written, shared by its partitions' commits: `None`, every
+    /// row goes by `ON CONFLICT` ([`remembering_keys`](Self::remembering_keys)).
+    known: Option<Arc<Mutex<KnownKeys>>>,
 }
 
 impl PostgresSink {
@@ -113,7 +120,22 @@ impl PostgresSink {
             group: group.to_owned(),
             aggregates: true,
             pooling,
+            known: None,
         })
+    }
+
+    /// Remembers the aggregate keys this sink's commits write, in at most `bytes`, so that rows with
+    /// keys not seen before go in by plain `INSERT` (`known`). A share of ingest's memory budget.
+    pub fn remembering_keys(mut self, bytes: usize) -> Self {
+        self.known = Some(Arc::new(Mutex::new(KnownKeys::with_memory(bytes))));
+        self
+    }
+
+    /// Plain inserts of rows believed new that met an existing key (each merged by `ON CONFLICT`
+    /// instead), since start; `None` without [`remembering_keys`](Self::remembering_keys).
+    pub fn insert_fallbacks(&self) -> Option<u64> {
+        let known = self.known.as_ref()?;
+        Some(known.lock().unwrap_or_else(|p| p.into_inner()).fallbacks())
     }
 
     /// Keeps offsets (and the dedup window) only, without merging aggregates.
@@ -332,7 +354,8 @@ impl PostgresSink {
             self.park(&mut tx, batch, parked).await?;
         }
         if self.aggregates {
-            self.upsert_aggregates(&mut tx, batch).await?;
+            self.upsert_aggregates(&mut tx, batch, self.known.as_deref())
+                .await?;
         }
         let started = std::time::Instant::now();
         let released = release.await;
@@ -345,39 +368,18 @@ impl PostgresSink {
         Ok((Some(Commit::Committed { next_offset: end }), waited))
     }
 
-    /// Merges the batch's aggregates (one set-based upsert per table) inside `tx`.
+    /// Merges the batch's aggregates (set-based statements per table: `upsert::merge`) inside `tx`;
+    /// with `known`, rows with keys not written before go in by plain `INSERT`.
     async fn upsert_aggregates(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         batch: &PartitionBatch,
+        known: Option<&Mutex<KnownKeys>>,
     ) -> Result<()> {
-        type Arguments = fn(&PartitionBatch) -> Result<PgArguments>;
-        let upserts: [(&'static str, usize, &'static str, Arguments); 3] = [
-            (
-                "click_daily",
-                batch.clicks.len(),
-                CLICK_DAILY_UPSERT,
-                click_daily_arguments,
-            ),
-            (
-                "rank_daily",
-                batch.ranks.len(),
-                RANK_DAILY_UPSERT,
-                rank_daily_arguments,
-            ),
-            (
-                "crawl_hourly",
-                batch.crawls.len(),
-                CRAWL_HOURLY_UPSERT,
-                crawl_hourly_arguments,
-            ),
-        ];
-        for (table, rows, sql, arguments) in upserts {
-            if rows > 0 {
-                upsert(tx, self.persistent(), table, rows, sql, arguments(batch)?).await?;
-            }
-        }
-        Ok(())
+        let persistent = self.persistent();
+        upsert::merge(tx, persistent, upsert::click_daily(batch), known).await?;
+        upsert::merge(tx, persistent, upsert::rank_daily(batch), known).await?;
+        upsert::merge(tx, persistent, upsert::crawl_hourly(batch), known).await
     }
 
     /// Runs the upserts of `batch`'s aggregates in a transaction that always rolls back: whether
@@ -385,7 +387,7 @@ impl PostgresSink {
     /// batch's events with it to find the ones PostgreSQL refuses.
     pub async fn probe_aggregates(&self, batch: &PartitionBatch) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        let result = self.upsert_aggregates(&mut tx, batch).await;
+        let result = self.upsert_aggregates(&mut tx, batch, None).await;
         tx.rollback().await.map_err(classify)?;
         result
     }
