@@ -18,12 +18,8 @@ cd "$(dirname "$0")/../../.."
 source aggregator/sinks/bench/scratch_db.bash
 scratch_db bench_insert_new_rows
 
+rank_daily_table r | psql -q -v ON_ERROR_STOP=1 "$url"
 psql -q -v ON_ERROR_STOP=1 "$url" <<'SQL'
-CREATE TABLE r (tenant_id text COLLATE "C", campaign_id text COLLATE "C", keyword text COLLATE "C",
-  geo text COLLATE "C", engine text COLLATE "C", device text COLLATE "C", day date,
-  last_position smallint, last_occurred_at timestamptz NOT NULL, last_event_id text COLLATE "C" NOT NULL,
-  best_position smallint, worst_position smallint, checks bigint NOT NULL,
-  PRIMARY KEY (tenant_id, campaign_id, keyword, geo, engine, device, day)) WITH (fillfactor = 80);
 CREATE INDEX r_campaign_day ON r (tenant_id, campaign_id, day DESC);
 INSERT INTO r SELECT 'tenant-' || (h % 1000), 'camp-1', 'kw ' || md5(i::text), 'us', 'google', 'desktop',
   date '2026-12-04', 5, now(), md5(h::text), 5, 5, 1
@@ -44,19 +40,10 @@ select_rows() {
   echo "SELECT unnest(a1), 'camp-1', unnest(a3), 'us', 'google', 'desktop', date '2026-12-04',
           3::smallint, now(), unnest(a10), 3::smallint, 3::smallint, 1::bigint FROM inserts WHERE b = $1"
 }
+# The sink's own conflict clause (its table alias is `r`, as here).
+conflict=$(rank_daily_conflict)
 on_conflict() {
-  echo "INSERT INTO r AS r $(select_rows "$1")
-        ON CONFLICT (tenant_id, campaign_id, keyword, geo, engine, device, day) DO UPDATE SET
-          checks = r.checks + EXCLUDED.checks,
-          best_position = LEAST(r.best_position, EXCLUDED.best_position),
-          worst_position = GREATEST(r.worst_position, EXCLUDED.worst_position),
-          last_position = CASE WHEN (EXCLUDED.last_occurred_at, EXCLUDED.last_event_id COLLATE \"C\")
-                                    > (r.last_occurred_at, r.last_event_id)
-                               THEN EXCLUDED.last_position ELSE r.last_position END,
-          last_event_id = CASE WHEN (EXCLUDED.last_occurred_at, EXCLUDED.last_event_id COLLATE \"C\")
-                                    > (r.last_occurred_at, r.last_event_id)
-                               THEN EXCLUDED.last_event_id ELSE r.last_event_id END,
-          last_occurred_at = GREATEST(r.last_occurred_at, EXCLUDED.last_occurred_at);"
+  echo "INSERT INTO r AS r $(select_rows "$1") $conflict;"
 }
 script() {
   echo '\timing on'

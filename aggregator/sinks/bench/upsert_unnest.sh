@@ -15,12 +15,8 @@ cd "$(dirname "$0")/../../.."
 source aggregator/sinks/bench/scratch_db.bash
 scratch_db bench_upsert_unnest
 
+rank_daily_table r | psql -q -v ON_ERROR_STOP=1 "$url"
 psql -q -v ON_ERROR_STOP=1 "$url" <<'SQL'
-CREATE TABLE r (tenant_id text COLLATE "C", campaign_id text COLLATE "C", keyword text COLLATE "C",
-  geo text COLLATE "C", engine text COLLATE "C", device text COLLATE "C", day date, last_position smallint,
-  last_occurred_at timestamptz, last_event_id text COLLATE "C", best_position smallint,
-  worst_position smallint, checks bigint,
-  PRIMARY KEY (tenant_id, campaign_id, keyword, geo, engine, device, day)) WITH (fillfactor = 80);
 INSERT INTO r
 SELECT 'tenant-' || (h % 1000), 'campaign-' || (h % 37), 'kw ' || md5(i::text), 'us-' || (i % 50), 'google',
        'mobile', date '2026-12-04', 1, now(), 'evt-' || i, 1, 1, 1
@@ -42,11 +38,8 @@ SQL
 
 cols="tenant_id, campaign_id, keyword, geo, engine, device, day, last_position, last_occurred_at,
       last_event_id, best_position, worst_position, checks"
-# The sink's own conflict clause, read from RANK_DAILY_UPSERT (its table alias is `r`, as here).
-conflict=$(sed -n '/^pub const RANK_DAILY_UPSERT/,/"#;$/p' aggregator/sinks/src/postgres/upsert.rs |
-  sed -n '/ON CONFLICT/,$p' | sed 's/"#;$//')
-[[ $conflict == *"ON CONFLICT"*"last_occurred_at = GREATEST"* ]] ||
-  { echo "upsert_unnest.sh: cannot find RANK_DAILY_UPSERT's ON CONFLICT clause" >&2; exit 1; }
+# The sink's own conflict clause (its table alias is `r`, as here).
+conflict=$(rank_daily_conflict)
 script() {
   echo '\timing on'
   for b in $(seq 0 39); do

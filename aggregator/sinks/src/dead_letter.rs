@@ -496,6 +496,19 @@ mod tests {
         );
     }
 
+    /// A small letter refused for its encoding, from `offset`.
+    fn not_json(offset: i64) -> DeadLetter {
+        DeadLetter {
+            offset,
+            key: None,
+            value: b"not json".to_vec(),
+            headers: Vec::new(),
+            timestamp_ms: None,
+            reason: "invalid_encoding",
+            detail: String::new(),
+        }
+    }
+
     /// The producers are created with the first letter, not at start (an idle `FutureProducer`'s
     /// polling thread costs CPU); a setting librdkafka refuses still fails at start, naming the key.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -508,16 +521,7 @@ mod tests {
         assert!(!sink.started());
         sink.flush(Duration::from_millis(10));
         assert!(!sink.started(), "flushing creates nothing");
-        let letter = DeadLetter {
-            offset: 7,
-            key: None,
-            value: b"not json".to_vec(),
-            headers: Vec::new(),
-            timestamp_ms: None,
-            reason: "invalid_encoding",
-            detail: String::new(),
-        };
-        let parked = sink.clone().publish("clicks", 0, &[letter]).await;
+        let parked = sink.clone().publish("clicks", 0, &[not_json(7)]).await;
         assert!(matches!(parked, Ok(ref p) if p.is_empty()), "{parked:?}");
         assert!(sink.started(), "the clones share the producers");
 
@@ -543,17 +547,8 @@ mod tests {
         ];
         let sink = DeadLetterSink::new(&cluster.bootstrap_servers(), "dead-letters", &backoff)
             .expect("sink");
-        let small = |offset| DeadLetter {
-            offset,
-            key: None,
-            value: b"not json".to_vec(),
-            headers: Vec::new(),
-            timestamp_ms: None,
-            reason: "invalid_encoding",
-            detail: String::new(),
-        };
         // Connected, with a producer id, before the faults begin.
-        sink.publish("clicks", 0, &[small(0)])
+        sink.publish("clicks", 0, &[not_json(0)])
             .await
             .expect("warm-up");
         cluster
@@ -563,12 +558,14 @@ mod tests {
         cluster.request_errors(RDKafkaApiKey::Produce, &[not_leader, not_leader]);
         let first = {
             let sink = sink.clone();
-            tokio::spawn(async move { sink.publish("clicks", 0, &[small(1), small(2)]).await })
+            tokio::spawn(
+                async move { sink.publish("clicks", 0, &[not_json(1), not_json(2)]).await },
+            )
         };
         // The first batch's refusal has come back; its retry waits `retry.backoff.ms` (400).
         tokio::time::sleep(Duration::from_millis(200)).await;
         let second = sink
-            .publish("clicks", 0, &[small(3), small(4), small(5)])
+            .publish("clicks", 0, &[not_json(3), not_json(4), not_json(5)])
             .await;
         assert!(
             matches!(second, Ok(ref parked) if parked.is_empty()),
