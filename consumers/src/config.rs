@@ -481,7 +481,7 @@ impl Config {
     }
 
     /// The share of `max_buffered_bytes` for the PostgreSQL sink's fingerprints of the aggregate keys
-    /// it has written (`sluice_sinks::postgres::KnownKeys`, fixed at start): a sixty-fourth, at least
+    /// it has written (`PostgresSink::remembering_keys`, fixed at start): a sixty-fourth, at least
     /// 1 MiB and at most 64 MiB (two generations of ~16 M keys); none when the group merges no
     /// aggregates.
     pub fn known_keys_bytes(&self) -> usize {

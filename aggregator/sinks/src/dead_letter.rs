@@ -214,7 +214,8 @@ impl DeadLetterSink {
     }
 
     /// Whether the producers exist yet (they are created with the first letter).
-    pub fn started(&self) -> bool {
+    #[cfg(test)]
+    fn started(&self) -> bool {
         self.producers.get().is_some()
     }
 

@@ -36,6 +36,17 @@ pub(super) enum Table {
     CrawlHourly = 2,
 }
 
+impl Table {
+    /// The table's name in PostgreSQL (and in the metrics' `table` label).
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Table::ClickDaily => "click_daily",
+            Table::RankDaily => "rank_daily",
+            Table::CrawlHourly => "crawl_hourly",
+        }
+    }
+}
+
 /// Where [`KnownKeys::seen`] finds a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Seen {
@@ -52,7 +63,7 @@ const MAX_PAUSE_FLUSHES: u32 = 64;
 
 /// Fingerprints of written aggregate keys, and each table's pause after a fall-back.
 #[derive(Debug)]
-pub struct KnownKeys {
+pub(super) struct KnownKeys {
     current: Filter,
     previous: Filter,
     /// Per table: fall-backs in a row, and flushes left before plain inserts are tried again.
@@ -64,7 +75,7 @@ pub struct KnownKeys {
 
 impl KnownKeys {
     /// Two generations that together take at most `bytes` (each at least 64 keys).
-    pub fn with_memory(bytes: usize) -> Self {
+    pub(super) fn with_memory(bytes: usize) -> Self {
         let generation = |capacity: u64| {
             Filter::new(capacity, FALSE_POSITIVE_RATE).expect("a capacity of 64 or more keys fits")
         };
@@ -83,18 +94,8 @@ impl KnownKeys {
         }
     }
 
-    /// Bytes the two generations hold (fixed at construction).
-    pub fn memory_usage(&self) -> usize {
-        self.current.memory_usage() + self.previous.memory_usage()
-    }
-
-    /// Keys one generation holds before it is full.
-    pub fn generation_capacity(&self) -> u64 {
-        self.current.capacity()
-    }
-
     /// Plain inserts that met an existing key since start (all tables).
-    pub fn fallbacks(&self) -> u64 {
+    pub(super) fn fallbacks(&self) -> u64 {
         self.total_fallbacks
     }
 
@@ -162,6 +163,16 @@ mod tests {
     use super::*;
 
     impl KnownKeys {
+        /// Bytes the two generations hold (fixed at construction).
+        fn memory_usage(&self) -> usize {
+            self.current.memory_usage() + self.previous.memory_usage()
+        }
+
+        /// Keys one generation holds before it is full.
+        fn generation_capacity(&self) -> u64 {
+            self.current.capacity()
+        }
+
         fn contains(&self, table: Table, key: &impl Hash) -> bool {
             self.seen(KnownKeys::fingerprint(table, key)) != Seen::Never
         }

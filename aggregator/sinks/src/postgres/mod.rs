@@ -29,7 +29,7 @@ mod pooled;
 mod rewind;
 mod upsert;
 
-pub use known::KnownKeys;
+use known::KnownKeys;
 
 pub use monthly::{PartitionMaintenance, PARTITION_MONTHS_AHEAD};
 pub use pooled::Pooling;

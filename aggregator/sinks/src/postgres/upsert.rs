@@ -43,7 +43,7 @@ fn sorted<'b, K: Ord, V>(rows: impl Iterator<Item = (&'b K, &'b V)>) -> Vec<(&'b
 /// deadlocks), encoded in PostgreSQL's binary format — everything the statement sends but its text.
 /// Public for the encoder benchmark (`benches/encode.rs`).
 pub fn click_daily_arguments(batch: &PartitionBatch) -> Result<PgArguments> {
-    click_daily_rows(&sorted(batch.clicks.iter()))
+    click_daily(batch).arguments()
 }
 
 fn click_daily_rows(rows: &Rows<'_, ClickDailyKey, i64>) -> Result<PgArguments> {
@@ -83,7 +83,7 @@ pub const CLICK_DAILY_UPSERT: &str = concat!(
 /// The batch's `rank_daily` rows as the bind parameters of [`RANK_DAILY_UPSERT`] (see
 /// [`click_daily_arguments`]).
 pub fn rank_daily_arguments(batch: &PartitionBatch) -> Result<PgArguments> {
-    rank_daily_rows(&sorted(batch.ranks.iter()))
+    rank_daily(batch).arguments()
 }
 
 fn rank_daily_rows(rows: &Rows<'_, RankDailyKey, RankDaily>) -> Result<PgArguments> {
@@ -167,7 +167,7 @@ pub const RANK_DAILY_UPSERT: &str = concat!(
 /// The batch's `crawl_hourly` rows as the bind parameters of [`CRAWL_HOURLY_UPSERT`] (see
 /// [`click_daily_arguments`]).
 pub fn crawl_hourly_arguments(batch: &PartitionBatch) -> Result<PgArguments> {
-    crawl_hourly_rows(&sorted(batch.crawls.iter()))
+    crawl_hourly(batch).arguments()
 }
 
 fn crawl_hourly_rows(rows: &Rows<'_, CrawlHourlyKey, CrawlHourly>) -> Result<PgArguments> {
@@ -238,7 +238,6 @@ where
 /// One table's rows of a batch and how to write them.
 pub(super) struct Aggregate<'b, K, V> {
     table: Table,
-    name: &'static str,
     insert: &'static str,
     upsert: &'static str,
     /// Sorted by key.
@@ -246,10 +245,16 @@ pub(super) struct Aggregate<'b, K, V> {
     arguments: fn(&Rows<'_, K, V>) -> Result<PgArguments>,
 }
 
+impl<K, V> Aggregate<'_, K, V> {
+    /// All the rows as the bind parameters of `insert` or `upsert`.
+    fn arguments(&self) -> Result<PgArguments> {
+        (self.arguments)(&self.rows)
+    }
+}
+
 pub(super) fn click_daily(batch: &PartitionBatch) -> Aggregate<'_, ClickDailyKey, i64> {
     Aggregate {
         table: Table::ClickDaily,
-        name: "click_daily",
         insert: CLICK_DAILY_INSERT,
         upsert: CLICK_DAILY_UPSERT,
         rows: sorted(batch.clicks.iter()),
@@ -260,7 +265,6 @@ pub(super) fn click_daily(batch: &PartitionBatch) -> Aggregate<'_, ClickDailyKey
 pub(super) fn rank_daily(batch: &PartitionBatch) -> Aggregate<'_, RankDailyKey, RankDaily> {
     Aggregate {
         table: Table::RankDaily,
-        name: "rank_daily",
         insert: RANK_DAILY_INSERT,
         upsert: RANK_DAILY_UPSERT,
         rows: sorted(batch.ranks.iter()),
@@ -271,7 +275,6 @@ pub(super) fn rank_daily(batch: &PartitionBatch) -> Aggregate<'_, RankDailyKey, 
 pub(super) fn crawl_hourly(batch: &PartitionBatch) -> Aggregate<'_, CrawlHourlyKey, CrawlHourly> {
     Aggregate {
         table: Table::CrawlHourly,
-        name: "crawl_hourly",
         insert: CRAWL_HOURLY_INSERT,
         upsert: CRAWL_HOURLY_UPSERT,
         rows: sorted(batch.crawls.iter()),
@@ -292,12 +295,12 @@ pub(super) async fn merge<K: Hash, V>(
 ) -> Result<()> {
     let Aggregate {
         table,
-        name,
         insert,
         upsert,
         rows,
         arguments,
     } = aggregate;
+    let name = table.name();
     if rows.is_empty() {
         return Ok(());
     }
@@ -319,16 +322,18 @@ pub(super) async fn merge<K: Hash, V>(
         let seen = fingerprints.iter().map(|f| known.seen(*f)).collect();
         (seen, known.may_insert(table))
     };
-    let (mut new, mut old) = (Vec::new(), Vec::new());
-    for (row, seen) in rows.iter().zip(&seen) {
-        if plain && *seen == Seen::Never {
-            new.push(*row);
-        } else {
-            old.push(*row);
-        }
-    }
-    let mut rest = &old;
-    if !new.is_empty() {
+    let is_new = |seen: &Seen| plain && *seen == Seen::Never;
+    let pick = |new: bool| -> Vec<_> {
+        rows.iter()
+            .zip(&seen)
+            .filter(|(_, seen)| is_new(seen) == new)
+            .map(|(row, _)| *row)
+            .collect()
+    };
+    // Without new rows, every row goes by ON CONFLICT (below) as it is.
+    let mut upserted = None;
+    if seen.iter().any(is_new) {
+        let new = pick(true);
         let mut savepoint = Acquire::begin(&mut **tx).await.map_err(classify)?;
         let inserted = sqlx::query_with(insert, arguments(&new)?)
             .persistent(persistent)
@@ -339,19 +344,20 @@ pub(super) async fn merge<K: Hash, V>(
                 savepoint.commit().await.map_err(classify)?;
                 lock().inserted(table);
                 count(name, new.len());
+                upserted = Some(pick(false));
             }
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNIQUE_VIOLATION) => {
                 savepoint.rollback().await.map_err(classify)?;
                 lock().fell_back(table);
                 metrics::counter!(crate::metrics::SINK_INSERT_FALLBACKS, "sink" => SINK, "table" => name)
                     .increment(1);
-                rest = &rows;
             }
             Err(e) => return Err(classify(e)),
         }
     }
-    if !rest.is_empty() {
-        execute(tx, persistent, name, upsert, arguments, rest).await?;
+    let upserted = upserted.as_deref().unwrap_or(&rows);
+    if !upserted.is_empty() {
+        execute(tx, persistent, name, upsert, arguments, upserted).await?;
     }
     let mut known = lock();
     for (fingerprint, seen) in fingerprints.into_iter().zip(seen) {
