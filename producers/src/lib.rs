@@ -12,6 +12,8 @@
 //!   and [`CONTRACT_SETTINGS`], the settings every producer of Sluice topics has ([`require_contract`]).
 //! - [`producer`]: [`EventProducer`], [`ProduceError`], [`DeliveryStats`], and [`is_confirmed`], the
 //!   rule for a delivery reported without an offset.
+//! - [`polled`]: [`PolledProducer`], a librdkafka producer with a polling thread of its own (under
+//!   `EventProducer` and ingest's dead-letter sink), and [`Awaited`], for records awaited one by one.
 //! - [`synth`]: [`Synth`], [`SynthConfig`], [`Mix`], the [`Zipf`] sampler.
 //! - [`ndjson`]: [`to_ndjson`] and [`parse_ndjson`].
 //! - [`metrics`]: names of the metrics the producer records (delivery errors).
@@ -19,10 +21,12 @@
 pub mod config;
 pub mod metrics;
 pub mod ndjson;
+pub mod polled;
 pub mod producer;
 pub mod synth;
 
 pub use config::{require_contract, ProducerConfig, CONTRACT_SETTINGS};
 pub use ndjson::{parse_ndjson, to_ndjson, NdjsonError};
+pub use polled::{Awaited, Delivered, PolledProducer};
 pub use producer::{is_confirmed, DeliveryStats, EventProducer, ProduceError};
 pub use synth::{Mix, MixError, Synth, SynthConfig, SynthError, Zipf};

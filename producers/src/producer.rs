@@ -21,28 +21,21 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::{FromClientConfigAndContext, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::{ClientContext, Message};
 use sluice_schemas::{encode, encode_into, Encoding, Event, EventKind, ENCODING_HEADER};
 use tokio::sync::oneshot;
 
 use crate::config::ProducerConfig;
 use crate::metrics::{DELIVERY_ERRORS, UNCONFIRMED_DELIVERIES};
-
-/// How long the polling thread waits for delivery reports in one call. A report ends the wait at once,
-/// so this is no delay; it is how often an idle producer wakes. rdkafka's `poll` spins through the last
-/// millisecond of every call (it hands librdkafka the time left rounded down to whole milliseconds, and
-/// 0 returns at once): rdkafka's `ThreadedProducer`, which polls for 100 ms at a time, spun for up to a
-/// millisecond of every hundred — about 1 % of a core per producer, idle or not (docs/BENCHMARKS.md,
-/// session 18).
-const POLL_PERIOD: Duration = Duration::from_secs(1);
+use crate::polled::PolledProducer;
 
 /// How long to wait for librdkafka's local queue to drain a little when it is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
@@ -336,13 +329,11 @@ impl ProducerContext for DeliveryContext {
 /// Cheap to share behind an `Arc`; all methods take `&self`. Dropping it purges whatever is still
 /// queued (counted as failed): call [`flush`](Self::flush) first.
 ///
-/// Delivery reports are served by a polling thread of its own (as rdkafka's `ThreadedProducer` does,
-/// but waiting [`POLL_PERIOD`] at a time). Dropping the producer does not wait for that thread: it stops
-/// after its current wait, and the client closes when it does.
+/// Delivery reports are served by a polling thread of its own ([`PolledProducer`]). Dropping the
+/// producer does not wait for that thread: it stops after its current wait, and the client closes when
+/// it does.
 pub struct EventProducer {
-    producer: Arc<BaseProducer<DeliveryContext>>,
-    /// Tells the polling thread to stop (set on drop).
-    stop: Arc<AtomicBool>,
+    producer: PolledProducer<DeliveryContext>,
     config: ProducerConfig,
 }
 
@@ -359,31 +350,13 @@ impl EventProducer {
     /// Creates the producer. Connecting happens in the background: an unreachable broker shows up
     /// as delivery failures after `message.timeout.ms`, not here.
     pub fn new(config: ProducerConfig) -> Result<Self, ProduceError> {
-        let producer: Arc<BaseProducer<DeliveryContext>> = Arc::new(
-            BaseProducer::from_config_and_context(
-                &config.client_config()?,
-                DeliveryContext::default(),
-            )
-            .map_err(ProduceError::Create)?,
-        );
-        let stop = Arc::new(AtomicBool::new(false));
-        std::thread::Builder::new()
-            .name("sluice-produce-poll".to_owned())
-            .spawn({
-                let (producer, stop) = (Arc::clone(&producer), Arc::clone(&stop));
-                move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        producer.poll(POLL_PERIOD);
-                    }
-                }
-            })
-            .map_err(ProduceError::PollThread)?;
+        let producer = PolledProducer::new(
+            &config.client_config()?,
+            DeliveryContext::default(),
+            "sluice-produce-poll",
+        )?;
         tracing::debug!(brokers = %config.brokers, encoding = config.encoding.as_str(), "kafka producer created");
-        Ok(EventProducer {
-            producer,
-            stop,
-            config,
-        })
+        Ok(EventProducer { producer, config })
     }
 
     /// The settings this producer was built with.
@@ -673,11 +646,10 @@ impl EventProducer {
 
 impl Drop for EventProducer {
     /// Purges what is still queued or in flight (each counted as failed, as its report is served
-    /// here) and tells the polling thread to stop; the client closes when that thread ends its wait.
-    /// This is what rdkafka's `BaseProducer` does when dropped, done now rather than up to
-    /// [`POLL_PERIOD`] later when the polling thread lets go of it (by then there is nothing left).
+    /// here); then the polling thread is told to stop, and the client closes when that thread ends its
+    /// wait. This is what rdkafka's `BaseProducer` does when dropped, done now rather than up to
+    /// [`POLL_PERIOD`](crate::polled::POLL_PERIOD) later when the polling thread lets go of it (by then there is nothing left).
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
         self.producer
             .purge(PurgeConfig::default().queue().inflight());
         // Serves the purge's reports (returns at once when nothing was left).

@@ -16,10 +16,12 @@
 //! librdkafka reports as delivered without an offset (its "implicit ack" of a refused batch that a later
 //! one overtook: the letter may never have been written, docs/events.md "Unconfirmed deliveries").
 //!
-//! The sink's two librdkafka producers are created when the first letter comes, not at start: rdkafka's
-//! `FutureProducer` polls on a thread of its own that spins through the last millisecond of every
-//! 100 ms poll (docs/BENCHMARKS.md, session 18), about 2 % of a busy ingest's CPU for two producers that
-//! most deployments never use. The settings are still checked at start ([`DeadLetterSink::new`]).
+//! The sink's two librdkafka producers are [`PolledProducer`]s, whose polling threads wait up to a
+//! second per call. They were rdkafka `FutureProducer`s, whose polling threads spin through the last
+//! millisecond of every 100 ms poll (docs/BENCHMARKS.md, sessions 18 and 21): about 2 % of a busy
+//! ingest's CPU, from the first letter on. They are created when the first letter comes, not at start,
+//! so an ingest that dead-letters nothing has neither the threads nor the clients; the settings are
+//! still checked at start ([`DeadLetterSink::new`]).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -28,9 +30,10 @@ use futures_util::future::join_all;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::util::Timeout;
 use sha2::{Digest, Sha256};
+use sluice_producers::{Awaited, PolledProducer};
 
 pub use sluice_aggregator::DeadLetter;
 
@@ -130,24 +133,27 @@ pub struct DeadLetterSink {
 }
 
 struct Producers {
-    batched: FutureProducer,
+    batched: PolledProducer<Awaited>,
     /// Sends each record in a batch of its own (`batch.num.messages=1`): for the retries of a record
     /// refused as too large.
-    single: FutureProducer,
+    single: PolledProducer<Awaited>,
 }
 
 impl Producers {
     fn create(config: &ClientConfig) -> Result<Producers> {
-        let batched = config
-            .create()
-            .map_err(|e| SinkError::permanent(SINK, e.to_string()))?;
-        let single = config
-            .clone()
-            .set("client.id", "sluice-dead-letters-single")
-            .set("batch.num.messages", "1")
-            .set("linger.ms", "0")
-            .create()
-            .map_err(|e| SinkError::permanent(SINK, e.to_string()))?;
+        let create = |config: &ClientConfig, thread: &str| {
+            PolledProducer::new(config, Awaited, thread)
+                .map_err(|e| SinkError::permanent(SINK, e.to_string()))
+        };
+        let batched = create(config, "sluice-dlq-poll")?;
+        let single = create(
+            config
+                .clone()
+                .set("client.id", "sluice-dead-letters-single")
+                .set("batch.num.messages", "1")
+                .set("linger.ms", "0"),
+            "sluice-dlq-poll-1",
+        )?;
         Ok(Producers { batched, single })
     }
 }
@@ -315,7 +321,7 @@ impl DeadLetterSink {
                     value: Some(v),
                 });
             }
-            let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
+            let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic)
                 .payload(copy.value)
                 .headers(hs);
             if let Some(key) = copy.key {
@@ -324,21 +330,20 @@ impl DeadLetterSink {
             if let Some(ts) = letter.timestamp_ms {
                 record = record.timestamp(ts);
             }
-            let result = match producer.send_result(record) {
+            let result = match producer.send_awaited(record) {
                 Ok(delivery) => match delivery.await {
                     // librdkafka's implicit ack: reported delivered, maybe never written
                     // (sluice_producers' module docs). Sent again with the batch.
-                    Ok(Ok(delivery)) if !sluice_producers::is_confirmed(delivery.offset) => {
+                    Ok((_, offset)) if !sluice_producers::is_confirmed(offset) => {
                         return Sent::Transient(format!(
                             "dead letter for {source_topic}[{partition}]@{offset_text} reported delivered without an offset (unconfirmed)",
                             offset_text = letter.offset
                         ))
                     }
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((e, _))) => Err(e),
-                    Err(_) => Err(KafkaError::Canceled),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
                 },
-                Err((e, _)) => Err(e),
+                Err(e) => Err(e),
             };
             let e = match result {
                 Ok(()) => {
@@ -363,8 +368,8 @@ impl DeadLetterSink {
     /// Waits for queued records (used at shutdown).
     pub fn flush(&self, timeout: Duration) {
         if let Some(p) = self.producers.get() {
-            let _ = rdkafka::producer::Producer::flush(&p.batched, Timeout::After(timeout));
-            let _ = rdkafka::producer::Producer::flush(&p.single, Timeout::After(timeout));
+            let _ = p.batched.flush(Timeout::After(timeout));
+            let _ = p.single.flush(Timeout::After(timeout));
         }
     }
 }
