@@ -79,7 +79,11 @@ pub struct Config {
     pub clickhouse_password: Option<String>,
     pub clickhouse_password_file: Option<PathBuf>,
     /// Concurrent INSERTs per ClickHouse table and flush, at most (each of at least 50,000 rows): the
-    /// server runs one insert and its materialized views on one thread.
+    /// server runs one insert and its materialized views on one thread, so more streams let a flush's
+    /// inserts use more of its cores, at the price of more, smaller parts for it to merge. Default 1
+    /// (2 before session 21: on the 2-core benchmark machine, ClickHouse spent 10 % less CPU in
+    /// sustained runs with 1, drains were unchanged; docs/BENCHMARKS.md). Raise it when ClickHouse has
+    /// cores to spare.
     pub clickhouse_insert_streams: usize,
     /// The ClickHouse cluster (its `remote_servers` name on the servers) the migrations run on:
     /// `ON CLUSTER`, with `Replicated*` engines (docs/analytics.md, "On a cluster"). Unset or empty: a
@@ -157,7 +161,7 @@ impl Default for Config {
             clickhouse_user: None,
             clickhouse_password: None,
             clickhouse_password_file: None,
-            clickhouse_insert_streams: 2,
+            clickhouse_insert_streams: 1,
             clickhouse_cluster: None,
             clickhouse_ca_file: None,
             flush_interval_ms: 1000,
