@@ -123,22 +123,14 @@ impl PolledProducer<Awaited> {
         P: ToBytes + ?Sized,
     {
         let (tx, rx) = oneshot::channel();
-        let BaseRecord {
-            topic,
-            partition,
-            payload,
-            key,
-            timestamp,
-            headers,
-            delivery_opaque: (),
-        } = record;
+        // The same record, carrying the report's sender (its fields are public; `()` is dropped).
         let record = BaseRecord {
-            topic,
-            partition,
-            payload,
-            key,
-            timestamp,
-            headers,
+            topic: record.topic,
+            partition: record.partition,
+            payload: record.payload,
+            key: record.key,
+            timestamp: record.timestamp,
+            headers: record.headers,
             delivery_opaque: Box::new(tx),
         };
         self.producer.send(record).map_err(|(error, _)| error)?;
