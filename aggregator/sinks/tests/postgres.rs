@@ -696,12 +696,21 @@ async fn a_read_only_server_is_a_transient_failure() -> anyhow::Result<()> {
         refused.is_transient() && refused.code.as_deref() == Some("25006"),
         "{refused}"
     );
+    // A session opened since the ALTER starts read-only too, and the pool may open one here: so the
+    // reset runs on a connection of its own, always a new session, in an explicit read-write
+    // transaction (through the pool it failed now and then with SQLSTATE 25006).
+    let mut admin = PgConnection::connect(&db.url).await?;
+    sqlx::raw_sql("BEGIN READ WRITE")
+        .execute(&mut admin)
+        .await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "ALTER DATABASE {} RESET default_transaction_read_only",
         db.name
     )))
-    .execute(&db.pool)
+    .execute(&mut admin)
     .await?;
+    sqlx::raw_sql("COMMIT").execute(&mut admin).await?;
+    admin.close().await?;
     let end = first.end_offset.context("empty batch")?;
     ensure!(db.sink()?.commit(&first).await? == Commit::Committed { next_offset: end });
     db.drop_db().await
