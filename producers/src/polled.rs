@@ -41,8 +41,14 @@ pub struct PolledProducer<C: ProducerContext + 'static> {
 }
 
 impl<C: ProducerContext + 'static> PolledProducer<C> {
-    /// Creates the client from `config` and `context`, and its polling thread, named `thread`.
+    /// Creates the client from `config` and `context`, and its polling thread, named `thread` (Linux
+    /// keeps 15 bytes of a thread's name: keep it that short, so that `top -H` and `/proc` tell the
+    /// threads apart).
     pub fn new(config: &ClientConfig, context: C, thread: &str) -> Result<Self, ProduceError> {
+        debug_assert!(
+            thread.len() <= 15,
+            "thread name {thread:?} is longer than Linux keeps"
+        );
         let producer = Arc::new(
             BaseProducer::from_config_and_context(config, context).map_err(ProduceError::Create)?,
         );

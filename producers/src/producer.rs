@@ -353,7 +353,7 @@ impl EventProducer {
         let producer = PolledProducer::new(
             &config.client_config()?,
             DeliveryContext::default(),
-            "sluice-produce-poll",
+            "produce-poll",
         )?;
         tracing::debug!(brokers = %config.brokers, encoding = config.encoding.as_str(), "kafka producer created");
         Ok(EventProducer { producer, config })

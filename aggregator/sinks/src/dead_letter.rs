@@ -145,14 +145,14 @@ impl Producers {
             PolledProducer::new(config, Awaited, thread)
                 .map_err(|e| SinkError::permanent(SINK, e.to_string()))
         };
-        let batched = create(config, "sluice-dlq-poll")?;
+        let batched = create(config, "dlq-poll-batch")?;
         let single = create(
             config
                 .clone()
                 .set("client.id", "sluice-dead-letters-single")
                 .set("batch.num.messages", "1")
                 .set("linger.ms", "0"),
-            "sluice-dlq-poll-1",
+            "dlq-poll-single",
         )?;
         Ok(Producers { batched, single })
     }
@@ -515,8 +515,9 @@ mod tests {
         }
     }
 
-    /// The producers are created with the first letter, not at start (an idle `FutureProducer`'s
-    /// polling thread costs CPU); a setting librdkafka refuses still fails at start, naming the key.
+    /// The producers are created with the first letter, not at start (an idle client still has its
+    /// threads, which wake every second); a setting librdkafka refuses still fails at start, naming the
+    /// key.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_idle_sink_creates_its_producers_with_the_first_letter() {
         use rdkafka::mocking::MockCluster;

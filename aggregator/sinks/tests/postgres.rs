@@ -700,16 +700,14 @@ async fn a_read_only_server_is_a_transient_failure() -> anyhow::Result<()> {
     // reset runs on a connection of its own, always a new session, in an explicit read-write
     // transaction (through the pool it failed now and then with SQLSTATE 25006).
     let mut admin = PgConnection::connect(&db.url).await?;
-    sqlx::raw_sql("BEGIN READ WRITE")
-        .execute(&mut admin)
-        .await?;
+    let mut tx = admin.begin_with("BEGIN READ WRITE").await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "ALTER DATABASE {} RESET default_transaction_read_only",
         db.name
     )))
-    .execute(&mut admin)
+    .execute(&mut *tx)
     .await?;
-    sqlx::raw_sql("COMMIT").execute(&mut admin).await?;
+    tx.commit().await?;
     admin.close().await?;
     let end = first.end_offset.context("empty batch")?;
     ensure!(db.sink()?.commit(&first).await? == Commit::Committed { next_offset: end });
