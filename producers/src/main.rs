@@ -581,9 +581,14 @@ mod tests {
         assert!(parse_duration("").is_err());
     }
 
-    /// `sluice-produce` parsed as `main` does.
+    /// `sluice-produce` parsed as `main` does, but blind to the environment: a shell with the stack's
+    /// `SLUICE_*` variables exported (`eval "$(bash infra/stack.sh env)"`) must not change the result.
     fn parse(args: &[&str]) -> (Cli, ArgMatches) {
-        let matches = Cli::command().try_get_matches_from(args).unwrap();
+        let matches = Cli::command()
+            .mut_args(|arg| arg.env(None))
+            .mut_subcommands(|sub| sub.mut_args(|arg| arg.env(None)))
+            .try_get_matches_from(args)
+            .unwrap();
         (Cli::from_arg_matches(&matches).unwrap(), matches)
     }
 
