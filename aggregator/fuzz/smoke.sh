@@ -23,6 +23,13 @@ fi
 # The fuzz crate is its own workspace with its own target directory (its artifacts are built with
 # nightly and coverage flags; they would only churn the main one).
 unset CARGO_TARGET_DIR
+# Its own Cargo.lock, too: a dependency added to the main workspace's crates must be added here as well,
+# or cargo would resolve it afresh at every run (cargo fuzz has no --locked of its own).
+if ! cargo tree --locked >/dev/null; then
+    echo "fuzz-smoke: aggregator/fuzz/Cargo.lock is out of date with the crates it builds; update it" \
+         "with: (cd aggregator/fuzz && cargo update --workspace), and commit it" >&2
+    exit 1
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cargo +nightly fuzz run --sanitizer "$sanitizer" pipeline "$work" corpus/pipeline -- \
