@@ -24,8 +24,9 @@ fi
 # nightly and coverage flags; they would only churn the main one).
 unset CARGO_TARGET_DIR
 # Its own Cargo.lock, too: a dependency added to the main workspace's crates must be added here as well,
-# or cargo would resolve it afresh at every run (cargo fuzz has no --locked of its own).
-if ! cargo tree --locked >/dev/null; then
+# or cargo would resolve it afresh at every run (cargo fuzz has no --locked of its own). Checked by the
+# nightly cargo that cargo fuzz builds with.
+if ! cargo +nightly tree --locked >/dev/null; then
     echo "fuzz-smoke: aggregator/fuzz/Cargo.lock is out of date with the crates it builds; update it" \
          "with: (cd aggregator/fuzz && cargo update --workspace), and commit it" >&2
     exit 1
